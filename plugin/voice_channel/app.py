@@ -1,0 +1,98 @@
+"""The aiohttp application: ``create_app(settings)``, standalone or mounted in a host's app.
+
+Standalone::
+
+    app = create_app(load_settings())
+    web.run_app(app)
+
+Mounted in a host's application (routes become ``/voice/ws`` and ``/voice/healthz``; the
+runtime starts and stops with the host's app)::
+
+    host.add_subapp("/voice", create_app(settings, pm))
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import pluggy
+import structlog
+from aiohttp import WSCloseCode, web
+
+from voice_channel import __version__
+from voice_channel.endpoint import speech_engine_endpoint
+from voice_channel.keys import STATE, ChannelState
+from voice_channel.plugins import PluginHooks, RuntimeEntry, get_plugin_manager
+from voice_channel.settings import Settings, SettingsError
+
+__all__ = ["create_app", "resolve_runtime"]
+
+log = structlog.get_logger("voice_channel.app")
+
+
+def resolve_runtime(settings: Settings, hooks: PluginHooks) -> RuntimeEntry:
+    """The registered runtime named by ``settings.runtime``; a clear error if there is none."""
+    runtimes = hooks.runtimes()
+    entry = runtimes.get(settings.runtime)
+    if entry is None:
+        known = ", ".join(sorted(runtimes)) or "none"
+        raise SettingsError(
+            f"setting 'runtime': unknown runtime {settings.runtime!r}; installed runtimes: {known}"
+            " (a runtime adapter may need its extra, e.g. pip install 'voice-channel[hermes]')"
+        )
+    return entry
+
+
+def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> web.Application:
+    """Build the voice channel application.
+
+    :param settings: loaded settings (see :func:`voice_channel.settings.load_settings`).
+    :param pm: plugin manager; by default the built-ins plus installed plugins.
+    :raises SettingsError: the configured runtime is not registered.
+    """
+    hooks = PluginHooks(pm if pm is not None else get_plugin_manager())
+    entry = resolve_runtime(settings, hooks)
+    app = web.Application()
+    app[STATE] = ChannelState(settings=settings, hooks=hooks, runtime_entry=entry)
+    app.router.add_get(settings.server.path, speech_engine_endpoint)
+    app.router.add_get("/healthz", healthz)
+    app.cleanup_ctx.append(_runtime_context)
+    app.on_shutdown.append(_close_conversations)
+    return app
+
+
+async def _runtime_context(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    runtime = state.runtime_entry.factory(state.settings)
+    await runtime.start()
+    state.runtime = runtime
+    log.info("runtime_started", runtime=state.runtime_entry.name)
+    try:
+        yield
+    finally:
+        state.runtime = None
+        await runtime.aclose()
+        log.info("runtime_stopped", runtime=state.runtime_entry.name)
+
+
+async def _close_conversations(app: web.Application) -> None:
+    """Graceful shutdown: cancel and await every turn, then close each socket with 1001."""
+    state = app[STATE]
+    state.shutting_down = True
+    for conversation, ws in list(state.conversations.items()):
+        await conversation.close("shutdown")
+        with contextlib.suppress(Exception):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    state = request.config_dict[STATE]
+    ready = state.runtime is not None and not state.shutting_down
+    body = {
+        "status": "ok" if ready else "starting" if not state.shutting_down else "stopping",
+        "version": __version__,
+        "runtime": state.runtime_entry.name,
+        "conversations": len(state.conversations),
+    }
+    return web.json_response(body, status=200 if ready else 503)

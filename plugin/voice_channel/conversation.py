@@ -1,0 +1,525 @@
+"""The turn engine: one :class:`Conversation` per Speech Engine WebSocket.
+
+For a ``user_transcript`` with ``event_id`` E, while the current turn T has id T.e:
+
+* E == T.e and T running → a re-send by ElevenLabs (no text came in time): keep going;
+* E == T.e and T finished → re-send T's whole reply, ending with ``is_final``;
+* E < T.e → stale: dropped and logged;
+* E > T.e, or no id → a new turn. T is superseded *synchronously* (nothing of it is written
+  from this instant), its task is cancelled, and the new turn's task first waits for T's task,
+  and with it the runtime's iterator, to finish closing. The receive loop never waits.
+
+A conversation owns at most one turn task, the runtime *run* (the iterator of
+``RuntimeSession.respond``) that the turn speaks, and any run paused on a confirmation. A run
+can outlive its turn: when the runtime asks for a confirmation the turn ends with the prompt,
+and the run continues in the turn of the utterance that answered it. Output produced while no
+turn is open (a run that goes on after a timeout-deny) is held and spoken at the start of the
+next turn, never under an old ``event_id``. :meth:`Conversation.close` cancels and awaits all
+of it and closes the runtime session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from voice_channel.confirmations import Answer, ConfirmationPolicy, PendingConfirmation, base_policy
+from voice_channel.outbox import Frame, Outbox
+from voice_channel.protocol import UserTranscriptMessage
+from voice_channel.record import ConversationRecord
+from voice_channel.runtime import (
+    ConfirmationDecision,
+    ConfirmationRequest,
+    ConversationContext,
+    Intent,
+    Notice,
+    Refusal,
+    Runtime,
+    RuntimeMessage,
+    RuntimeSession,
+    TextDelta,
+)
+from voice_channel.speech import SpeechShaper, extract_text
+from voice_channel.turn import Turn, TurnState
+from voice_channel.untrusted import (
+    RateLimiter,
+    Utterance,
+    cap_text,
+    defuse_markers,
+    new_boundary,
+    read_transcript,
+    sanitize,
+    to_runtime_message,
+)
+
+if TYPE_CHECKING:
+    from voice_channel.plugins import PluginHooks
+    from voice_channel.settings import Settings
+
+__all__ = ["Conversation"]
+
+_SLOW_DOWN = "Please slow down a little; I can only take so many requests at once."
+_NOTHING_TO_REPEAT = "I haven't said anything yet."
+_NEVER_BY_VOICE = "I can't approve that by voice, so I won't do it."
+
+
+@dataclass(eq=False)
+class _Run:
+    """A runtime's reply stream, possibly spanning turns."""
+
+    events: AsyncIterator[Any]
+    closed: bool = False
+
+    async def aclose(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        aclose = getattr(self.events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+@dataclass(eq=False)
+class _Paused:
+    """A run paused on a confirmation request, waiting for the caller's answer."""
+
+    run: _Run
+    confirmation: PendingConfirmation
+    timer: asyncio.TimerHandle | None = None
+
+
+@dataclass(eq=False)
+class _Held:
+    """A run that goes on while no turn is open; its text is spoken at the next turn."""
+
+    run: _Run
+    text: list[str] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+
+class Conversation:
+    """State and turn engine of one conversation. Created by the endpoint per WebSocket."""
+
+    def __init__(
+        self,
+        *,
+        runtime: Runtime,
+        runtime_name: str,
+        hooks: PluginHooks,
+        settings: Settings,
+        outbox: Outbox,
+        handshake_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.conversation_id: str | None = None
+        self.runtime_name = runtime_name
+        #: The upgrade request's headers, without authorization or shared-secret headers.
+        self.handshake_headers: Mapping[str, str] = dict(handshake_headers or {})
+        self.record = ConversationRecord()
+        self.boundary = new_boundary()
+        self.current: Turn | None = None
+        self.started_at = time.time()
+        self.ended_reason: str | None = None
+        self.log: structlog.typing.FilteringBoundLogger = structlog.get_logger("voice_channel.conversation")
+        self._runtime = runtime
+        self._hooks = hooks
+        self._settings = settings
+        self._outbox = outbox
+        self._rate = RateLimiter(settings.input.max_turns_per_minute)
+        self._session_task: asyncio.Task[RuntimeSession] | None = None
+        self._paused: _Paused | None = None
+        self._held: _Held | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+        #: The runtime session opened and ``conversation_started`` was announced.
+        self._started = False
+
+    # --- inbound, called by the receive loop (never blocks) ---------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def awaiting_confirmation(self) -> ConfirmationRequest | None:
+        """The request the next utterance will answer, if any."""
+        return self._paused.confirmation.request if self._paused is not None else None
+
+    def on_init(self, conversation_id: str) -> None:
+        if self.conversation_id is not None:
+            self.log.warning("duplicate_init_ignored", new_conversation_id=conversation_id)
+            return
+        self._start(conversation_id)
+
+    def on_ping(self) -> None:
+        self._outbox.post(Frame(None, pong=True))
+
+    def on_transcript(self, message: UserTranscriptMessage) -> None:
+        """Apply the turn rules to one transcript (see the module docstring)."""
+        if self._closed:
+            return
+        if self.conversation_id is None:
+            self._start(f"local-{uuid.uuid4().hex[:12]}")
+            self.log.warning("transcript_before_init")
+        event_id = message.event_id
+        turn = self.current
+        if event_id is None:
+            self.log.warning("transcript_without_event_id")
+        elif turn is not None and turn.event_id is not None:
+            if event_id == turn.event_id:
+                if turn.running:
+                    self.log.info("transcript_resent", event_id=event_id, action="continue")
+                else:
+                    self.log.info("transcript_resent", event_id=event_id, action="replay")
+                    turn.replay()
+                return
+            if event_id < turn.event_id:
+                self.log.info("transcript_stale", event_id=event_id, current_event_id=turn.event_id)
+                return
+
+        previous: asyncio.Task[None] | None = None
+        if turn is not None:
+            if turn.running:
+                self.log.info("turn_interrupted", event_id=turn.event_id, by_event_id=event_id)
+            turn.supersede()
+            if turn.task is not None and not turn.task.done():
+                turn.task.cancel()
+                previous = turn.task
+        new = Turn(
+            event_id,
+            outbox=self._outbox,
+            settings=self._settings.turn,
+            log=self.log.bind(event_id=event_id),
+        )
+        self.current = new
+        new.task = asyncio.get_running_loop().create_task(
+            self._run_turn(new, message, previous), name=f"turn-{self.conversation_id}-{event_id}"
+        )
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def _start(self, conversation_id: str) -> None:
+        self.conversation_id = conversation_id
+        self.log = self.log.bind(conversation_id=conversation_id)
+        structlog.contextvars.bind_contextvars(conversation_id=conversation_id)
+        self.log.info("conversation_started", runtime=self.runtime_name)
+        self._session_task = self._spawn(self._open_session())
+
+    async def _open_session(self) -> RuntimeSession:
+        assert self.conversation_id is not None
+        context = ConversationContext(
+            conversation_id=self.conversation_id,
+            settings=self._settings,
+            record=self.record,
+            boundary=self.boundary,
+        )
+        try:
+            session = await self._runtime.open_session(context)
+        except Exception:
+            self.log.exception("runtime_session_open_failed", runtime=self.runtime_name)
+            raise
+        self._started = True
+        await self._hooks.conversation_started(self)
+        return session
+
+    async def _session(self) -> RuntimeSession:
+        assert self._session_task is not None
+        # Shielded: an interrupted turn must not cancel the session being opened for the next.
+        return await asyncio.shield(self._session_task)
+
+    async def close(self, reason: str) -> None:
+        """End the conversation: cancel and await every task, deny what is pending, close the session."""
+        if self._closed:
+            return
+        self._closed = True
+        self.ended_reason = reason
+        turn = self.current
+        if turn is not None:
+            turn.supersede()
+            if turn.task is not None and not turn.task.done():
+                turn.task.cancel()
+                await self._settle(turn.task)
+        await self._outbox.aclose()
+        if self._paused is not None:
+            paused, self._paused = self._paused, None
+            await self._decide_and_close(paused, ConfirmationDecision(False, "closed"))
+        if self._held is not None:
+            await self._drop_held()
+        session = await self._close_session_task()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        if session is not None:
+            try:
+                await session.aclose()
+            except Exception:
+                self.log.exception("runtime_session_close_failed")
+        self.log.info("conversation_ended", reason=reason, sent=self._outbox.frames_sent, dropped=self._outbox.frames_dropped)
+        if self._started:
+            await self._hooks.conversation_ended(self, reason)
+
+    async def _close_session_task(self) -> RuntimeSession | None:
+        task = self._session_task
+        if task is None:
+            return None
+        if not task.done():
+            await asyncio.wait({task}, timeout=self._settings.turn.cancel_grace_s)
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+                return None
+        if task.cancelled() or task.exception() is not None:
+            return None
+        return task.result()
+
+    # --- one turn ----------------------------------------------------------------------------------
+
+    async def _run_turn(self, turn: Turn, message: UserTranscriptMessage, previous: asyncio.Task[None] | None) -> None:
+        structlog.contextvars.bind_contextvars(conversation_id=self.conversation_id, event_id=turn.event_id)
+        if previous is not None:
+            await self._settle(previous)
+        try:
+            utterance = read_transcript(
+                message.user_transcript,
+                boundary=self.boundary,
+                max_chars=self._settings.input.max_turn_chars,
+                max_history_items=self._settings.input.max_history_items,
+            )
+            self._log_anomalies(turn, utterance)
+            self.record.reconcile_last_reply(utterance.heard_reply)
+            if self._held is not None:
+                await turn.say(await self._take_held())
+            if self._paused is not None:
+                await self._answer_confirmation(turn, utterance)
+            else:
+                await self._respond(turn, utterance)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            turn.log.exception("turn_failed")
+            if turn.running:
+                await turn.say(self._settings.turn.apology_text)
+        finally:
+            if turn.spoken:
+                self.record.add_assistant(turn.text, turn.event_id, interrupted=turn.state is TurnState.SUPERSEDED)
+        await turn.finish()
+
+    async def _respond(self, turn: Turn, utterance: Utterance) -> None:
+        if not utterance.text:
+            turn.log.info("turn_without_user_text")
+            return
+        if not self._rate.allow():
+            turn.log.warning("turn_rate_limited", per_minute=self._settings.input.max_turns_per_minute)
+            await turn.say(_SLOW_DOWN)
+            return
+        if utterance.intent in (Intent.STOP, Intent.CANCEL):
+            turn.log.info("intent", intent=utterance.intent.value)
+            return
+        if utterance.intent is Intent.REPEAT:
+            turn.log.info("intent", intent=utterance.intent.value)
+            last = self.record.last_assistant()
+            await turn.say(last.text if last is not None else _NOTHING_TO_REPEAT)
+            return
+        session = await self._session()
+        assert self.conversation_id is not None
+        message = to_runtime_message(
+            utterance, conversation_id=self.conversation_id, event_id=turn.event_id, boundary=self.boundary
+        )
+        verdict = await self._hooks.transcript(message, self)
+        if isinstance(verdict, Refusal):
+            turn.log.info("transcript_vetoed")
+            await turn.say(verdict.text)
+            return
+        message = self._reapply_boundary(message, verdict)
+        self.record.add_user(message.text, turn.event_id)
+        await self._speak_run(turn, _Run(session.respond(message)))
+
+    async def _speak_run(self, turn: Turn, run: _Run) -> None:
+        """Speak ``run`` in ``turn`` until it ends or pauses on a confirmation."""
+        try:
+            while True:
+                request = await turn.speak(run.events)
+                if request is None:
+                    await run.aclose()
+                    return
+                if await self._pause_for_confirmation(turn, run, request):
+                    return
+        except BaseException:
+            if self._paused is None or self._paused.run is not run:
+                await self._close_run(run)
+            raise
+
+    # --- confirmations -----------------------------------------------------------------------------
+
+    async def _pause_for_confirmation(self, turn: Turn, run: _Run, request: ConfirmationRequest) -> bool:
+        """Ask the caller; return False if the run goes on in this turn (refused by policy)."""
+        try:
+            policies = await self._hooks.confirmation_policies(request, self)
+        except asyncio.CancelledError:
+            # Interrupted before the caller was even asked: the request is denied, not left hanging.
+            await self._resolve(run, request, ConfirmationDecision(False, "superseded"))
+            raise
+        policy = max([base_policy(request), *policies])
+        log = turn.log.bind(request_id=request.id, risk=request.risk, policy=policy.name.lower())
+        if policy is ConfirmationPolicy.NEVER:
+            log.info("confirmation_refused_by_policy")
+            await turn.say(_NEVER_BY_VOICE + " ")
+            await self._resolve(run, request, ConfirmationDecision(False, "policy"))
+            return False
+        if self._paused is not None:
+            stale, self._paused = self._paused, None
+            await self._decide_and_close(stale, ConfirmationDecision(False, "superseded"))
+        confirmation = PendingConfirmation.open(request, policy, self._settings.confirmations.timeout_s)
+        paused = _Paused(run, confirmation)
+        paused.timer = asyncio.get_running_loop().call_later(
+            self._settings.confirmations.timeout_s, self._on_confirmation_timeout, paused
+        )
+        self._paused = paused
+        log.info("confirmation_requested")
+        await turn.say(confirmation.prompt())
+        return True
+
+    async def _answer_confirmation(self, turn: Turn, utterance: Utterance) -> None:
+        paused = self._paused
+        assert paused is not None
+        confirmation = paused.confirmation
+        expired = confirmation.expired
+        if expired or utterance.intent in (Intent.STOP, Intent.CANCEL):
+            answer = Answer.DENY
+        else:
+            answer = confirmation.parse(utterance.text)
+        log = turn.log.bind(request_id=confirmation.request.id)
+        if answer is Answer.UNCLEAR and confirmation.asked < 2:
+            confirmation.asked += 1
+            log.info("confirmation_reasked")
+            await turn.say(confirmation.prompt(reask=True))
+            return
+        self._paused = None
+        if paused.timer is not None:
+            paused.timer.cancel()
+        reason = "timeout" if expired else "doubt" if answer is Answer.UNCLEAR else "user"
+        decision = ConfirmationDecision(answer is Answer.APPROVE, reason)
+        await self._resolve(paused.run, confirmation.request, decision)
+        await self._speak_run(turn, paused.run)
+
+    def _on_confirmation_timeout(self, paused: _Paused) -> None:
+        # Timer callback: no answer in time. Deny, and let the run go on without a turn.
+        if self._paused is not paused or self._closed:
+            return
+        self._paused = None
+        held = _Held(paused.run)
+        self._held = held
+        held.task = self._spawn(self._expire(paused, held))
+
+    async def _expire(self, paused: _Paused, held: _Held) -> None:
+        await self._resolve(paused.run, paused.confirmation.request, ConfirmationDecision(False, "timeout"))
+        shaper = SpeechShaper()
+        try:
+            async for event in paused.run.events:
+                if isinstance(event, ConfirmationRequest):
+                    # No turn is open to ask in: a new request while nobody is listening is denied.
+                    await self._resolve(paused.run, event, ConfirmationDecision(False, "superseded"))
+                    continue
+                if isinstance(event, Notice):
+                    continue
+                text = event.text if isinstance(event, TextDelta) else extract_text(event)
+                if text:
+                    held.text.append(shaper.feed(text))
+            held.text.append(shaper.finish())
+        finally:
+            await paused.run.aclose()
+
+    async def _take_held(self) -> str:
+        """Stop the run that went on without a turn; return what it said, to be spoken first."""
+        held = self._held
+        assert held is not None
+        await self._drop_held()
+        text = "".join(held.text).strip()
+        return f"{text} " if text else ""
+
+    async def _drop_held(self) -> None:
+        held, self._held = self._held, None
+        if held is None:
+            return
+        if held.task is not None and not held.task.done():
+            held.task.cancel()
+            await self._settle(held.task)
+        await self._close_run(held.run)
+
+    async def _resolve(self, run: _Run, request: ConfirmationRequest, decision: ConfirmationDecision) -> None:
+        session = await self._session()
+        self.log.info(
+            "confirmation_decided",
+            request_id=request.id,
+            approved=decision.approved,
+            reason=decision.reason,
+        )
+        await session.resolve(request.id, decision)
+
+    async def _decide_and_close(self, paused: _Paused, decision: ConfirmationDecision) -> None:
+        if paused.timer is not None:
+            paused.timer.cancel()
+        try:
+            await self._resolve(paused.run, paused.confirmation.request, decision)
+        except Exception:
+            self.log.exception("confirmation_resolve_failed", request_id=paused.confirmation.request.id)
+        await self._close_run(paused.run)
+
+    # --- helpers -------------------------------------------------------------------------------------
+
+    def _reapply_boundary(self, original: RuntimeMessage, replacement: RuntimeMessage) -> RuntimeMessage:
+        """A hook's replacement goes through the trust boundary again and keeps the provenance."""
+        if replacement is original:
+            return original
+        text, _removed = sanitize(replacement.text)
+        text, flags = defuse_markers(text, self.boundary)
+        text, truncated = cap_text(text, self._settings.input.max_turn_chars)
+        extra = flags | ({"truncated"} if truncated else set()) | {"transformed"}
+        return RuntimeMessage(
+            text=text,
+            conversation_id=original.conversation_id,
+            event_id=original.event_id,
+            boundary=original.boundary,
+            intent=original.intent,
+            flags=original.flags | extra,
+        )
+
+    def _log_anomalies(self, turn: Turn, utterance: Utterance) -> None:
+        if utterance.skipped_items:
+            turn.log.warning("history_items_skipped", count=utterance.skipped_items)
+        suspicious = utterance.flags - {"malformed_items", "no_user_text"}
+        if suspicious:
+            turn.log.warning(
+                "untrusted_input_anomaly", flags=sorted(suspicious), removed_chars=utterance.removed_chars
+            )
+
+    async def _close_run(self, run: _Run) -> None:
+        try:
+            await run.aclose()
+        except Exception:
+            self.log.exception("runtime_stream_close_failed")
+
+    async def _settle(self, task: asyncio.Task[Any]) -> None:
+        """Wait (bounded) for a cancelled task to finish; a runtime that ignores cancellation is logged."""
+        done, _pending = await asyncio.wait({task}, timeout=self._settings.turn.cancel_grace_s)
+        if not done:
+            self.log.error("runtime_ignored_cancellation", grace_s=self._settings.turn.cancel_grace_s)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif not task.cancelled() and task.exception() is not None:
+            self.log.error("task_failed", error=repr(task.exception()))
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task

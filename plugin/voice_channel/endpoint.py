@@ -1,0 +1,107 @@
+"""The aiohttp handler of the Speech Engine WebSocket endpoint.
+
+Verifies the handshake before upgrading (401 otherwise), then runs the receive loop: each frame
+is parsed (:mod:`voice_channel.protocol`) and handed to the conversation, which never blocks the
+loop, so ``ping`` is answered at once even while a reply streams. A malformed frame is logged
+and the conversation goes on; a frame over the size limit closes the socket with 1009.
+"""
+
+from __future__ import annotations
+
+import structlog
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from voice_channel.auth import check_handshake, public_headers
+from voice_channel.conversation import Conversation
+from voice_channel.keys import STATE
+from voice_channel.outbox import Outbox
+from voice_channel.protocol import (
+    CloseMessage,
+    ErrorMessage,
+    InitMessage,
+    PingMessage,
+    ProtocolError,
+    UnknownMessage,
+    UserTranscriptMessage,
+    parse_frame,
+)
+
+__all__ = ["speech_engine_endpoint"]
+
+log = structlog.get_logger("voice_channel.endpoint")
+
+
+async def speech_engine_endpoint(request: web.Request) -> web.StreamResponse:
+    state = request.config_dict[STATE]
+    settings = state.settings
+    structlog.contextvars.clear_contextvars()
+    rejection = check_handshake(request.headers, settings)
+    if rejection is not None:
+        log.warning("handshake_rejected", reason=rejection.reason, peer=request.remote)
+        return web.Response(status=401, text=rejection.public + "\n")
+    if state.shutting_down or state.runtime is None:
+        return web.Response(status=503, text="not ready\n")
+    if len(state.conversations) >= settings.server.max_conversations:
+        log.warning("conversation_limit_reached", limit=settings.server.max_conversations)
+        return web.Response(status=503, text="too many conversations\n")
+
+    ws = web.WebSocketResponse(
+        heartbeat=settings.server.heartbeat_s,
+        max_msg_size=settings.server.max_frame_bytes,
+        compress=False,  # frames are written synchronously and in order; no compressor state to guard
+    )
+    await ws.prepare(request)
+    conversation = Conversation(
+        runtime=state.runtime,
+        runtime_name=state.runtime_entry.name,
+        hooks=state.hooks,
+        settings=settings,
+        outbox=Outbox(ws, log),
+        handshake_headers=public_headers(request.headers, settings),
+    )
+    state.conversations[conversation] = ws
+    reason = "disconnect"
+    try:
+        reason = await _receive_loop(ws, conversation)
+    finally:
+        if state.shutting_down:
+            reason = "shutdown"
+        await conversation.close(reason)
+        state.conversations.pop(conversation, None)
+        if not ws.closed:
+            await ws.close(code=WSCloseCode.GOING_AWAY if reason == "shutdown" else WSCloseCode.OK)
+    return ws
+
+
+async def _receive_loop(ws: web.WebSocketResponse, conversation: Conversation) -> str:
+    """Read frames until the conversation ends; return why it ended."""
+    async for msg in ws:
+        if msg.type is WSMsgType.ERROR:
+            if ws.close_code == WSCloseCode.MESSAGE_TOO_BIG:
+                conversation.log.warning("frame_too_big", error=str(msg.data))
+                return "too_big"
+            conversation.log.warning("socket_error", error=str(msg.data))
+            return "error"
+        if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+            continue
+        try:
+            frame = parse_frame(msg.data)
+        except ProtocolError as exc:
+            conversation.log.warning("frame_malformed", error=str(exc), size=len(msg.data))
+            continue
+        if isinstance(frame, UserTranscriptMessage):
+            conversation.on_transcript(frame)
+        elif isinstance(frame, PingMessage):
+            conversation.on_ping()
+        elif isinstance(frame, InitMessage):
+            conversation.on_init(frame.conversation_id)
+        elif isinstance(frame, CloseMessage):
+            conversation.log.info("close_received")
+            return "close"
+        elif isinstance(frame, ErrorMessage):
+            # ElevenLabs reports a protocol error before closing; the close follows.
+            conversation.log.warning("elevenlabs_error", message=frame.message[:500])
+        elif isinstance(frame, UnknownMessage):
+            conversation.log.debug("frame_unknown_type_ignored", type=frame.type[:64])
+    return "disconnect"
+

@@ -1,0 +1,146 @@
+"""The host contract: every hook a ``voice_channel`` plugin can implement.
+
+This is the only hook specification module. A plugin is any module or object with functions
+named after these hooks and decorated with :data:`voice_channel.hookimpl`; it is found through
+the ``voice_channel`` entry-point group::
+
+    # pyproject.toml of your plugin
+    [project.entry-points.voice_channel]
+    my_runtime = "my_package.voice_plugin"
+
+Conventions shared by every hook:
+
+* Hooks are called with keyword arguments; an implementation may accept fewer arguments than
+  the spec lists (specs can grow without breaking plugins).
+* An implementation may be ``async def`` (or return an awaitable): the channel awaits it.
+  The registration hooks (``..._register_*``) are the exception: they run at start-up and must
+  be synchronous.
+* A hook that raises is logged with the plugin's name; what happens next is stated per hook,
+  always failing towards the safe side.
+* The built-in runtimes (``echo``, ``demo``) are plugins using these same hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from voice_channel.markers import hookspec
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from voice_channel.confirmations import ConfirmationPolicy
+    from voice_channel.conversation import Conversation
+    from voice_channel.runtime import ConfirmationRequest, Refusal, RuntimeFactory, RuntimeMessage
+
+# --- registration -------------------------------------------------------------------------------
+
+
+@hookspec
+def voice_channel_register_runtimes(register: Callable[..., None]) -> None:
+    """Register runtime factories by name.
+
+    Call ``register(name, factory, description="")`` once per runtime. ``factory(settings)``
+    returns a :class:`~voice_channel.runtime.Runtime`; it should import heavy optional
+    dependencies itself, so that listing plugins never needs them. The ``runtime`` setting picks
+    one by name. Names must be unique across plugins.
+
+    :param register: the registration callback.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def voice_channel_register_settings(register: Callable[[str, type[BaseModel]], None]) -> None:
+    """Register a settings section for this plugin.
+
+    Call ``register(section, model)`` with a pydantic model; its fields become settable in the
+    config file under ``section:`` and through ``VOICE_CHANNEL_<SECTION>__<FIELD>``, and appear
+    in the generated configuration schema. Built-in section names cannot be taken.
+
+    :param register: the registration callback.
+
+    .. versionadded:: 0.1
+    """
+
+
+# --- conversation lifecycle ---------------------------------------------------------------------
+
+
+@hookspec
+def voice_channel_conversation_started(conversation: Conversation) -> Awaitable[None] | None:
+    """A verified conversation has started (after its ``init`` frame).
+
+    ``conversation`` exposes ``conversation_id``, ``runtime_name``, ``handshake_headers`` (the
+    upgrade request's headers, minus the authorization and shared-secret headers) and ``record``.
+    An exception is logged and ignored.
+
+    :param conversation: the conversation.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def voice_channel_conversation_ended(conversation: Conversation, reason: str) -> Awaitable[None] | None:
+    """A conversation has ended and its turns and runtime session are closed.
+
+    :param conversation: the conversation.
+    :param reason: ``"close"`` (ElevenLabs sent ``close``), ``"disconnect"`` (the socket dropped),
+        ``"shutdown"`` (the server is stopping), ``"too_big"`` (a frame over the size limit) or
+        ``"error"`` (the socket failed).
+
+    .. versionadded:: 0.1
+    """
+
+
+# --- turns --------------------------------------------------------------------------------------
+
+
+@hookspec
+def voice_channel_transcript(
+    message: RuntimeMessage, conversation: Conversation
+) -> Awaitable[RuntimeMessage | Refusal | None] | RuntimeMessage | Refusal | None:
+    """Observe, transform or veto an utterance *after* the trust boundary.
+
+    Runs for every utterance that would go to the runtime (not for channel intents or answers to
+    a confirmation). Implementations run in registration order (LIFO); each sees the message as
+    left by the previous one.
+
+    :param message: the sanitised, provenance-labelled utterance.
+    :param conversation: the conversation.
+    :returns: ``None`` to pass; a :class:`~voice_channel.runtime.Refusal` to veto (its text is
+        spoken instead of calling the runtime); or a replacement ``RuntimeMessage``. A replacement
+        goes through the trust boundary again and keeps the original provenance, so a plugin
+        cannot launder text into a trusted message. An exception vetoes the turn with the
+        apology phrase.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def voice_channel_confirmation_policy(
+    request: ConfirmationRequest, conversation: Conversation
+) -> Awaitable[ConfirmationPolicy | None] | ConfirmationPolicy | None:
+    """Decide how strict the spoken confirmation of ``request`` must be.
+
+    Every implementation is asked, and the *strictest* answer applies; it can never be below what
+    the request itself asks for (``risk="high"`` means a code word). So a plugin can only raise
+    the bar: to a code word, or to :attr:`~voice_channel.confirmations.ConfirmationPolicy.NEVER`
+    (never approvable by voice). An exception counts as ``NEVER``.
+
+    This deliberately differs from a ``firstresult`` hook: with first-result semantics a lenient
+    plugin registered late would silence a stricter one.
+
+    :param request: what the runtime wants to do.
+    :param conversation: the conversation.
+    :returns: a :class:`~voice_channel.confirmations.ConfirmationPolicy`, or ``None`` to abstain.
+
+    .. versionadded:: 0.1
+    """
+
+
+HOOK_NAMES: tuple[str, ...] = tuple(name for name in dir() if name.startswith("voice_channel_"))

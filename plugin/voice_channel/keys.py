@@ -1,0 +1,33 @@
+"""Typed application keys and the state they hold (no singletons: everything hangs off the app)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from voice_channel.conversation import Conversation
+    from voice_channel.plugins import PluginHooks, RuntimeEntry
+    from voice_channel.runtime import Runtime
+    from voice_channel.settings import Settings
+
+__all__ = ["STATE", "ChannelState"]
+
+
+@dataclass(eq=False)
+class ChannelState:
+    settings: Settings
+    hooks: PluginHooks
+    runtime_entry: RuntimeEntry
+    #: Set once the runtime has started (``cleanup_ctx``); ``/healthz`` reports ready from then on.
+    runtime: Runtime | None = None
+    #: Open conversations and their sockets, closed with 1001 on shutdown.
+    conversations: dict[Conversation, web.WebSocketResponse] = field(default_factory=dict)
+    shutting_down: bool = False
+    started_at: float = field(default_factory=time.time)
+
+
+STATE = web.AppKey("voice_channel_state", ChannelState)

@@ -1,0 +1,222 @@
+"""Plugin manager factory and the typed, async-aware facade over the hook relay.
+
+pluggy is synchronous: an ``async def`` hook implementation returns a coroutine. The facade
+(:class:`PluginHooks`) awaits such results, so that the rest of the channel never touches the
+raw relay. There is no module-global manager: :func:`get_plugin_manager` builds one per app.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+import structlog
+from pydantic import BaseModel
+
+from voice_channel import hookspecs
+from voice_channel.markers import PROJECT
+from voice_channel.runtime import Refusal, RuntimeFactory, RuntimeMessage
+
+if TYPE_CHECKING:
+    from voice_channel.confirmations import ConfirmationPolicy
+    from voice_channel.conversation import Conversation
+    from voice_channel.runtime import ConfirmationRequest
+
+__all__ = [
+    "DEFAULT_PLUGINS",
+    "ENTRY_POINT_GROUP",
+    "PluginHooks",
+    "PluginManager",
+    "RuntimeEntry",
+    "get_plugin_manager",
+]
+
+log = structlog.get_logger("voice_channel.plugins")
+
+ENTRY_POINT_GROUP = PROJECT
+#: Built-in features, registered as plugins through the same hooks as third-party ones.
+DEFAULT_PLUGINS = ("voice_channel.runtimes.echo",)
+#: Comma-separated plugin names that must not be loaded.
+DISABLE_ENV = "VOICE_CHANNEL_DISABLE_PLUGINS"
+#: Set to log every hook call at debug level.
+TRACE_ENV = "VOICE_CHANNEL_TRACE_PLUGINS"
+
+
+async def await_me_maybe(value: Any) -> Any:
+    """Await ``value`` if it is awaitable; hook implementations may be sync or async."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager, plus what our tolerant entry-point loader learns."""
+
+    def __init__(self) -> None:
+        super().__init__(PROJECT)
+        #: Entry-point plugins that failed to import: name -> error.
+        self.failed_plugins: dict[str, str] = {}
+        #: Distribution ("name version") of each entry-point plugin, by plugin name.
+        self.distributions: dict[str, str] = {}
+
+
+def get_plugin_manager(
+    *, load_entrypoints: bool = True, blocked: Iterable[str] = (), extra_plugins: Iterable[Any] = ()
+) -> PluginManager:
+    """Build a plugin manager with the built-ins, the installed plugins and ``extra_plugins``.
+
+    :param load_entrypoints: load plugins of the ``voice_channel`` entry-point group. A plugin
+        that fails to import is logged and skipped (listed by ``voice-channel plugins``).
+    :param blocked: plugin names not to load (added to ``VOICE_CHANNEL_DISABLE_PLUGINS``).
+    :param extra_plugins: plugin objects to register too, e.g. a host's own (tests use this).
+    """
+    pm = PluginManager()
+    pm.add_hookspecs(hookspecs)
+    for name in [*blocked, *filter(None, os.environ.get(DISABLE_ENV, "").split(","))]:
+        pm.set_blocked(name.strip())
+    for module_name in DEFAULT_PLUGINS:
+        name = module_name.rsplit(".", 1)[-1]
+        if not pm.is_blocked(name):
+            pm.register(importlib.import_module(module_name), name=name)
+    if load_entrypoints:
+        _load_entrypoints(pm)
+    for plugin in extra_plugins:
+        pm.register(plugin)
+    pm.check_pending()
+    if os.environ.get(TRACE_ENV):
+        pm.add_hookcall_monitoring(
+            lambda name, impls, kwargs: log.debug("hook_call", hook=name, plugins=[i.plugin_name for i in impls]),
+            lambda outcome, name, impls, kwargs: log.debug("hook_done", hook=name),
+        )
+    return pm
+
+
+def _load_entrypoints(pm: PluginManager) -> None:
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            continue
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # a broken optional plugin must not take the channel down
+            pm.failed_plugins[ep.name] = f"{type(exc).__name__}: {exc}"
+            log.warning("plugin_load_failed", plugin=ep.name, entry_point=ep.value, error=str(exc))
+            continue
+        pm.register(plugin, name=ep.name)
+        if ep.dist is not None:
+            pm.distributions[ep.name] = f"{ep.dist.metadata['name']} {ep.dist.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeEntry:
+    name: str
+    factory: RuntimeFactory
+    description: str
+    plugin: str
+
+
+class PluginHooks:
+    """Typed facade: one method per hook, awaiting async implementations."""
+
+    def __init__(self, pm: PluginManager) -> None:
+        self.pm = pm
+
+    # --- registration ---
+
+    def runtimes(self) -> dict[str, RuntimeEntry]:
+        """All registered runtimes by name. Duplicate names are an error."""
+        found: dict[str, RuntimeEntry] = {}
+        caller = self.pm.hook.voice_channel_register_runtimes
+        for impl in caller.get_hookimpls():
+
+            def register(name: str, factory: RuntimeFactory, description: str = "", _plugin: str = impl.plugin_name) -> None:
+                if name in found:
+                    raise ValueError(f"runtime {name!r} registered by both {found[name].plugin} and {_plugin}")
+                found[name] = RuntimeEntry(name, factory, description, _plugin)
+
+            impl.function(**{k: v for k, v in {"register": register}.items() if k in impl.argnames})
+        return found
+
+    def settings_sections(self) -> dict[str, type[BaseModel]]:
+        """Settings sections contributed by plugins."""
+        sections: dict[str, type[BaseModel]] = {}
+
+        def register(section: str, model: type[BaseModel]) -> None:
+            if section in sections and sections[section] is not model:
+                raise ValueError(f"settings section {section!r} registered twice")
+            sections[section] = model
+
+        self.pm.hook.voice_channel_register_settings(register=register)
+        return sections
+
+    # --- lifecycle ---
+
+    async def conversation_started(self, conversation: Conversation) -> None:
+        await self._notify("voice_channel_conversation_started", conversation=conversation)
+
+    async def conversation_ended(self, conversation: Conversation, reason: str) -> None:
+        await self._notify("voice_channel_conversation_ended", conversation=conversation, reason=reason)
+
+    # --- turns ---
+
+    async def transcript(self, message: RuntimeMessage, conversation: Conversation) -> RuntimeMessage | Refusal:
+        """Run the transcript hooks in order; each sees the previous one's message."""
+        caller = self.pm.hook.voice_channel_transcript
+        for impl in reversed(caller.get_hookimpls()):  # pluggy's own call order: LIFO
+            kwargs = {"message": message, "conversation": conversation}
+            result = await await_me_maybe(impl.function(**{k: kwargs[k] for k in impl.argnames}))
+            if isinstance(result, Refusal):
+                return result
+            if isinstance(result, RuntimeMessage):
+                message = result
+            elif result is not None:
+                raise TypeError(f"plugin {impl.plugin_name} returned {type(result).__name__} from voice_channel_transcript")
+        return message
+
+    async def confirmation_policies(
+        self, request: ConfirmationRequest, conversation: Conversation
+    ) -> list[ConfirmationPolicy]:
+        """Every plugin's answer (``None`` left out); an exception counts as ``NEVER``."""
+        from voice_channel.confirmations import ConfirmationPolicy
+
+        answers: list[ConfirmationPolicy] = []
+        caller = self.pm.hook.voice_channel_confirmation_policy
+        for impl in reversed(caller.get_hookimpls()):
+            kwargs = {"request": request, "conversation": conversation}
+            try:
+                result = await await_me_maybe(impl.function(**{k: kwargs[k] for k in impl.argnames}))
+            except Exception:
+                log.exception("hook_failed", hook="voice_channel_confirmation_policy", plugin=impl.plugin_name)
+                result = ConfirmationPolicy.NEVER
+            if result is not None:
+                answers.append(ConfirmationPolicy(result))
+        return answers
+
+    async def _notify(self, hook: str, **kwargs: Any) -> None:
+        for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
+            try:
+                await await_me_maybe(impl.function(**{k: kwargs[k] for k in impl.argnames}))
+            except Exception:
+                log.exception("hook_failed", hook=hook, plugin=impl.plugin_name)
+
+    # --- introspection ---
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Registered plugins with their hooks and distribution, for ``voice-channel plugins``."""
+        described = []
+        for plugin in self.pm.get_plugins():
+            name = str(self.pm.get_name(plugin))
+            hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
+            described.append({
+                "name": name,
+                "hooks": hooks,
+                "builtin": name in {m.rsplit(".", 1)[-1] for m in DEFAULT_PLUGINS},
+                "distribution": self.pm.distributions.get(name),
+            })
+        for name, error in self.pm.failed_plugins.items():
+            described.append({"name": name, "hooks": [], "builtin": False, "distribution": None, "error": error})
+        return sorted(described, key=lambda item: str(item["name"]))

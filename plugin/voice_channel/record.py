@@ -1,0 +1,81 @@
+"""The channel's own record of a conversation: what the runtime received, what the caller heard.
+
+ElevenLabs sends the full history with every transcript, but that history is untrusted input.
+The record is built only from what the channel itself passed to the runtime (sanitised caller
+text) and what it sent to be spoken. The agent turns ElevenLabs echoes back, cut to what the
+caller actually heard after a barge-in, are used for one thing only: trimming our own record.
+They never add text to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["ConversationRecord", "RecordEntry"]
+
+
+@dataclass(slots=True)
+class RecordEntry:
+    role: Literal["user", "assistant"]
+    text: str
+    event_id: int | None
+    #: For assistant entries: the reply was cut short by the caller.
+    interrupted: bool = False
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+class ConversationRecord:
+    """Ordered, bounded record of one conversation."""
+
+    def __init__(self, max_entries: int = 200) -> None:
+        self._entries: list[RecordEntry] = []
+        self._max_entries = max_entries
+
+    @property
+    def entries(self) -> tuple[RecordEntry, ...]:
+        return tuple(self._entries)
+
+    def add_user(self, text: str, event_id: int | None) -> None:
+        self._append(RecordEntry("user", text, event_id))
+
+    def add_assistant(self, text: str, event_id: int | None, *, interrupted: bool = False) -> None:
+        if text.strip():
+            self._append(RecordEntry("assistant", text, event_id, interrupted=interrupted))
+
+    def last_assistant(self) -> RecordEntry | None:
+        for entry in reversed(self._entries):
+            if entry.role == "assistant":
+                return entry
+        return None
+
+    def reconcile_last_reply(self, heard: str | None) -> None:
+        """Cut our last reply to what ElevenLabs reports the caller heard of it.
+
+        ``heard`` is the ``agent`` item that precedes the newest ``user`` item of an incoming
+        history, or ``None`` when a ``user`` item precedes it directly (nothing was heard).
+        Only a strict prefix of our own text (ignoring whitespace and case) is accepted: other
+        text is not ours (a client-side first message) or not trustworthy, and is ignored.
+        """
+        if not self._entries or self._entries[-1].role != "assistant":
+            return
+        entry = self._entries[-1]
+        if heard is None:
+            del self._entries[-1]
+            return
+        ours, theirs = _norm(entry.text), _norm(heard)
+        if theirs and ours != theirs and ours.startswith(theirs):
+            entry.text = heard
+            entry.interrupted = True
+
+    def as_messages(self) -> list[dict[str, str]]:
+        """The record as OpenAI-style ``{"role", "content"}`` messages."""
+        return [{"role": entry.role, "content": entry.text} for entry in self._entries]
+
+    def _append(self, entry: RecordEntry) -> None:
+        self._entries.append(entry)
+        if len(self._entries) > self._max_entries:
+            del self._entries[: len(self._entries) - self._max_entries]

@@ -1,0 +1,1 @@
+"""Built-in runtimes, registered as default plugins through the same hooks as third-party ones."""

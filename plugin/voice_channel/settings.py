@@ -1,0 +1,244 @@
+"""Settings: one validated model, loaded once and passed down.
+
+Sources, highest priority first: command-line flags, ``VOICE_CHANNEL_*`` environment variables
+(nested with ``__``, e.g. ``VOICE_CHANNEL_SERVER__PORT``), the ElevenLabs variables
+``ELEVENLABS_API_KEY`` / ``ELEVENLABS_SPEECH_ENGINE_ID``, a YAML or TOML file (``--config``),
+then defaults. Runtime plugins add their own sections (``voice_channel_register_settings``).
+Secrets are :class:`~pydantic.SecretStr`: they print as ``**********`` and are only unwrapped
+where a client is built.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+__all__ = [
+    "ENV_PREFIX",
+    "SettingsError",
+    "Settings",
+    "build_settings_class",
+    "load_settings",
+]
+
+ENV_PREFIX = "VOICE_CHANNEL_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ServerSettings(_Section):
+    host: str = Field("127.0.0.1", description="Interface to listen on.")
+    port: int = Field(8765, ge=0, le=65535, description="TCP port; 0 picks a free port.")
+    path: str = Field("/ws", description="Path of the Speech Engine WebSocket endpoint.")
+    heartbeat_s: float = Field(
+        20.0, gt=0, le=300, description="WebSocket ping interval; idle links get dropped without it."
+    )
+    max_frame_bytes: int = Field(
+        1_048_576, ge=1024, le=64 * 1_048_576,
+        description="Largest inbound frame; larger ones close the socket with 1009.",
+    )
+    max_conversations: int = Field(100, ge=1, description="Open conversations at most; more get 503.")
+    shutdown_timeout_s: float = Field(5.0, gt=0, description="Grace period for open turns at shutdown.")
+
+    @field_validator("path")
+    @classmethod
+    def _path_is_absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with '/', e.g. /ws")
+        return value
+
+
+class ElevenLabsSettings(_Section):
+    api_key: SecretStr | None = Field(
+        None,
+        description="ElevenLabs API key; verifies Speech Engine JWTs. Env ELEVENLABS_API_KEY also works.",
+        json_schema_extra={"sensitive": True},
+    )
+    speech_engine_id: str | None = Field(
+        None, description="Speech Engine id (seng_...). Env ELEVENLABS_SPEECH_ENGINE_ID also works."
+    )
+
+
+class AuthSettings(_Section):
+    header_name: str = Field(
+        "x-voice-channel-secret",
+        description="Handshake header carrying the shared secret (configure it in the engine's request_headers).",
+    )
+    header_secret: SecretStr | None = Field(
+        None,
+        description="Optional shared secret required in header_name, compared in constant time.",
+        json_schema_extra={"sensitive": True},
+    )
+    insecure_no_auth: bool = Field(
+        False, description="Accept unsigned connections (no JWT check). Only behind an IP allowlist."
+    )
+
+
+class TurnSettings(_Section):
+    first_text_deadline_s: float = Field(
+        2.5, gt=0, le=15,
+        description="Send the filler if the runtime has said nothing by then (below the cascade timeout).",
+    )
+    filler_enabled: bool = Field(True, description="Whether to send the filler phrase on a slow runtime.")
+    filler_text: str = Field("One moment.", min_length=1, description="The filler phrase.")
+    apology_text: str = Field(
+        "Sorry, something went wrong on my side.", min_length=1,
+        description="Spoken when the runtime fails during a turn.",
+    )
+    chunk_max_chars: int = Field(200, ge=20, le=4000, description="Longest chunk held back waiting for a phrase boundary.")
+    stall_flush_ms: int = Field(
+        40, ge=0, le=2000, description="Held text is sent when the runtime pauses this long."
+    )
+    cancel_grace_s: float = Field(
+        2.0, gt=0, le=60, description="How long an interrupted runtime may take to stop before the next turn starts anyway."
+    )
+
+
+class InputSettings(_Section):
+    max_turn_chars: int = Field(2000, ge=20, le=100_000, description="Longest utterance; cut at a word boundary.")
+    max_history_items: int = Field(200, ge=1, le=10_000, description="History items read per transcript (newest).")
+    max_turns_per_minute: int = Field(30, ge=1, le=600, description="Turns per conversation per minute.")
+
+
+class ConfirmationSettings(_Section):
+    timeout_s: float = Field(30.0, gt=0, le=600, description="An unanswered confirmation is denied after this.")
+
+
+class EchoSettings(_Section):
+    delay_ms: int = Field(0, ge=0, le=10_000, description="Pause between echoed words (for interruption tests).")
+
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+# The config file of the settings being loaded; a context variable because pydantic-settings
+# builds its sources in a classmethod with no per-call arguments.
+_CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("voice_channel_config_file", default=None)
+
+
+class _ElevenLabsEnvSource(PydanticBaseSettingsSource):
+    """``ELEVENLABS_API_KEY`` and ``ELEVENLABS_SPEECH_ENGINE_ID``, the names ElevenLabs documents."""
+
+    _NAMES = {"ELEVENLABS_API_KEY": "api_key", "ELEVENLABS_SPEECH_ENGINE_ID": "speech_engine_id"}
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        import os
+
+        found = {key: os.environ[name] for name, key in self._NAMES.items() if os.environ.get(name)}
+        return {"elevenlabs": found} if found else {}
+
+
+class Settings(BaseSettings):
+    """All settings of the voice channel. See the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_ignore_empty=True,
+        extra="forbid",
+        validate_default=True,
+    )
+
+    runtime: str = Field("echo", description="Runtime that answers (see `voice-channel plugins`).")
+    log_level: LogLevel = Field("info", description="Log level.")
+    log_format: Literal["auto", "console", "json"] = Field(
+        "auto", description="Console on a terminal, JSON otherwise, unless forced."
+    )
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    elevenlabs: ElevenLabsSettings = Field(default_factory=ElevenLabsSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    turn: TurnSettings = Field(default_factory=TurnSettings)
+    input: InputSettings = Field(default_factory=InputSettings)
+    confirmations: ConfirmationSettings = Field(default_factory=ConfirmationSettings)
+    echo: EchoSettings = Field(default_factory=EchoSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, _ElevenLabsEnvSource(settings_cls)]
+        path = _CONFIG_FILE.get()
+        if path is not None:
+            if path.suffix.lower() == ".toml":
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            else:
+                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+
+class SettingsError(Exception):
+    """Settings that cannot be used; the message names each key and what is allowed."""
+
+
+def build_settings_class(sections: dict[str, type[BaseModel]] | None = None) -> type[Settings]:
+    """The settings model with the sections registered by runtime plugins added."""
+    if not sections:
+        return Settings
+    clashes = set(sections) & set(Settings.model_fields)
+    if clashes:
+        raise SettingsError(f"plugin settings sections clash with built-in ones: {sorted(clashes)}")
+    fields: dict[str, Any] = {
+        name: (model, Field(default_factory=model, description=(model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else None))
+        for name, model in sorted(sections.items())
+    }
+    return create_model("Settings", __base__=Settings, __doc__=Settings.__doc__, **fields)
+
+
+def load_settings(
+    *,
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    settings_cls: type[Settings] = Settings,
+) -> Settings:
+    """Load settings from all sources; raise :class:`SettingsError` with readable messages."""
+    path = Path(config_file) if config_file is not None else None
+    if path is not None:
+        if not path.is_file():
+            raise SettingsError(f"config file not found: {path}")
+        if path.suffix.lower() not in {".yaml", ".yml", ".toml"}:
+            raise SettingsError(f"config file must be .yaml, .yml or .toml: {path}")
+    token = _CONFIG_FILE.set(path)
+    try:
+        return settings_cls(**(overrides or {}))
+    except ValidationError as exc:
+        raise SettingsError(describe_errors(exc)) from None
+    except ValueError as exc:  # malformed YAML/TOML surfaces as a ValueError subclass
+        raise SettingsError(f"cannot read config file {path}: {exc}") from None
+    finally:
+        _CONFIG_FILE.reset(token)
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line per problem: the key, the env variable that sets it, what is wrong."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        key = ".".join(str(part) for part in error["loc"])
+        env = ENV_PREFIX + "__".join(str(part) for part in error["loc"]).upper()
+        if error["type"] == "extra_forbidden":
+            lines.append(f"unknown setting '{key}': remove it, or check its spelling (see `voice-channel plugins` for runtime sections)")
+            continue
+        got = error.get("input")
+        shown = "" if isinstance(got, (dict, list)) or key.endswith(("api_key", "secret")) else f" (got {got!r})"
+        lines.append(f"setting '{key}' (env {env}): {error['msg']}{shown}")
+    return "invalid settings:\n  " + "\n  ".join(lines)

@@ -1,0 +1,71 @@
+"""Phrase chunking: coalesce streamed text into few, speakable frames.
+
+ElevenLabs concatenates the ``content`` of the chunks of one turn into its text-to-speech stream,
+so a chunk boundary may fall anywhere, even inside a word. Chunking is therefore only about frame
+count and latency: the first text of a turn leaves at once (nothing is gained by holding the
+first words), later text is coalesced up to a clause or sentence boundary, a size cap, or a
+stall of the runtime (flushed by a timer owned by the turn). A long reply becomes tens of
+frames instead of thousands, which keeps the socket free for the next turn's first chunk.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["PhraseChunker"]
+
+# A clause or sentence ends at punctuation followed by whitespace, or at a line break.
+_BOUNDARY = re.compile(r"[.!?;:,\u2026](?=\s)|\n")
+
+
+class PhraseChunker:
+    """Stateful chunker for one turn."""
+
+    __slots__ = ("_buf", "_max_chars", "_sent_any")
+
+    def __init__(self, max_chars: int = 200) -> None:
+        self._buf = ""
+        self._max_chars = max_chars
+        self._sent_any = False
+
+    @property
+    def pending(self) -> bool:
+        """Whether text is held back, waiting for a boundary or a flush."""
+        return bool(self._buf)
+
+    def feed(self, text: str) -> str | None:
+        """Add ``text``; return a chunk to send now, or ``None`` to hold it."""
+        if not text:
+            return None
+        buf = self._buf + text
+        if not self._sent_any:
+            return self._take(buf, len(buf))
+        cut = _last_boundary_end(buf)
+        if cut == 0 and len(buf) >= self._max_chars:
+            cut = buf.rfind(" ") + 1 or len(buf)
+        if cut == 0:
+            self._buf = buf
+            return None
+        return self._take(buf, cut)
+
+    def flush(self) -> str | None:
+        """Return everything held (on a runtime stall or at the end of the reply)."""
+        if not self._buf:
+            return None
+        return self._take(self._buf, len(self._buf))
+
+    def _take(self, buf: str, cut: int) -> str | None:
+        chunk, self._buf = buf[:cut], buf[cut:]
+        if not chunk.strip():
+            # Whitespace alone is not worth a frame; keep it so spacing is preserved.
+            self._buf = chunk + self._buf
+            return None
+        self._sent_any = True
+        return chunk
+
+
+def _last_boundary_end(buf: str) -> int:
+    end = 0
+    for match in _BOUNDARY.finditer(buf):
+        end = match.end()
+    return end

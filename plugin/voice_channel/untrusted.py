@@ -1,0 +1,299 @@
+"""The untrusted-input adapter: the only path from a transcript to a runtime.
+
+Speech is untrusted input. The caller, or audio playing nearby, can say anything, prompt
+injection included, and the history ElevenLabs sends is a copy the channel does not control.
+Every transcript goes through the same deterministic steps, in this order:
+
+1. **Schema**: roles ``user``/``agent`` only, string content; a bad item is skipped and
+   counted, the turn is still answered. Only the newest ``user`` item becomes the utterance;
+   ``agent`` items are never instructions (they only trim the channel's own record).
+2. **Unicode**: NFKC; control, format, private-use, unassigned, zero-width, bidi, tag and
+   variation-selector characters and invisible fillers are removed (speech recognition never
+   produces them, so any hit is logged as an anomaly); whitespace is collapsed.
+3. **Caps**: the utterance is cut at a word boundary (flagged ``truncated``); only the last
+   ``max_history_items`` history items are looked at; turns per minute are limited.
+4. **Role markers** (``system:``, ``<|im_start|>``, ``[INST]``, ``<<SYS>>``, ``### Instruction``,
+   role tags, tool-call braces, a leading ``/`` command) are *defused*: rewritten into plain words
+   that no runtime reads as structure, never silently deleted. The conversation's own spotlighting
+   marker is removed so that it cannot be forged.
+5. **Intents**: a fixed map (stop, cancel, repeat, confirm, deny) is matched on the whole
+   utterance before any runtime sees it.
+6. **Provenance**: the result is a :class:`~voice_channel.runtime.RuntimeMessage` with
+   ``source="voice"``, ``trust="untrusted"``, the conversation and event ids, the flags, and a
+   per-conversation random boundary marker for runtimes that take a text prompt.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+import unicodedata
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from voice_channel.protocol import parse_history_item
+from voice_channel.runtime import Intent, RuntimeMessage
+
+__all__ = [
+    "INTENT_PHRASES",
+    "RateLimiter",
+    "Utterance",
+    "defuse_markers",
+    "match_intent",
+    "new_boundary",
+    "read_transcript",
+    "sanitize",
+    "to_runtime_message",
+]
+
+# --- Unicode ----------------------------------------------------------------------------------
+
+# Categories removed outright: control (except tab/newline, turned into spaces), format (which
+# holds zero-width, bidi and tag characters), surrogates, private use, unassigned.
+_STRIP_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+# Invisible characters in other categories: variation selectors (Mn), fillers (Lo), and the
+# like, which render as nothing and can smuggle text past a human reader.
+_INVISIBLE = frozenset(
+    [*range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0), 0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5]
+    + [0x180B, 0x180C, 0x180D, 0x180E, 0x180F, 0x2800, 0x3164, 0xFFA0, 0x1D159]
+    + [*range(0x1D173, 0x1D17B)]
+)
+_KEEP_AS_SPACE = frozenset("\t\n\r\x0b\x0c")
+_WHITESPACE = re.compile(r"\s+")
+
+
+def _strip_invisible(text: str) -> tuple[str, int]:
+    kept: list[str] = []
+    removed = 0
+    for char in text:
+        if char in _KEEP_AS_SPACE:
+            kept.append(" ")
+        elif unicodedata.category(char) in _STRIP_CATEGORIES or ord(char) in _INVISIBLE:
+            removed += 1
+        else:
+            kept.append(char)
+    return "".join(kept), removed
+
+
+def sanitize(text: str) -> tuple[str, int]:
+    """NFKC, remove invisible characters, collapse whitespace.
+
+    Returns the clean text and how many characters were removed. Idempotent: NFKC can produce
+    characters that must be removed and removal can make NFKC compose further, so both are
+    applied until nothing changes.
+    """
+    removed_total = 0
+    for _ in range(4):
+        normal = unicodedata.normalize("NFKC", text)
+        cleaned, removed = _strip_invisible(normal)
+        removed_total += removed
+        cleaned = _WHITESPACE.sub(" ", cleaned).strip()
+        if cleaned == text:
+            break
+        text = cleaned
+    return text, removed_total
+
+
+# --- role markers -----------------------------------------------------------------------------
+
+_ROLE_WORDS = r"system|assistant|user|developer|human|ai|bot|model|tool|function|instruction|instructions"
+_MARKERS: tuple[tuple[str, re.Pattern[str], Any], ...] = (
+    # Chat-template special tokens: <|im_start|>, <|endoftext|>, <|eot_id|> ...
+    ("chat_token", re.compile(r"<\|\s*([^|<>]{0,40}?)\s*\|>"),
+     lambda m: f"({m.group(1).replace('_', ' ').strip() or 'token'})"),
+    ("chat_token", re.compile(r"</?s>|\|>|<\|"), lambda m: " "),
+    ("llama_marker", re.compile(r"\[\s*/?\s*INST\s*\]", re.IGNORECASE), lambda m: "(inst)"),
+    ("llama_marker", re.compile(r"<<\s*/?\s*SYS\s*>>", re.IGNORECASE), lambda m: "(sys)"),
+    ("role_tag", re.compile(rf"</?\s*({_ROLE_WORDS}|prompt|context|im_start|im_end)\b[^<>]{{0,80}}>", re.IGNORECASE),
+     lambda m: f"({m.group(1).lower()})"),
+    ("heading_marker", re.compile(rf"#{{1,6}}\s*({_ROLE_WORDS}|response|input|context)\b", re.IGNORECASE),
+     lambda m: f"({m.group(1).lower()})"),
+    ("role_prefix", re.compile(rf"(?:(?<=^)|(?<=[\s.!?;,\"'(]))({_ROLE_WORDS})\s*:", re.IGNORECASE),
+     lambda m: f"{m.group(1)} -"),
+    ("angle_quotes", re.compile(r"<<|>>"), lambda m: " "),
+    ("braces", re.compile(r"[{}]"), lambda m: "(" if m.group(0) == "{" else ")"),
+    ("command_prefix", re.compile(r"^\s*[/!\\]+(?=\w)"), lambda m: ""),
+)
+
+#: Patterns a runtime could read as structure; none of them may survive :func:`defuse_markers`.
+LIVE_MARKERS = re.compile(
+    rf"<\|.*?\|>|\[/?INST\]|<</?SYS>>|</?({_ROLE_WORDS})\b[^<>]*>|^\s*/\w"
+    rf"|(^|[\s.!?;,\"'(])({_ROLE_WORDS})\s*:|#{{1,6}}\s*({_ROLE_WORDS})\b|[{{}}]|<<|>>",
+    re.IGNORECASE,
+)
+
+
+def defuse_markers(text: str, boundary: str = "") -> tuple[str, frozenset[str]]:
+    """Rewrite role markers and command prefixes into plain words; return the flags that fired."""
+    flags: set[str] = set()
+    if boundary and boundary in text:
+        text = text.replace(boundary, " ")
+        flags.add("boundary_forged")
+    for flag, pattern, replace in _MARKERS:
+        text, count = pattern.subn(replace, text)
+        if count:
+            flags.add(flag)
+    if flags:
+        text = _WHITESPACE.sub(" ", text).strip()
+    return text, frozenset(flags)
+
+
+def new_boundary() -> str:
+    """A per-conversation random marker for spotlighting (unguessable, speech-safe)."""
+    return f"vc-{secrets.token_hex(6)}"
+
+
+# --- caps ---------------------------------------------------------------------------------------
+
+
+def cap_text(text: str, max_chars: int) -> tuple[str, bool]:
+    """Cut ``text`` to at most ``max_chars`` at a word boundary."""
+    if len(text) <= max_chars:
+        return text, False
+    cut = text.rfind(" ", 0, max_chars + 1)
+    if cut <= max_chars // 2:
+        cut = max_chars
+    return text[:cut].rstrip(), True
+
+
+class RateLimiter:
+    """Sliding one-minute window of turns."""
+
+    def __init__(self, per_minute: int, clock: Any = time.monotonic) -> None:
+        self._per_minute = per_minute
+        self._clock = clock
+        self._times: deque[float] = deque()
+
+    def allow(self) -> bool:
+        now = self._clock()
+        while self._times and now - self._times[0] >= 60.0:
+            self._times.popleft()
+        if len(self._times) >= self._per_minute:
+            return False
+        self._times.append(now)
+        return True
+
+
+# --- intents ------------------------------------------------------------------------------------
+
+INTENT_PHRASES: dict[Intent, frozenset[str]] = {
+    Intent.STOP: frozenset({
+        "stop", "stop it", "stop that", "stop talking", "stop please", "please stop", "be quiet",
+        "quiet", "quiet please", "shut up", "hush", "enough", "that's enough", "thats enough",
+    }),
+    Intent.CANCEL: frozenset({
+        "cancel", "cancel that", "cancel it", "cancel please", "please cancel", "never mind",
+        "nevermind", "forget it", "forget that", "abort",
+    }),
+    Intent.REPEAT: frozenset({
+        "repeat", "repeat that", "repeat please", "please repeat", "repeat that please",
+        "say that again", "say it again", "say again", "come again", "what did you say",
+        "can you repeat that", "could you repeat that", "pardon", "sorry what", "once more",
+    }),
+    Intent.CONFIRM: frozenset({
+        "yes", "yeah", "yep", "yup", "sure", "ok", "okay", "confirm", "confirmed", "go ahead",
+        "do it", "yes please", "correct", "affirmative", "yes go ahead", "sure go ahead",
+    }),
+    Intent.DENY: frozenset({
+        "no", "nope", "nah", "don't", "do not", "deny", "no thanks", "no thank you",
+        "negative", "don't do it", "do not do it",
+    }),
+}
+_INTENT_BY_PHRASE = {phrase: intent for intent, phrases in INTENT_PHRASES.items() for phrase in phrases}
+_PUNCTUATION = re.compile(r"[^\w\s']+")
+
+
+def normalize_words(text: str) -> str:
+    """Lower-case words with punctuation removed, for phrase matching."""
+    text = text.replace("\u2019", "'").replace("\u2018", "'").casefold()
+    return _WHITESPACE.sub(" ", _PUNCTUATION.sub(" ", text)).strip()
+
+
+def match_intent(text: str) -> Intent | None:
+    """The channel intent of the *whole* utterance, if it is one of the fixed phrases."""
+    return _INTENT_BY_PHRASE.get(normalize_words(text))
+
+
+# --- the transcript ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Utterance:
+    """What the channel takes from one ``user_transcript``."""
+
+    #: The sanitised words of the newest ``user`` item ("" if there is none).
+    text: str
+    intent: Intent | None
+    flags: frozenset[str]
+    #: The ``agent`` item just before the newest ``user`` item; ``None`` when a ``user`` item
+    #: precedes it directly (nothing of the last reply was heard).
+    heard_reply: str | None
+    #: How many history items were skipped as malformed.
+    skipped_items: int = 0
+    removed_chars: int = 0
+
+
+def read_transcript(
+    items: Sequence[Any],
+    *,
+    boundary: str,
+    max_chars: int,
+    max_history_items: int,
+) -> Utterance:
+    """Apply the trust boundary to one transcript's history (see the module docstring)."""
+    flags: set[str] = set()
+    if len(items) > max_history_items:
+        items = items[-max_history_items:]
+        flags.add("history_capped")
+    valid = []
+    skipped = 0
+    for raw in items:
+        item = parse_history_item(raw)
+        if item is None:
+            skipped += 1
+        else:
+            valid.append(item)
+    if skipped:
+        flags.add("malformed_items")
+
+    last_user = next((i for i in range(len(valid) - 1, -1, -1) if valid[i].role == "user"), None)
+    if last_user is None:
+        return Utterance("", None, frozenset(flags | {"no_user_text"}), None, skipped)
+    heard: str | None = None
+    if last_user > 0 and valid[last_user - 1].role == "agent":
+        heard = sanitize(valid[last_user - 1].content)[0]
+
+    text, removed = sanitize(valid[last_user].content)
+    if removed:
+        flags.add("invisible_stripped")
+    text, marker_flags = defuse_markers(text, boundary)
+    flags |= marker_flags
+    text, truncated = cap_text(text, max_chars)
+    if truncated:
+        flags.add("truncated")
+    return Utterance(
+        text=text,
+        intent=match_intent(text),
+        flags=frozenset(flags),
+        heard_reply=heard,
+        skipped_items=skipped,
+        removed_chars=removed,
+    )
+
+
+def to_runtime_message(
+    utterance: Utterance, *, conversation_id: str, event_id: int | None, boundary: str
+) -> RuntimeMessage:
+    """Label an utterance with its provenance; the only constructor runtimes ever see used."""
+    return RuntimeMessage(
+        text=utterance.text,
+        conversation_id=conversation_id,
+        event_id=event_id,
+        boundary=boundary,
+        intent=utterance.intent,
+        flags=utterance.flags,
+    )
+

@@ -1,0 +1,71 @@
+"""Shared fixtures: isolated settings, a real server on 127.0.0.1, a client playing ElevenLabs."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+import pytest
+import structlog
+from aiohttp.test_utils import TestServer
+
+from voice_channel.app import create_app
+from voice_channel.plugins import get_plugin_manager
+from voice_channel.settings import Settings
+
+from support import Channel
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads the developer's environment."""
+    for name in list(os.environ):
+        if name.startswith(("VOICE_CHANNEL_", "ELEVENLABS_")):
+            monkeypatch.delenv(name)
+    structlog.contextvars.clear_contextvars()
+
+
+@pytest.fixture(autouse=True)
+def _plain_logging() -> Iterable[None]:
+    structlog.reset_defaults()
+    structlog.configure(
+        processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
+                    structlog.dev.ConsoleRenderer(colors=False)],
+        cache_logger_on_first_use=False,
+    )
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.fixture
+def api_key() -> str:
+    return f"sk_test_{secrets.token_hex(16)}"
+
+
+@pytest.fixture
+def make_settings(api_key: str) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        overrides.setdefault("elevenlabs", {"api_key": api_key})
+        return Settings(**overrides)
+
+    return make
+
+
+@pytest.fixture
+async def start_channel(make_settings: Callable[..., Settings], api_key: str) -> AsyncIterator[Callable[..., Any]]:
+    servers: list[TestServer] = []
+
+    async def start(*, plugins: Iterable[Any] = (), **overrides: Any) -> Channel:
+        settings = make_settings(**overrides)
+        pm = get_plugin_manager(load_entrypoints=False, extra_plugins=plugins)
+        app = create_app(settings, pm)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        servers.append(server)
+        return Channel(server, settings, api_key, app)
+
+    yield start
+    for server in servers:
+        await server.close()
