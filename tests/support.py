@@ -35,3 +35,112 @@ class Channel:
 async def conversation(channel: Channel, **kwargs: Any) -> AsyncIterator[SpeechEngineClient]:
     async with channel.client(**kwargs) as client:
         yield client
+
+
+# --- a scriptable runtime for tests ---------------------------------------------------------------
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from voice_channel import hookimpl
+from voice_channel.runtime import ConfirmationDecision, ConversationContext, RuntimeMessage
+
+
+@dataclass
+class Recorder:
+    """What a scripted runtime saw; events let tests wait for things without sleeping."""
+
+    messages: list[RuntimeMessage] = field(default_factory=list)
+    cancelled: list[int | None] = field(default_factory=list)
+    resolved: list[tuple[str, ConfirmationDecision]] = field(default_factory=list)
+    opened: int = 0
+    closed: int = 0
+    ended_reasons: list[str] = field(default_factory=list)
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+    cancel_seen: asyncio.Event = field(default_factory=asyncio.Event)
+    session_closed: asyncio.Event = field(default_factory=asyncio.Event)
+    conversation_ended: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+Behaviour = Callable[[RuntimeMessage, Recorder], Any]
+
+
+class _ScriptedSession:
+    def __init__(self, behaviour: Behaviour, recorder: Recorder) -> None:
+        self._behaviour = behaviour
+        self._recorder = recorder
+
+    async def respond(self, message: RuntimeMessage):  # type: ignore[no-untyped-def]
+        self._recorder.messages.append(message)
+        self._recorder.started.set()
+        try:
+            async for item in self._behaviour(message, self._recorder):
+                yield item
+        except asyncio.CancelledError:
+            self._recorder.cancelled.append(message.event_id)
+            self._recorder.cancel_seen.set()
+            raise
+
+    async def resolve(self, request_id: str, decision: ConfirmationDecision) -> None:
+        self._recorder.resolved.append((request_id, decision))
+
+    async def aclose(self) -> None:
+        self._recorder.closed += 1
+        self._recorder.session_closed.set()
+
+
+class _ScriptedRuntime:
+    name = "scripted"
+
+    def __init__(self, behaviour: Behaviour, recorder: Recorder) -> None:
+        self._behaviour = behaviour
+        self._recorder = recorder
+
+    async def start(self) -> None:
+        pass
+
+    async def open_session(self, context: ConversationContext) -> _ScriptedSession:
+        self._recorder.opened += 1
+        return _ScriptedSession(self._behaviour, self._recorder)
+
+    async def aclose(self) -> None:
+        pass
+
+
+class ScriptedPlugin:
+    """A plugin registering runtime ``scripted`` driven by ``behaviour(message, recorder)``."""
+
+    def __init__(self, behaviour: Behaviour) -> None:
+        self.behaviour = behaviour
+        self.recorder = Recorder()
+
+    @hookimpl
+    def voice_channel_register_runtimes(self, register):  # type: ignore[no-untyped-def]
+        register("scripted", lambda settings: _ScriptedRuntime(self.behaviour, self.recorder), "test runtime")
+
+    @hookimpl
+    def voice_channel_conversation_ended(self, conversation, reason):  # type: ignore[no-untyped-def]
+        self.recorder.ended_reasons.append(reason)
+        self.recorder.conversation_ended.set()
+
+
+async def words(*items: str):  # type: ignore[no-untyped-def]
+    for item in items:
+        yield item
+
+
+async def barrier(client: SpeechEngineClient) -> list[dict[str, Any]]:
+    """Ping and wait for the pong: every frame sent before has been processed by the server.
+
+    Returns the frames received before the pong.
+    """
+    await client.ping()
+    seen = []
+    while True:
+        frame = await client.receive()
+        assert frame != "closed", "socket closed while waiting for pong"
+        if frame.get("type") == "pong":
+            return seen
+        seen.append(frame)

@@ -13,7 +13,7 @@ runtime starts and stops with the host's app)::
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 from collections.abc import AsyncIterator
 
 import pluggy
@@ -80,10 +80,16 @@ async def _close_conversations(app: web.Application) -> None:
     """Graceful shutdown: cancel and await every turn, then close each socket with 1001."""
     state = app[STATE]
     state.shutting_down = True
+    loop = asyncio.get_running_loop()
     for conversation, ws in list(state.conversations.items()):
         await conversation.close("shutdown")
-        with contextlib.suppress(Exception):
-            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+        state.socket_closes[ws] = loop.create_task(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown"))
+    waiting = {*state.closing, *state.socket_closes.values()}
+    if waiting:
+        await asyncio.wait(waiting, timeout=state.settings.server.shutdown_timeout_s)
+    for task in state.socket_closes.values():
+        task.cancel()
+    await asyncio.gather(*state.socket_closes.values(), return_exceptions=True)
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -8,12 +8,15 @@ and the conversation goes on; a frame over the size limit closes the socket with
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from voice_channel.auth import check_handshake, public_headers
 from voice_channel.conversation import Conversation
-from voice_channel.keys import STATE
+from voice_channel.keys import STATE, ChannelState
 from voice_channel.outbox import Outbox
 from voice_channel.protocol import (
     CloseMessage,
@@ -66,18 +69,32 @@ async def speech_engine_endpoint(request: web.Request) -> web.StreamResponse:
     finally:
         if state.shutting_down:
             reason = "shutdown"
-        await conversation.close(reason)
-        state.conversations.pop(conversation, None)
-        if not ws.closed:
-            await ws.close(code=WSCloseCode.GOING_AWAY if reason == "shutdown" else WSCloseCode.OK)
+        closing = asyncio.get_running_loop().create_task(_end(state, conversation, ws, reason))
+        state.closing.add(closing)
+        closing.add_done_callback(state.closing.discard)
+        await asyncio.shield(closing)
     return ws
+
+
+async def _end(state: ChannelState, conversation: Conversation, ws: web.WebSocketResponse, reason: str) -> None:
+    try:
+        await conversation.close(reason)
+    finally:
+        state.conversations.pop(conversation, None)
+        with contextlib.suppress(Exception):
+            server_close = state.socket_closes.get(ws)
+            if server_close is not None:
+                await server_close
+            elif not ws.closed:
+                await ws.close(code=WSCloseCode.GOING_AWAY if reason == "shutdown" else WSCloseCode.OK)
 
 
 async def _receive_loop(ws: web.WebSocketResponse, conversation: Conversation) -> str:
     """Read frames until the conversation ends; return why it ended."""
     async for msg in ws:
         if msg.type is WSMsgType.ERROR:
-            if ws.close_code == WSCloseCode.MESSAGE_TOO_BIG:
+            # aiohttp records 1006 once its close handshake fails; the error itself keeps 1009.
+            if getattr(msg.data, "code", None) == WSCloseCode.MESSAGE_TOO_BIG:
                 conversation.log.warning("frame_too_big", error=str(msg.data))
                 return "too_big"
             conversation.log.warning("socket_error", error=str(msg.data))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -26,6 +27,13 @@ class ChannelState:
     runtime: Runtime | None = None
     #: Open conversations and their sockets, closed with 1001 on shutdown.
     conversations: dict[Conversation, web.WebSocketResponse] = field(default_factory=dict)
+    #: Conversation closes in progress. They run as tasks owned by the app, not by the request
+    #: handler: aiohttp cancels a handler once its transport is gone, and a close cut short
+    #: would leave the runtime session open. Shutdown awaits them.
+    closing: set[asyncio.Task[None]] = field(default_factory=set)
+    #: Close handshakes started by the server (shutdown); a handler waits for its socket's one,
+    #: because returning from the handler drops the transport before the peer's reply.
+    socket_closes: dict[web.WebSocketResponse, asyncio.Task[bool]] = field(default_factory=dict)
     shutting_down: bool = False
     started_at: float = field(default_factory=time.time)
 

@@ -1,0 +1,59 @@
+"""What the commands share: loading plugins and settings, and failing with a clear message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from voice_channel.logging import configure_logging
+from voice_channel.plugins import PluginHooks, PluginManager, get_plugin_manager
+from voice_channel.settings import Settings, SettingsError, build_settings_class, load_settings
+
+__all__ = ["config_option", "fail", "load", "nested", "setup_logging"]
+
+config_option = click.option(
+    "--config", "config_file", type=click.Path(dir_okay=False), default=None,
+    help="YAML or TOML settings file (flags and VOICE_CHANNEL_* variables take precedence).",
+)
+
+
+def fail(message: str) -> click.ClickException:
+    """A user error: printed as one clear message, no traceback, exit status 2."""
+    error = click.ClickException(message)
+    error.exit_code = 2
+    return error
+
+
+def nested(**flags: Any) -> dict[str, Any]:
+    """Turn ``server__port=8000`` style flags into nested overrides, skipping unset ones."""
+    overrides: dict[str, Any] = {}
+    for key, value in flags.items():
+        if value is None:
+            continue
+        node = overrides
+        *parents, leaf = key.split("__")
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    return overrides
+
+
+def load(config_file: str | None, overrides: dict[str, Any]) -> tuple[Settings, PluginManager]:
+    """Plugins first (they contribute settings sections), then the settings."""
+    pm = get_plugin_manager()
+    try:
+        settings_cls = build_settings_class(PluginHooks(pm).settings_sections())
+        settings = load_settings(config_file=config_file, overrides=overrides, settings_cls=settings_cls)
+    except SettingsError as exc:
+        raise fail(str(exc)) from None
+    return settings, pm
+
+
+def setup_logging(settings: Settings, *, level: str | None = None) -> None:
+    secrets = [
+        secret.get_secret_value()
+        for secret in (settings.elevenlabs.api_key, settings.auth.header_secret)
+        if secret is not None
+    ]
+    configure_logging(level or settings.log_level, settings.log_format, secrets=secrets)

@@ -1,0 +1,54 @@
+"""``voice-channel talk``: a terminal conversation, playing the ElevenLabs side."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+import aiohttp
+import click
+
+from voice_channel.cli.common import fail
+from voice_channel.client import SpeechEngineClient
+from voice_channel.talk import Talk, stdin_lines
+
+
+@click.command()
+@click.option("--url", required=True, help="The channel's WebSocket URL, e.g. ws://127.0.0.1:8765/ws.")
+@click.option("--api-key", envvar="ELEVENLABS_API_KEY", default=None, show_envvar=True,
+              help="Key to sign the handshake JWT with (the server's key).")
+@click.option("--header", "headers", multiple=True, metavar="NAME:VALUE", help="Extra handshake header (repeatable).")
+@click.option("--reply-timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for a reply.")
+def talk(url: str, api_key: str | None, headers: tuple[str, ...], reply_timeout: float) -> None:
+    """Talk to a voice channel from the terminal: each line is one caller turn.
+
+    Typing while a reply streams interrupts it. With input from a pipe or file, each line waits
+    for the previous reply and the program exits at the end of input.
+    """
+    extra = {}
+    for header in headers:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            raise fail(f"--header must look like NAME:VALUE, got {header!r}")
+        extra[name.strip()] = value.strip()
+    sys.exit(asyncio.run(run_talk(url, api_key=api_key, headers=extra, reply_timeout=reply_timeout)))
+
+
+async def run_talk(url: str, *, api_key: str | None, headers: dict[str, str] | None = None, reply_timeout: float = 60.0) -> int:
+    interactive = sys.stdin.isatty()
+    client = SpeechEngineClient(url, api_key=api_key, headers=headers)
+    try:
+        await client.connect()
+    except aiohttp.WSServerHandshakeError as exc:
+        hint = " (is the API key the server's?)" if exc.status == 401 else ""
+        raise fail(f"the server refused the conversation: HTTP {exc.status} {exc.message}{hint}") from None
+    except (aiohttp.ClientError, OSError) as exc:
+        raise fail(f"cannot connect to {url}: {exc}") from None
+    if interactive:
+        click.echo("Type a line and press Enter to speak; Ctrl-D ends the conversation.", err=True)
+    try:
+        talker = Talk(client, wait_for_reply=not interactive or bool(os.environ.get("VOICE_CHANNEL_TALK_WAIT")), reply_timeout=reply_timeout)
+        return await talker.run(stdin_lines())
+    finally:
+        await client.disconnect()

@@ -1,0 +1,148 @@
+"""A terminal conversation with a voice channel, playing the ElevenLabs side.
+
+Each input line is a caller turn: it is sent as a ``user_transcript`` with the running history
+and the next ``event_id``; the reply streams onto the screen. Typing while a reply streams is a
+barge-in: the history records what was shown of the reply (as ElevenLabs records what was
+heard) and the new line supersedes the reply in flight. When input is not a terminal (a pipe or
+a file) each line waits for the previous reply, so a script reads like a conversation and the
+program exits at the end of input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from typing import TextIO
+
+from voice_channel.client import SpeechEngineClient
+from voice_channel.confirmations import recognize_prompt
+
+__all__ = ["Talk", "stdin_lines"]
+
+
+class Talk:
+    """Drives one conversation from lines of text and prints the replies."""
+
+    def __init__(
+        self,
+        client: SpeechEngineClient,
+        *,
+        out: TextIO | None = None,
+        wait_for_reply: bool = True,
+        reply_timeout: float = 60.0,
+    ) -> None:
+        self._client = client
+        self._out = out or sys.stdout
+        self._wait_for_reply = wait_for_reply
+        self._reply_timeout = reply_timeout
+        self._current: int | None = None
+        self._text: list[str] = []
+        self._done = asyncio.Event()
+        self._done.set()
+        self._lost = asyncio.Event()
+        self.replies: list[str] = []
+
+    async def run(self, lines: AsyncIterator[str]) -> int:
+        """Talk until the input ends or the server closes; return an exit status."""
+        receiver = asyncio.create_task(self._receive(), name="talk-receiver")
+        try:
+            async for line in lines:
+                line = line.strip()
+                if not line:
+                    continue
+                if self._lost.is_set():
+                    break
+                self._interrupt_if_streaming()
+                self._print(f"you> {line}\n")
+                self._done.clear()
+                self._text = []
+                self._current = await self._client.say(line)
+                if self._wait_for_reply and not await self._wait_reply():
+                    break
+            if not self._lost.is_set():
+                await self._wait_reply()
+                await self._client.close_conversation()
+        finally:
+            receiver.cancel()
+            await asyncio.gather(receiver, return_exceptions=True)
+        if self._lost.is_set():
+            self._print("\n[the server closed the conversation]\n", err=True)
+            return 1
+        return 0
+
+    async def _wait_reply(self) -> bool:
+        waiter = asyncio.create_task(self._done.wait())
+        lost = asyncio.create_task(self._lost.wait())
+        try:
+            done, _ = await asyncio.wait({waiter, lost}, timeout=self._reply_timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            lost.cancel()
+        if not done:
+            self._print(f"\n[no reply within {self._reply_timeout:.0f}s]\n", err=True)
+            return False
+        return not self._lost.is_set()
+
+    def _interrupt_if_streaming(self) -> None:
+        if self._done.is_set():
+            return
+        shown = "".join(self._text)
+        self._print(" [interrupted]\n")
+        self._client.heard(shown)
+        self._done.set()
+
+    async def _receive(self) -> None:
+        try:
+            async for frame in self._client.frames(timeout=None):
+                if frame.get("type") != "agent_response" or frame.get("event_id") != self._current:
+                    continue  # an older turn's chunk, dropped as ElevenLabs would
+                if self._done.is_set():
+                    continue
+                content = frame.get("content") or ""
+                if content:
+                    if not self._text:
+                        self._print("agent> ")
+                    self._text.append(content)
+                    self._print(content)
+                if frame.get("is_final"):
+                    self._finish_reply()
+        except (ConnectionError, asyncio.TimeoutError):
+            pass
+        self._lost.set()
+
+    def _finish_reply(self) -> None:
+        text = "".join(self._text)
+        if text:
+            self._print("\n")
+        self.replies.append(text)
+        self._client.heard(text)
+        prompt = recognize_prompt(text)
+        if prompt is not None:
+            answer = f'the code word "{prompt.code_word}", or no' if prompt.code_word else "yes or no"
+            self._print(f"   [confirmation pending: the agent is waiting for your answer: {answer}]\n")
+        self._done.set()
+
+    def _print(self, text: str, *, err: bool = False) -> None:
+        stream = sys.stderr if err else self._out
+        stream.write(text)
+        stream.flush()
+
+
+async def stdin_lines(stream: TextIO | None = None) -> AsyncIterator[str]:
+    """Lines of standard input, read without blocking the event loop."""
+    stream = stream or sys.stdin
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    try:
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stream)
+    except (ValueError, OSError):
+        # A regular file: reading it never blocks for long.
+        for line in stream:
+            yield line
+        return
+    while True:
+        raw = await reader.readline()
+        if not raw:
+            return
+        yield raw.decode("utf-8", errors="replace")
