@@ -11,11 +11,10 @@ import pytest
 import structlog
 from aiohttp.test_utils import TestServer
 
+from support import Channel
 from voice_channel.app import create_app
 from voice_channel.plugins import get_plugin_manager
 from voice_channel.settings import Settings
-
-from support import Channel
 
 
 @pytest.fixture(autouse=True)
@@ -31,8 +30,11 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def _plain_logging() -> Iterable[None]:
     structlog.reset_defaults()
     structlog.configure(
-        processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
-                    structlog.dev.ConsoleRenderer(colors=False)],
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
         cache_logger_on_first_use=False,
     )
     yield

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from voice_channel import hookimpl
 from voice_channel.client import SpeechEngineClient
+from voice_channel.runtime import ConfirmationDecision, ConversationContext, RuntimeMessage
 from voice_channel.settings import Settings
 
 
@@ -38,13 +43,6 @@ async def conversation(channel: Channel, **kwargs: Any) -> AsyncIterator[SpeechE
 
 
 # --- a scriptable runtime for tests ---------------------------------------------------------------
-
-import asyncio
-from collections.abc import Callable
-from dataclasses import dataclass, field
-
-from voice_channel import hookimpl
-from voice_channel.runtime import ConfirmationDecision, ConversationContext, RuntimeMessage
 
 
 @dataclass
@@ -78,7 +76,8 @@ class _ScriptedSession:
         try:
             async for item in self._behaviour(message, self._recorder):
                 yield item
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, GeneratorExit):
+            # Cancelled while awaiting, or closed (aclose) while suspended at a yield: both stop it.
             self._recorder.cancelled.append(message.event_id)
             self._recorder.cancel_seen.set()
             raise
@@ -144,3 +143,36 @@ async def barrier(client: SpeechEngineClient) -> list[dict[str, Any]]:
         if frame.get("type") == "pong":
             return seen
         seen.append(frame)
+
+
+class FakeSocket:
+    """In-memory stand-in for a WebSocket's send side.
+
+    ``send_str`` records the frame at once (like aiohttp, which writes to the transport before
+    awaiting drain) and then, while ``paused`` is set, waits as a slow peer would make it.
+    """
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.resume = asyncio.Event()
+        self.resume.set()
+        self.fail_with: Exception | None = None
+        self.written = asyncio.Event()
+        self._changed = asyncio.Event()
+
+    def pause(self) -> None:
+        self.resume.clear()
+
+    async def send_str(self, data: str) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.sent.append(json.loads(data))
+        self.written.set()
+        self._changed.set()
+        await self.resume.wait()
+
+    async def wait_until(self, predicate: Callable[[list[dict[str, Any]]], bool]) -> None:
+        """Wait, without polling, until ``predicate(sent)`` holds."""
+        while not predicate(self.sent):
+            self._changed.clear()
+            await self._changed.wait()

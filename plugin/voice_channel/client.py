@@ -133,7 +133,10 @@ class SpeechEngineClient:
         return self.event_id
 
     async def send_transcript(self, event_id: int | None, history: list[dict[str, Any]] | None = None) -> None:
-        frame: dict[str, Any] = {"type": "user_transcript", "user_transcript": history if history is not None else self.history}
+        frame: dict[str, Any] = {
+            "type": "user_transcript",
+            "user_transcript": history if history is not None else self.history,
+        }
         if event_id is not None:
             frame["event_id"] = event_id
         await self.send(frame)

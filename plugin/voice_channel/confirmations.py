@@ -56,25 +56,106 @@ class Answer(enum.Enum):
 
 #: Words that survive speech recognition well: concrete, distinct, two syllables or more.
 CODE_WORDS: tuple[str, ...] = (
-    "falcon", "harbor", "lantern", "meadow", "pepper", "rocket", "silver", "tiger",
-    "violin", "walrus", "zebra", "cactus", "dolphin", "glacier", "jaguar", "mango",
+    "falcon",
+    "harbor",
+    "lantern",
+    "meadow",
+    "pepper",
+    "rocket",
+    "silver",
+    "tiger",
+    "violin",
+    "walrus",
+    "zebra",
+    "cactus",
+    "dolphin",
+    "glacier",
+    "jaguar",
+    "mango",
 )
 
-_NEGATORS = frozenset({
-    "no", "not", "nope", "nah", "never", "don't", "dont", "stop", "cancel", "wait",
-    "hold", "deny", "denied", "reject", "refuse", "abort", "negative", "without", "nothing",
-    "neither", "nor", "nobody", "none", "shouldn't", "can't", "won't", "mustn't", "isn't",
-})
-_STRONG_YES = frozenset({
-    "yes", "yeah", "yep", "yup", "sure", "ok", "okay", "confirm", "confirmed", "approve",
-    "approved", "affirmative", "absolutely", "definitely", "correct", "alright",
-})
+_NEGATORS = frozenset(
+    {
+        "no",
+        "not",
+        "nope",
+        "nah",
+        "never",
+        "don't",
+        "dont",
+        "stop",
+        "cancel",
+        "wait",
+        "hold",
+        "deny",
+        "denied",
+        "reject",
+        "refuse",
+        "abort",
+        "negative",
+        "without",
+        "nothing",
+        "neither",
+        "nor",
+        "nobody",
+        "none",
+        "shouldn't",
+        "can't",
+        "won't",
+        "mustn't",
+        "isn't",
+    }
+)
+_STRONG_YES = frozenset(
+    {
+        "yes",
+        "yeah",
+        "yep",
+        "yup",
+        "sure",
+        "ok",
+        "okay",
+        "confirm",
+        "confirmed",
+        "approve",
+        "approved",
+        "affirmative",
+        "absolutely",
+        "definitely",
+        "correct",
+        "alright",
+    }
+)
 _YES_PHRASES = ("go ahead", "do it", "proceed")
 # Words that may accompany an answer without changing it.
-_FILLER = frozenset({
-    "i", "please", "go", "ahead", "do", "it", "that", "that's", "thats", "is", "fine", "right",
-    "the", "code", "word", "thank", "thanks", "you", "proceed", "um", "uh", "so", "well", "oh",
-})
+_FILLER = frozenset(
+    {
+        "i",
+        "please",
+        "go",
+        "ahead",
+        "do",
+        "it",
+        "that",
+        "that's",
+        "thats",
+        "is",
+        "fine",
+        "right",
+        "the",
+        "code",
+        "word",
+        "thank",
+        "thanks",
+        "you",
+        "proceed",
+        "um",
+        "uh",
+        "so",
+        "well",
+        "oh",
+    }
+)
 
 PROMPT_LEAD = "Confirmation needed:"
 _PROMPT_CODE_WORD = re.compile(r'say the code word "([a-z]+)"')
@@ -164,9 +245,7 @@ class PendingConfirmation:
     created_at: float = field(default_factory=time.monotonic)
 
     @classmethod
-    def open(
-        cls, request: ConfirmationRequest, policy: ConfirmationPolicy, timeout_s: float
-    ) -> PendingConfirmation:
+    def open(cls, request: ConfirmationRequest, policy: ConfirmationPolicy, timeout_s: float) -> PendingConfirmation:
         code_word = secrets.choice(CODE_WORDS) if policy is ConfirmationPolicy.CODE_WORD else None
         return cls(request, policy, time.monotonic() + timeout_s, code_word)
 

@@ -262,7 +262,9 @@ class Conversation:
                 await session.aclose()
             except Exception:
                 self.log.exception("runtime_session_close_failed")
-        self.log.info("conversation_ended", reason=reason, sent=self._outbox.frames_sent, dropped=self._outbox.frames_dropped)
+        self.log.info(
+            "conversation_ended", reason=reason, sent=self._outbox.frames_sent, dropped=self._outbox.frames_dropped
+        )
         if self._started:
             await self._hooks.conversation_ended(self, reason)
 
@@ -498,9 +500,7 @@ class Conversation:
             turn.log.warning("history_items_skipped", count=utterance.skipped_items)
         suspicious = utterance.flags - {"malformed_items", "no_user_text"}
         if suspicious:
-            turn.log.warning(
-                "untrusted_input_anomaly", flags=sorted(suspicious), removed_chars=utterance.removed_chars
-            )
+            turn.log.warning("untrusted_input_anomaly", flags=sorted(suspicious), removed_chars=utterance.removed_chars)
 
     async def _close_run(self, run: _Run) -> None:
         try:

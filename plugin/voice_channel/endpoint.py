@@ -121,4 +121,3 @@ async def _receive_loop(ws: web.WebSocketResponse, conversation: Conversation) -
         elif isinstance(frame, UnknownMessage):
             conversation.log.debug("frame_unknown_type_ignored", type=frame.type[:64])
     return "disconnect"
-

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from voice_channel.confirmations import ConfirmationPolicy
     from voice_channel.conversation import Conversation
-    from voice_channel.runtime import ConfirmationRequest, Refusal, RuntimeFactory, RuntimeMessage
+    from voice_channel.runtime import ConfirmationRequest, Refusal, RuntimeMessage
 
 # --- registration -------------------------------------------------------------------------------
 

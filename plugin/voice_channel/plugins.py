@@ -133,7 +133,9 @@ class PluginHooks:
         caller = self.pm.hook.voice_channel_register_runtimes
         for impl in caller.get_hookimpls():
 
-            def register(name: str, factory: RuntimeFactory, description: str = "", _plugin: str = impl.plugin_name) -> None:
+            def register(
+                name: str, factory: RuntimeFactory, description: str = "", _plugin: str = impl.plugin_name
+            ) -> None:
                 if name in found:
                     raise ValueError(f"runtime {name!r} registered by both {found[name].plugin} and {_plugin}")
                 found[name] = RuntimeEntry(name, factory, description, _plugin)
@@ -174,7 +176,9 @@ class PluginHooks:
             if isinstance(result, RuntimeMessage):
                 message = result
             elif result is not None:
-                raise TypeError(f"plugin {impl.plugin_name} returned {type(result).__name__} from voice_channel_transcript")
+                raise TypeError(
+                    f"plugin {impl.plugin_name} returned {type(result).__name__} from voice_channel_transcript"
+                )
         return message
 
     async def confirmation_policies(
@@ -211,12 +215,14 @@ class PluginHooks:
         for plugin in self.pm.get_plugins():
             name = str(self.pm.get_name(plugin))
             hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
-            described.append({
-                "name": name,
-                "hooks": hooks,
-                "builtin": name in {m.rsplit(".", 1)[-1] for m in DEFAULT_PLUGINS},
-                "distribution": self.pm.distributions.get(name),
-            })
+            described.append(
+                {
+                    "name": name,
+                    "hooks": hooks,
+                    "builtin": name in {m.rsplit(".", 1)[-1] for m in DEFAULT_PLUGINS},
+                    "distribution": self.pm.distributions.get(name),
+                }
+            )
         for name, error in self.pm.failed_plugins.items():
             described.append({"name": name, "hooks": [], "builtin": False, "distribution": None, "error": error})
         return sorted(described, key=lambda item: str(item["name"]))

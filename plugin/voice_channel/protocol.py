@@ -88,9 +88,7 @@ class UnknownMessage(BaseModel):
 
 InboundMessage = InitMessage | UserTranscriptMessage | PingMessage | CloseMessage | ErrorMessage
 
-_INBOUND: TypeAdapter[InboundMessage] = TypeAdapter(
-    Annotated[InboundMessage, Field(discriminator="type")]
-)
+_INBOUND: TypeAdapter[InboundMessage] = TypeAdapter(Annotated[InboundMessage, Field(discriminator="type")])
 
 
 class ProtocolError(ValueError):
@@ -114,7 +112,9 @@ def parse_frame(data: str | bytes) -> InboundMessage | UnknownMessage:
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
         if errors and errors[0]["type"] == "union_tag_invalid":
-            return UnknownMessage(type=str(json.loads(data)["type"]))
+            kind = json.loads(data)["type"]
+            if isinstance(kind, str):
+                return UnknownMessage(type=kind)
         raise ProtocolError(_describe(errors)) from None
 
 
@@ -137,9 +137,7 @@ def encode_agent_response(content: str, event_id: int | None, is_final: bool) ->
     """Serialise an ``agent_response`` frame. ``event_id`` is omitted when the turn had none."""
     if event_id is None:
         return json.dumps({"type": "agent_response", "content": content, "is_final": is_final})
-    return json.dumps(
-        {"type": "agent_response", "content": content, "event_id": event_id, "is_final": is_final}
-    )
+    return json.dumps({"type": "agent_response", "content": content, "event_id": event_id, "is_final": is_final})
 
 
 _PONG = json.dumps({"type": "pong"})

@@ -44,7 +44,7 @@ __all__ = [
 Risk = Literal["normal", "high"]
 
 
-class Intent(str, enum.Enum):
+class Intent(enum.StrEnum):
     """Channel commands recognised deterministically before any runtime sees the text."""
 
     STOP = "stop"

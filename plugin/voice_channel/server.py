@@ -25,7 +25,9 @@ log = structlog.get_logger("voice_channel.server")
 @contextlib.asynccontextmanager
 async def running_app(app: web.Application, settings: Settings) -> AsyncIterator[int]:
     """Serve ``app`` on the configured host and port; yield the bound port; clean up on exit."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=settings.server.shutdown_timeout_s)
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=settings.server.shutdown_timeout_s
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.server.host, settings.server.port)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import contextvars
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
@@ -26,8 +27,8 @@ from pydantic_settings import (
 
 __all__ = [
     "ENV_PREFIX",
-    "SettingsError",
     "Settings",
+    "SettingsError",
     "build_settings_class",
     "load_settings",
 ]
@@ -47,7 +48,9 @@ class ServerSettings(_Section):
         20.0, gt=0, le=300, description="WebSocket ping interval; idle links get dropped without it."
     )
     max_frame_bytes: int = Field(
-        1_048_576, ge=1024, le=64 * 1_048_576,
+        1_048_576,
+        ge=1024,
+        le=64 * 1_048_576,
         description="Largest inbound frame; larger ones close the socket with 1009.",
     )
     max_conversations: int = Field(100, ge=1, description="Open conversations at most; more get 503.")
@@ -89,21 +92,27 @@ class AuthSettings(_Section):
 
 class TurnSettings(_Section):
     first_text_deadline_s: float = Field(
-        2.5, gt=0, le=15,
+        2.5,
+        gt=0,
+        le=15,
         description="Send the filler if the runtime has said nothing by then (below the cascade timeout).",
     )
     filler_enabled: bool = Field(True, description="Whether to send the filler phrase on a slow runtime.")
     filler_text: str = Field("One moment.", min_length=1, description="The filler phrase.")
     apology_text: str = Field(
-        "Sorry, something went wrong on my side.", min_length=1,
+        "Sorry, something went wrong on my side.",
+        min_length=1,
         description="Spoken when the runtime fails during a turn.",
     )
-    chunk_max_chars: int = Field(200, ge=20, le=4000, description="Longest chunk held back waiting for a phrase boundary.")
-    stall_flush_ms: int = Field(
-        40, ge=0, le=2000, description="Held text is sent when the runtime pauses this long."
+    chunk_max_chars: int = Field(
+        200, ge=20, le=4000, description="Longest chunk held back waiting for a phrase boundary."
     )
+    stall_flush_ms: int = Field(40, ge=0, le=2000, description="Held text is sent when the runtime pauses this long.")
     cancel_grace_s: float = Field(
-        2.0, gt=0, le=60, description="How long an interrupted runtime may take to stop before the next turn starts anyway."
+        2.0,
+        gt=0,
+        le=60,
+        description="How long an interrupted runtime may take to stop before the next turn starts anyway.",
     )
 
 
@@ -132,7 +141,10 @@ _CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("voic
 class _ElevenLabsEnvSource(PydanticBaseSettingsSource):
     """``ELEVENLABS_API_KEY`` and ``ELEVENLABS_SPEECH_ENGINE_ID``, the names ElevenLabs documents."""
 
-    _NAMES = {"ELEVENLABS_API_KEY": "api_key", "ELEVENLABS_SPEECH_ENGINE_ID": "speech_engine_id"}
+    _NAMES: ClassVar[dict[str, str]] = {
+        "ELEVENLABS_API_KEY": "api_key",
+        "ELEVENLABS_SPEECH_ENGINE_ID": "speech_engine_id",
+    }
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
         return None, field_name, False
@@ -199,7 +211,13 @@ def build_settings_class(sections: dict[str, type[BaseModel]] | None = None) -> 
     if clashes:
         raise SettingsError(f"plugin settings sections clash with built-in ones: {sorted(clashes)}")
     fields: dict[str, Any] = {
-        name: (model, Field(default_factory=model, description=(model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else None))
+        name: (
+            model,
+            Field(
+                default_factory=model,
+                description=(model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else None,
+            ),
+        )
         for name, model in sorted(sections.items())
     }
     return create_model("Settings", __base__=Settings, __doc__=Settings.__doc__, **fields)
@@ -223,7 +241,7 @@ def load_settings(
         return settings_cls(**(overrides or {}))
     except ValidationError as exc:
         raise SettingsError(describe_errors(exc)) from None
-    except ValueError as exc:  # malformed YAML/TOML surfaces as a ValueError subclass
+    except (ValueError, yaml.YAMLError) as exc:  # malformed TOML is a ValueError, YAML its own
         raise SettingsError(f"cannot read config file {path}: {exc}") from None
     finally:
         _CONFIG_FILE.reset(token)
@@ -236,7 +254,10 @@ def describe_errors(exc: ValidationError) -> str:
         key = ".".join(str(part) for part in error["loc"])
         env = ENV_PREFIX + "__".join(str(part) for part in error["loc"]).upper()
         if error["type"] == "extra_forbidden":
-            lines.append(f"unknown setting '{key}': remove it, or check its spelling (see `voice-channel plugins` for runtime sections)")
+            lines.append(
+                f"unknown setting '{key}': remove it, or check its spelling"
+                " (`voice-channel plugins` lists the sections runtime plugins add)"
+            )
             continue
         got = error.get("input")
         shown = "" if isinstance(got, (dict, list)) or key.endswith(("api_key", "secret")) else f" (got {got!r})"

@@ -75,7 +75,9 @@ class Talk:
         waiter = asyncio.create_task(self._done.wait())
         lost = asyncio.create_task(self._lost.wait())
         try:
-            done, _ = await asyncio.wait({waiter, lost}, timeout=self._reply_timeout, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {waiter, lost}, timeout=self._reply_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             waiter.cancel()
             lost.cancel()
@@ -107,7 +109,7 @@ class Talk:
                     self._print(content)
                 if frame.get("is_final"):
                     self._finish_reply()
-        except (ConnectionError, asyncio.TimeoutError):
+        except (TimeoutError, ConnectionError):
             pass
         self._lost.set()
 

@@ -129,7 +129,9 @@ class Turn:
             self.log.info(
                 "turn_finished",
                 chars=sum(map(len, self.spoken)),
-                first_text_ms=None if self.first_text_at is None else round((self.first_text_at - self.started_at) * 1000, 2),
+                first_text_ms=None
+                if self.first_text_at is None
+                else round((self.first_text_at - self.started_at) * 1000, 2),
                 total_ms=round((time.perf_counter() - self.started_at) * 1000, 2),
             )
 

@@ -57,9 +57,21 @@ _STRIP_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
 # Invisible characters in other categories: variation selectors (Mn), fillers (Lo), and the
 # like, which render as nothing and can smuggle text past a human reader.
 _INVISIBLE = frozenset(
-    [*range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0), 0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5]
-    + [0x180B, 0x180C, 0x180D, 0x180E, 0x180F, 0x2800, 0x3164, 0xFFA0, 0x1D159]
-    + [*range(0x1D173, 0x1D17B)]
+    [
+        *range(0xFE00, 0xFE10),  # variation selectors
+        *range(0xE0100, 0xE01F0),  # variation selectors supplement
+        *range(0x180B, 0x1810),  # Mongolian free variation selectors and vowel separator
+        *range(0x1D173, 0x1D17B),  # musical symbol formatting
+        0x034F,
+        0x115F,
+        0x1160,
+        0x17B4,
+        0x17B5,
+        0x2800,
+        0x3164,
+        0xFFA0,
+        0x1D159,
+    ]
 )
 _KEEP_AS_SPACE = frozenset("\t\n\r\x0b\x0c")
 _WHITESPACE = re.compile(r"\s+")
@@ -102,17 +114,29 @@ def sanitize(text: str) -> tuple[str, int]:
 _ROLE_WORDS = r"system|assistant|user|developer|human|ai|bot|model|tool|function|instruction|instructions"
 _MARKERS: tuple[tuple[str, re.Pattern[str], Any], ...] = (
     # Chat-template special tokens: <|im_start|>, <|endoftext|>, <|eot_id|> ...
-    ("chat_token", re.compile(r"<\|\s*([^|<>]{0,40}?)\s*\|>"),
-     lambda m: f"({m.group(1).replace('_', ' ').strip() or 'token'})"),
+    (
+        "chat_token",
+        re.compile(r"<\|\s*([^|<>]{0,40}?)\s*\|>"),
+        lambda m: f"({m.group(1).replace('_', ' ').strip() or 'token'})",
+    ),
     ("chat_token", re.compile(r"</?s>|\|>|<\|"), lambda m: " "),
     ("llama_marker", re.compile(r"\[\s*/?\s*INST\s*\]", re.IGNORECASE), lambda m: "(inst)"),
     ("llama_marker", re.compile(r"<<\s*/?\s*SYS\s*>>", re.IGNORECASE), lambda m: "(sys)"),
-    ("role_tag", re.compile(rf"</?\s*({_ROLE_WORDS}|prompt|context|im_start|im_end)\b[^<>]{{0,80}}>", re.IGNORECASE),
-     lambda m: f"({m.group(1).lower()})"),
-    ("heading_marker", re.compile(rf"#{{1,6}}\s*({_ROLE_WORDS}|response|input|context)\b", re.IGNORECASE),
-     lambda m: f"({m.group(1).lower()})"),
-    ("role_prefix", re.compile(rf"(?:(?<=^)|(?<=[\s.!?;,\"'(]))({_ROLE_WORDS})\s*:", re.IGNORECASE),
-     lambda m: f"{m.group(1)} -"),
+    (
+        "role_tag",
+        re.compile(rf"</?\s*({_ROLE_WORDS}|prompt|context|im_start|im_end)\b[^<>]{{0,80}}>", re.IGNORECASE),
+        lambda m: f"({m.group(1).lower()})",
+    ),
+    (
+        "heading_marker",
+        re.compile(rf"#{{1,6}}\s*({_ROLE_WORDS}|response|input|context)\b", re.IGNORECASE),
+        lambda m: f"({m.group(1).lower()})",
+    ),
+    (
+        "role_prefix",
+        re.compile(rf"(?:(?<=^)|(?<=[\s.!?;,\"'(]))({_ROLE_WORDS})\s*:", re.IGNORECASE),
+        lambda m: f"{m.group(1)} -",
+    ),
     ("angle_quotes", re.compile(r"<<|>>"), lambda m: " "),
     ("braces", re.compile(r"[{}]"), lambda m: "(" if m.group(0) == "{" else ")"),
     ("command_prefix", re.compile(r"^\s*[/!\\]+(?=\w)"), lambda m: ""),
@@ -180,27 +204,92 @@ class RateLimiter:
 # --- intents ------------------------------------------------------------------------------------
 
 INTENT_PHRASES: dict[Intent, frozenset[str]] = {
-    Intent.STOP: frozenset({
-        "stop", "stop it", "stop that", "stop talking", "stop please", "please stop", "be quiet",
-        "quiet", "quiet please", "shut up", "hush", "enough", "that's enough", "thats enough",
-    }),
-    Intent.CANCEL: frozenset({
-        "cancel", "cancel that", "cancel it", "cancel please", "please cancel", "never mind",
-        "nevermind", "forget it", "forget that", "abort",
-    }),
-    Intent.REPEAT: frozenset({
-        "repeat", "repeat that", "repeat please", "please repeat", "repeat that please",
-        "say that again", "say it again", "say again", "come again", "what did you say",
-        "can you repeat that", "could you repeat that", "pardon", "sorry what", "once more",
-    }),
-    Intent.CONFIRM: frozenset({
-        "yes", "yeah", "yep", "yup", "sure", "ok", "okay", "confirm", "confirmed", "go ahead",
-        "do it", "yes please", "correct", "affirmative", "yes go ahead", "sure go ahead",
-    }),
-    Intent.DENY: frozenset({
-        "no", "nope", "nah", "don't", "do not", "deny", "no thanks", "no thank you",
-        "negative", "don't do it", "do not do it",
-    }),
+    Intent.STOP: frozenset(
+        {
+            "stop",
+            "stop it",
+            "stop that",
+            "stop talking",
+            "stop please",
+            "please stop",
+            "be quiet",
+            "quiet",
+            "quiet please",
+            "shut up",
+            "hush",
+            "enough",
+            "that's enough",
+            "thats enough",
+        }
+    ),
+    Intent.CANCEL: frozenset(
+        {
+            "cancel",
+            "cancel that",
+            "cancel it",
+            "cancel please",
+            "please cancel",
+            "never mind",
+            "nevermind",
+            "forget it",
+            "forget that",
+            "abort",
+        }
+    ),
+    Intent.REPEAT: frozenset(
+        {
+            "repeat",
+            "repeat that",
+            "repeat please",
+            "please repeat",
+            "repeat that please",
+            "say that again",
+            "say it again",
+            "say again",
+            "come again",
+            "what did you say",
+            "can you repeat that",
+            "could you repeat that",
+            "pardon",
+            "sorry what",
+            "once more",
+        }
+    ),
+    Intent.CONFIRM: frozenset(
+        {
+            "yes",
+            "yeah",
+            "yep",
+            "yup",
+            "sure",
+            "ok",
+            "okay",
+            "confirm",
+            "confirmed",
+            "go ahead",
+            "do it",
+            "yes please",
+            "correct",
+            "affirmative",
+            "yes go ahead",
+            "sure go ahead",
+        }
+    ),
+    Intent.DENY: frozenset(
+        {
+            "no",
+            "nope",
+            "nah",
+            "don't",
+            "do not",
+            "deny",
+            "no thanks",
+            "no thank you",
+            "negative",
+            "don't do it",
+            "do not do it",
+        }
+    ),
 }
 _INTENT_BY_PHRASE = {phrase: intent for intent, phrases in INTENT_PHRASES.items() for phrase in phrases}
 _PUNCTUATION = re.compile(r"[^\w\s']+")
@@ -296,4 +385,3 @@ def to_runtime_message(
         intent=utterance.intent,
         flags=utterance.flags,
     )
-

@@ -13,7 +13,10 @@ from voice_channel.settings import Settings, SettingsError, build_settings_class
 __all__ = ["config_option", "fail", "load", "nested", "setup_logging"]
 
 config_option = click.option(
-    "--config", "config_file", type=click.Path(dir_okay=False), default=None,
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
     help="YAML or TOML settings file (flags and VOICE_CHANNEL_* variables take precedence).",
 )
 

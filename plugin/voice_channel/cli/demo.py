@@ -20,8 +20,13 @@ DEFAULT_RUNTIME = "echo"
 
 @click.command()
 @click.option("--runtime", default=DEFAULT_RUNTIME, show_default=True, help="Runtime that answers.")
-@click.option("--log-level", default="warning", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]), help="Server log level (on standard error).")
+@click.option(
+    "--log-level",
+    default="warning",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Server log level (on standard error).",
+)
 @config_option
 def demo(runtime: str, log_level: str, config_file: str | None) -> None:
     """Start the channel in-process (ephemeral key, free port) and talk to it from the terminal."""

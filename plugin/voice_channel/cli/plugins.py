@@ -18,11 +18,18 @@ def plugins(as_json: bool) -> None:
     sections = hooks.settings_sections()
     described = hooks.describe()
     if as_json:
-        click.echo(json.dumps({
-            "plugins": described,
-            "runtimes": {name: {"plugin": e.plugin, "description": e.description} for name, e in sorted(runtimes.items())},
-            "settings_sections": sorted(sections),
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "plugins": described,
+                    "runtimes": {
+                        name: {"plugin": e.plugin, "description": e.description} for name, e in sorted(runtimes.items())
+                    },
+                    "settings_sections": sorted(sections),
+                },
+                indent=2,
+            )
+        )
         return
     click.echo("Runtimes:")
     for name, entry in sorted(runtimes.items()):

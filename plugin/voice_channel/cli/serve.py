@@ -27,12 +27,19 @@ NO_KEY = (
 @click.option("--insecure-no-auth", is_flag=True, default=None, help="Do not verify ElevenLabs' JWT. Dangerous.")
 @config_option
 def serve(
-    runtime: str | None, host: str | None, port: int | None, path: str | None,
-    insecure_no_auth: bool | None, config_file: str | None,
+    runtime: str | None,
+    host: str | None,
+    port: int | None,
+    path: str | None,
+    insecure_no_auth: bool | None,
+    config_file: str | None,
 ) -> None:
     """Serve the Speech Engine WebSocket endpoint (point your engine's ws_url here)."""
     overrides = nested(
-        runtime=runtime, server__host=host, server__port=port, server__path=path,
+        runtime=runtime,
+        server__host=host,
+        server__port=port,
+        server__path=path,
         auth__insecure_no_auth=insecure_no_auth or None,
     )
     settings, pm = load(config_file, overrides)

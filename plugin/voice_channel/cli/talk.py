@@ -16,8 +16,13 @@ from voice_channel.talk import Talk, stdin_lines
 
 @click.command()
 @click.option("--url", required=True, help="The channel's WebSocket URL, e.g. ws://127.0.0.1:8765/ws.")
-@click.option("--api-key", envvar="ELEVENLABS_API_KEY", default=None, show_envvar=True,
-              help="Key to sign the handshake JWT with (the server's key).")
+@click.option(
+    "--api-key",
+    envvar="ELEVENLABS_API_KEY",
+    default=None,
+    show_envvar=True,
+    help="Key to sign the handshake JWT with (the server's key).",
+)
 @click.option("--header", "headers", multiple=True, metavar="NAME:VALUE", help="Extra handshake header (repeatable).")
 @click.option("--reply-timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for a reply.")
 def talk(url: str, api_key: str | None, headers: tuple[str, ...], reply_timeout: float) -> None:
@@ -35,7 +40,9 @@ def talk(url: str, api_key: str | None, headers: tuple[str, ...], reply_timeout:
     sys.exit(asyncio.run(run_talk(url, api_key=api_key, headers=extra, reply_timeout=reply_timeout)))
 
 
-async def run_talk(url: str, *, api_key: str | None, headers: dict[str, str] | None = None, reply_timeout: float = 60.0) -> int:
+async def run_talk(
+    url: str, *, api_key: str | None, headers: dict[str, str] | None = None, reply_timeout: float = 60.0
+) -> int:
     interactive = sys.stdin.isatty()
     client = SpeechEngineClient(url, api_key=api_key, headers=headers)
     try:
@@ -48,7 +55,11 @@ async def run_talk(url: str, *, api_key: str | None, headers: dict[str, str] | N
     if interactive:
         click.echo("Type a line and press Enter to speak; Ctrl-D ends the conversation.", err=True)
     try:
-        talker = Talk(client, wait_for_reply=not interactive or bool(os.environ.get("VOICE_CHANNEL_TALK_WAIT")), reply_timeout=reply_timeout)
+        talker = Talk(
+            client,
+            wait_for_reply=not interactive or bool(os.environ.get("VOICE_CHANNEL_TALK_WAIT")),
+            reply_timeout=reply_timeout,
+        )
         return await talker.run(stdin_lines())
     finally:
         await client.disconnect()

@@ -49,7 +49,10 @@ class PhraseChunker:
         return self._take(buf, cut)
 
     def flush(self) -> str | None:
-        """Return everything held (on a runtime stall or at the end of the reply)."""
+        """Return everything held (on a runtime stall or at the end of the reply).
+
+        Held whitespace alone is kept back: it is only worth sending before more text.
+        """
         if not self._buf:
             return None
         return self._take(self._buf, len(self._buf))

@@ -79,7 +79,7 @@ class SpeechShaper:
         buf = self._tail + text
         if not self._tail and not self._in_fence and not self._in_think and not self._drop_line:
             plain = buf and not _SPECIAL.search(buf) and not (self._line_start and buf[0] in "-+>|# \t")
-            if plain and not _is_url_prefix(buf[buf.rfind(" ") + 1 :]):
+            if plain and not _needs_hold(buf[buf.rfind(" ") + 1 :]):
                 # Fast path: plain prose.
                 self._tail = ""
                 self._line_start = False
@@ -111,6 +111,8 @@ class SpeechShaper:
         head = buf[:cut]
         for opener, closer in (("[", ")"), ("`", "`"), ("<", ">")):
             start = _unclosed(head, opener, closer)
+            if start is not None and opener == "[" and start > 0 and buf[start - 1] == "!":
+                start -= 1  # an image: ![alt](url)
             if start is not None and len(buf) - start <= _MAX_HOLD[opener]:
                 cut = min(cut, start)
                 head = buf[:cut]
@@ -172,9 +174,9 @@ class SpeechShaper:
         # Emphasis depends on the character before: give it the last one spoken as context.
         context = self._last_char if self._last_char.isalnum() or self._last_char.isspace() else " "
         text = _EMPHASIS.sub("", (context or " ") + text)[1:]
-        if "|" in text:
-            text = re.sub(r"\s*\|\s*", ", ", text)
-        return text
+        # An inline pipe (a table cell not at a line start) is a pause; no whitespace games, so
+        # the result does not depend on where the stream was cut.
+        return text.replace("|", ",")
 
     def _drop_think(self, text: str) -> str:
         kept: list[str] = []

@@ -1,0 +1,133 @@
+"""Settings: sources and their precedence, readable errors, the plugin-section mechanism."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import BaseModel, Field
+
+from voice_channel.settings import Settings, SettingsError, build_settings_class, load_settings
+
+
+def test_defaults():
+    settings = load_settings()
+    assert settings.runtime == "echo"
+    assert settings.server.path == "/ws" and settings.server.heartbeat_s == 20
+    assert settings.server.max_frame_bytes == 1024 * 1024
+    assert settings.confirmations.timeout_s == 30
+    assert settings.echo.delay_ms == 0
+    assert settings.elevenlabs.api_key is None
+
+
+def test_env_nested_and_elevenlabs_names(monkeypatch):
+    monkeypatch.setenv("VOICE_CHANNEL_ECHO__DELAY_MS", "25")
+    monkeypatch.setenv("VOICE_CHANNEL_CONFIRMATIONS__TIMEOUT_S", "12.5")
+    monkeypatch.setenv("VOICE_CHANNEL_LOG_LEVEL", "debug")
+    monkeypatch.setenv("ELEVENLABS_API_KEY", "sk_from_env")
+    monkeypatch.setenv("ELEVENLABS_SPEECH_ENGINE_ID", "seng_123")
+    settings = load_settings()
+    assert settings.echo.delay_ms == 25
+    assert settings.confirmations.timeout_s == 12.5
+    assert settings.log_level == "debug"
+    assert settings.elevenlabs.api_key.get_secret_value() == "sk_from_env"
+    assert settings.elevenlabs.speech_engine_id == "seng_123"
+
+
+def test_precedence_flags_over_env_over_file(tmp_path, monkeypatch):
+    config = tmp_path / "voice.yaml"
+    config.write_text("runtime: echo\nserver:\n  port: 9001\n  host: 0.0.0.0\necho:\n  delay_ms: 5\n")
+    monkeypatch.setenv("VOICE_CHANNEL_SERVER__PORT", "9002")
+    settings = load_settings(config_file=config, overrides={"echo": {"delay_ms": 7}})
+    assert settings.server.port == 9002  # env beats file
+    assert settings.server.host == "0.0.0.0"  # file beats default
+    assert settings.echo.delay_ms == 7  # flag beats everything
+
+
+def test_voice_channel_key_beats_the_elevenlabs_name(monkeypatch):
+    monkeypatch.setenv("ELEVENLABS_API_KEY", "sk_generic")
+    monkeypatch.setenv("VOICE_CHANNEL_ELEVENLABS__API_KEY", "sk_specific")
+    assert load_settings().elevenlabs.api_key.get_secret_value() == "sk_specific"
+
+
+def test_toml_file(tmp_path):
+    config = tmp_path / "voice.toml"
+    config.write_text('[turn]\nfiller_text = "Hold on."\n')
+    assert load_settings(config_file=config).turn.filler_text == "Hold on."
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "expected"),
+    [
+        (
+            "VOICE_CHANNEL_SERVER__PORT",
+            "70000",
+            "setting 'server.port' (env VOICE_CHANNEL_SERVER__PORT): "
+            "Input should be less than or equal to 65535 (got '70000')",
+        ),
+        (
+            "VOICE_CHANNEL_SERVER__PATH",
+            "ws",
+            "setting 'server.path' (env VOICE_CHANNEL_SERVER__PATH): Value error, must start with '/'",
+        ),
+        (
+            "VOICE_CHANNEL_LOG_LEVEL",
+            "loud",
+            "setting 'log_level' (env VOICE_CHANNEL_LOG_LEVEL): Input should be 'debug', 'info', 'warning' or 'error'",
+        ),
+        ("VOICE_CHANNEL_TURN__FIRST_TEXT_DEADLINE_S", "20", "setting 'turn.first_text_deadline_s'"),
+    ],
+)
+def test_bad_setting_names_the_key_and_what_is_allowed(monkeypatch, env, value, expected):
+    monkeypatch.setenv(env, value)
+    with pytest.raises(SettingsError) as excinfo:
+        load_settings()
+    assert expected in str(excinfo.value)
+
+
+def test_unknown_key_in_file_is_named(tmp_path):
+    config = tmp_path / "voice.yaml"
+    config.write_text("serverr:\n  port: 1\n")
+    with pytest.raises(SettingsError, match="unknown setting 'serverr'"):
+        load_settings(config_file=config)
+
+
+def test_secret_values_never_appear_in_errors_or_repr(monkeypatch):
+    monkeypatch.setenv("VOICE_CHANNEL_ELEVENLABS__API_KEY", "sk_very_secret_value")
+    settings = load_settings()
+    assert "sk_very_secret_value" not in repr(settings) and "sk_very_secret_value" not in str(settings.model_dump())
+    monkeypatch.setenv("VOICE_CHANNEL_AUTH__HEADER_SECRET", "")
+    monkeypatch.setenv("VOICE_CHANNEL_SERVER__PORT", "x")
+    with pytest.raises(SettingsError) as excinfo:
+        load_settings()
+    assert "sk_very_secret_value" not in str(excinfo.value)
+
+
+def test_missing_or_unsupported_config_file(tmp_path):
+    with pytest.raises(SettingsError, match="not found"):
+        load_settings(config_file=tmp_path / "nope.yaml")
+    other = tmp_path / "voice.ini"
+    other.write_text("x")
+    with pytest.raises(SettingsError, match=r"\.yaml, \.yml or \.toml"):
+        load_settings(config_file=other)
+
+
+def test_malformed_yaml_is_a_clear_error(tmp_path):
+    config = tmp_path / "voice.yaml"
+    config.write_text("server: [unclosed\n")
+    with pytest.raises(SettingsError, match="cannot read config file"):
+        load_settings(config_file=config)
+
+
+class _Extra(BaseModel):
+    """Extra runtime settings."""
+
+    base_url: str = Field("http://localhost", description="Where it is.")
+
+
+def test_plugin_sections_join_the_model(monkeypatch):
+    cls = build_settings_class({"extra": _Extra})
+    monkeypatch.setenv("VOICE_CHANNEL_EXTRA__BASE_URL", "http://other")
+    settings = load_settings(settings_cls=cls)
+    assert settings.extra.base_url == "http://other"
+    assert issubclass(cls, Settings)
+    with pytest.raises(SettingsError, match="clash"):
+        build_settings_class({"server": _Extra})
