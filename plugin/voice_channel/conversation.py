@@ -195,7 +195,7 @@ class Conversation:
             event_id,
             outbox=self._outbox,
             settings=self._settings.turn,
-            log=self.log.bind(event_id=event_id),
+            log=self.log,
         )
         self.current = new
         new.task = asyncio.get_running_loop().create_task(
@@ -229,9 +229,12 @@ class Conversation:
         return session
 
     async def _session(self) -> RuntimeSession:
-        assert self._session_task is not None
+        task = self._session_task
+        assert task is not None
+        if task.done():
+            return task.result()
         # Shielded: an interrupted turn must not cancel the session being opened for the next.
-        return await asyncio.shield(self._session_task)
+        return await asyncio.shield(task)
 
     async def close(self, reason: str) -> None:
         """End the conversation: cancel and await every task, deny what is pending, close the session."""
@@ -286,7 +289,9 @@ class Conversation:
     # --- one turn ----------------------------------------------------------------------------------
 
     async def _run_turn(self, turn: Turn, message: UserTranscriptMessage, previous: asyncio.Task[None] | None) -> None:
-        structlog.contextvars.bind_contextvars(conversation_id=self.conversation_id, event_id=turn.event_id)
+        # conversation_id is inherited from the receive loop's context; runtime adapters' own
+        # log lines get the event_id from here.
+        structlog.contextvars.bind_contextvars(event_id=turn.event_id)
         if previous is not None:
             await self._settle(previous)
         try:
@@ -331,19 +336,24 @@ class Conversation:
             last = self.record.last_assistant()
             await turn.say(last.text if last is not None else _NOTHING_TO_REPEAT)
             return
-        session = await self._session()
+        task = self._session_task
+        session = task.result() if task is not None and task.done() else await self._session()
         assert self.conversation_id is not None
         message = to_runtime_message(
             utterance, conversation_id=self.conversation_id, event_id=turn.event_id, boundary=self.boundary
         )
-        verdict = await self._hooks.transcript(message, self)
-        if isinstance(verdict, Refusal):
-            turn.log.info("transcript_vetoed")
-            await turn.say(verdict.text)
-            return
-        message = self._reapply_boundary(message, verdict)
-        self.record.add_user(message.text, turn.event_id)
-        await self._speak_run(turn, _Run(session.respond(message)))
+        if self._hooks.has_transcript_hooks:
+            verdict = await self._hooks.transcript(message, self)
+            if isinstance(verdict, Refusal):
+                turn.log.info("transcript_vetoed")
+                await turn.say(verdict.text)
+                return
+            message = self._reapply_boundary(message, verdict)
+        try:
+            await self._speak_run(turn, _Run(session.respond(message)))
+        finally:
+            # The record holds what came *before* the message while the runtime answers it.
+            self.record.add_user(message.text, turn.event_id)
 
     async def _speak_run(self, turn: Turn, run: _Run) -> None:
         """Speak ``run`` in ``turn`` until it ends or pauses on a confirmation."""

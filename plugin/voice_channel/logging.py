@@ -14,12 +14,19 @@ from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
+from pydantic_core import to_json
 
 __all__ = ["SecretRedactor", "configure_logging"]
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 _SENSITIVE_KEY = re.compile(r"api_key|apikey|secret|token|password|authorization", re.IGNORECASE)
 REDACTED = "[redacted]"
+
+
+def _to_json(event: Any, **_: Any) -> str:
+    # pydantic-core's serializer (Rust) is several times faster than the json module, and it
+    # turns anything it does not know into a string instead of failing.
+    return to_json(event, fallback=repr).decode()
 
 
 class SecretRedactor:
@@ -65,7 +72,9 @@ def configure_logging(
     stream = stream or sys.stderr
     use_console = fmt == "console" or (fmt == "auto" and stream.isatty())
     renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=stream.isatty()) if use_console else structlog.processors.JSONRenderer()
+        structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        if use_console
+        else structlog.processors.JSONRenderer(serializer=_to_json)
     )
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,

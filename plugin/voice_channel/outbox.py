@@ -78,9 +78,28 @@ class Outbox:
         """Write ``frame`` now if the socket is idle, else queue it behind the frames in flight."""
         if self._closed:
             return
-        self._queue.append(frame)
-        if not self._writing:
+        if self._writing:
+            self._queue.append(frame)  # behind the frame in flight; its writer sends this too
+            return
+        if self._queue:
+            self._queue.append(frame)  # posted frames go first, in order
             await self._drain()
+            return
+        turn = frame.turn
+        if turn is not None and not turn.is_current:
+            self.frames_dropped += 1
+            return
+        # The common case: an idle socket. Write at once, in the caller's task.
+        self._writing = True
+        try:
+            await self._ws.send_str(frame.encode())
+            self.frames_sent += 1
+        except (ConnectionError, RuntimeError) as exc:
+            self._fail(exc)
+        finally:
+            self._writing = False
+            if self._queue and not self._closed:
+                self._start_pump()
 
     def post(self, frame: Frame) -> None:
         """Queue ``frame`` from synchronous code; the outbox's pump task writes it."""
@@ -111,10 +130,7 @@ class Outbox:
                 try:
                     await self._ws.send_str(frame.encode())
                 except (ConnectionError, RuntimeError) as exc:
-                    # The peer is gone; the receive loop sees it too and closes the conversation.
-                    self._log.info("socket_write_failed", error=str(exc))
-                    self._closed = True
-                    self._queue.clear()
+                    self._fail(exc)
                     return
                 self.frames_sent += 1
         finally:
@@ -123,6 +139,12 @@ class Outbox:
                 # The writing task was cancelled mid-write (its turn was superseded): the frames
                 # still queued belong to others, so hand them over to the pump.
                 self._start_pump()
+
+    def _fail(self, exc: BaseException) -> None:
+        # The peer is gone; the receive loop sees it too and closes the conversation.
+        self._log.info("socket_write_failed", error=str(exc))
+        self._closed = True
+        self._queue.clear()
 
     def _start_pump(self) -> None:
         if self._pump is None or self._pump.done():

@@ -165,6 +165,11 @@ class PluginHooks:
 
     # --- turns ---
 
+    @property
+    def has_transcript_hooks(self) -> bool:
+        """Whether any plugin implements ``voice_channel_transcript`` (lets turns skip the call)."""
+        return bool(self.pm.hook.voice_channel_transcript.get_hookimpls())
+
     async def transcript(self, message: RuntimeMessage, conversation: Conversation) -> RuntimeMessage | Refusal:
         """Run the transcript hooks in order; each sees the previous one's message."""
         caller = self.pm.hook.voice_channel_transcript

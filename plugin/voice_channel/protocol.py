@@ -22,9 +22,11 @@ PROTOCOL_NOTES
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter, ValidationError
+from pydantic_core import to_json
 
 __all__ = [
     "AGENT_ROLES",
@@ -95,11 +97,12 @@ class ProtocolError(ValueError):
     """A frame that is not valid JSON or does not match the protocol's schema."""
 
 
-class HistoryItem(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+@dataclass(frozen=True, slots=True)
+class HistoryItem:
+    """One valid item of a ``user_transcript`` history."""
 
     role: Literal["user", "agent"]
-    content: StrictStr
+    content: str
 
 
 def parse_frame(data: str | bytes) -> InboundMessage | UnknownMessage:
@@ -126,21 +129,30 @@ def _describe(errors: list[Any]) -> str:
 
 
 def parse_history_item(item: Any) -> HistoryItem | None:
-    """Validate one ``user_transcript`` item; ``None`` when its role or content is unusable."""
-    try:
-        return HistoryItem.model_validate(item)
-    except ValidationError:
+    """Validate one ``user_transcript`` item; ``None`` when its role or content is unusable.
+
+    Checked by hand (an object with role ``user``/``agent`` and string content; other keys
+    ignored): histories are re-sent in full every turn, so this runs for every item of every
+    transcript and must be cheap.
+    """
+    if type(item) is not dict:
         return None
+    role, content = item.get("role"), item.get("content")
+    if (role != "user" and role != "agent") or type(content) is not str:
+        return None
+    return HistoryItem(role, content)
 
 
 def encode_agent_response(content: str, event_id: int | None, is_final: bool) -> str:
     """Serialise an ``agent_response`` frame. ``event_id`` is omitted when the turn had none."""
     if event_id is None:
-        return json.dumps({"type": "agent_response", "content": content, "is_final": is_final})
-    return json.dumps({"type": "agent_response", "content": content, "event_id": event_id, "is_final": is_final})
+        frame: dict[str, Any] = {"type": "agent_response", "content": content, "is_final": is_final}
+    else:
+        frame = {"type": "agent_response", "content": content, "event_id": event_id, "is_final": is_final}
+    return to_json(frame).decode()
 
 
-_PONG = json.dumps({"type": "pong"})
+_PONG = to_json({"type": "pong"}).decode()
 
 
 def encode_pong() -> str:

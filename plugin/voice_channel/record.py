@@ -66,9 +66,16 @@ class ConversationRecord:
         if heard is None:
             del self._entries[-1]
             return
+        if heard == entry.text:
+            return  # heard in full: the common case
         ours, theirs = _norm(entry.text), _norm(heard)
         if theirs and ours != theirs and ours.startswith(theirs):
-            entry.text = heard
+            # Keep our own words, cut where the caller stopped hearing (the last heard word
+            # may be partial): their text only tells how much, never what.
+            words, heard_words = entry.text.split(), heard.split()
+            kept = words[: len(heard_words)]
+            kept[-1] = kept[-1][: len(heard_words[-1])]
+            entry.text = " ".join(kept)
             entry.interrupted = True
 
     def as_messages(self) -> list[dict[str, str]]:

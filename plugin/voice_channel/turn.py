@@ -52,7 +52,8 @@ class Turn:
         self.spoken: list[str] = []
         self.started_at = time.perf_counter()
         self.first_text_at: float | None = None
-        self.log = log
+        self._conversation_log = log
+        self._log: structlog.typing.FilteringBoundLogger | None = None
         self._outbox = outbox
         self._settings = settings
         self._chunker = PhraseChunker(settings.chunk_max_chars)
@@ -62,6 +63,13 @@ class Turn:
         self._filler: asyncio.TimerHandle | None = None
 
     # --- state ---------------------------------------------------------------------------------
+
+    @property
+    def log(self) -> structlog.typing.FilteringBoundLogger:
+        """The conversation's logger bound to this turn's ``event_id`` (bound on first use)."""
+        if self._log is None:
+            self._log = self._conversation_log.bind(event_id=self.event_id)
+        return self._log
 
     @property
     def is_current(self) -> bool:

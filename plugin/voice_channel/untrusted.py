@@ -34,7 +34,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from voice_channel.protocol import parse_history_item
 from voice_channel.runtime import Intent, RuntimeMessage
 
 __all__ = [
@@ -90,6 +89,9 @@ def _strip_invisible(text: str) -> tuple[str, int]:
     return "".join(kept), removed
 
 
+_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+
+
 def sanitize(text: str) -> tuple[str, int]:
     """NFKC, remove invisible characters, collapse whitespace.
 
@@ -97,6 +99,10 @@ def sanitize(text: str) -> tuple[str, int]:
     characters that must be removed and removal can make NFKC compose further, so both are
     applied until nothing changes.
     """
+    if text.isascii():
+        # NFKC is the identity on ASCII, and the only invisible ASCII characters are controls.
+        cleaned, removed = _ASCII_CONTROL.subn("", text)
+        return _WHITESPACE.sub(" ", cleaned).strip(), removed
     removed_total = 0
     for _ in range(4):
         normal = unicodedata.normalize("NFKC", text)
@@ -150,8 +156,14 @@ LIVE_MARKERS = re.compile(
 )
 
 
+# Every marker above needs one of these characters; speech rarely has any of them.
+_MARKER_CHARS = re.compile(r"[<>\[\]#:{}/!\\|]")
+
+
 def defuse_markers(text: str, boundary: str = "") -> tuple[str, frozenset[str]]:
     """Rewrite role markers and command prefixes into plain words; return the flags that fired."""
+    if not _MARKER_CHARS.search(text) and not (boundary and boundary in text):
+        return text, frozenset()
     flags: set[str] = set()
     if boundary and boundary in text:
         text = text.replace(boundary, " ")
@@ -292,6 +304,8 @@ INTENT_PHRASES: dict[Intent, frozenset[str]] = {
     ),
 }
 _INTENT_BY_PHRASE = {phrase: intent for intent, phrases in INTENT_PHRASES.items() for phrase in phrases}
+# Room for the longest phrase plus punctuation and spacing; anything longer is not an intent.
+_INTENT_MAX_CHARS = 2 * max(map(len, _INTENT_BY_PHRASE))
 _PUNCTUATION = re.compile(r"[^\w\s']+")
 
 
@@ -303,13 +317,15 @@ def normalize_words(text: str) -> str:
 
 def match_intent(text: str) -> Intent | None:
     """The channel intent of the *whole* utterance, if it is one of the fixed phrases."""
+    if len(text) > _INTENT_MAX_CHARS:
+        return None
     return _INTENT_BY_PHRASE.get(normalize_words(text))
 
 
 # --- the transcript ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Utterance:
     """What the channel takes from one ``user_transcript``."""
 
@@ -337,25 +353,32 @@ def read_transcript(
     if len(items) > max_history_items:
         items = items[-max_history_items:]
         flags.add("history_capped")
-    valid = []
+    # One cheap pass (histories are re-sent in full every turn): count unusable items and find
+    # the newest user item and the valid item before it.
     skipped = 0
+    last_user: str | None = None
+    heard: str | None = None
+    prev_role: object = None
+    prev_content: str | None = None
     for raw in items:
-        item = parse_history_item(raw)
-        if item is None:
-            skipped += 1
-        else:
-            valid.append(item)
+        # Same rule as protocol.parse_history_item, inlined: this loop runs for every item of
+        # every transcript, and most items are valid.
+        if type(raw) is dict:
+            role, content = raw.get("role"), raw.get("content")
+            if type(content) is str and (role == "user" or role == "agent"):
+                if role == "user":
+                    last_user = content
+                    # Only compared with the channel's own record, never passed on: not sanitised.
+                    heard = prev_content if prev_role == "agent" else None
+                prev_role, prev_content = role, content
+                continue
+        skipped += 1
     if skipped:
         flags.add("malformed_items")
-
-    last_user = next((i for i in range(len(valid) - 1, -1, -1) if valid[i].role == "user"), None)
     if last_user is None:
         return Utterance("", None, frozenset(flags | {"no_user_text"}), None, skipped)
-    heard: str | None = None
-    if last_user > 0 and valid[last_user - 1].role == "agent":
-        heard = sanitize(valid[last_user - 1].content)[0]
 
-    text, removed = sanitize(valid[last_user].content)
+    text, removed = sanitize(last_user)
     if removed:
         flags.add("invisible_stripped")
     text, marker_flags = defuse_markers(text, boundary)

@@ -1,0 +1,176 @@
+"""Transcript → first chunk and → final: voice-channel vs. the official SDK's server.
+
+Each server runs in its own process: ``voice-channel serve --runtime echo`` (with everything it
+does on top: JWT check at the handshake, schema validation, the trust boundary, hooks, speech
+shaping and chunking, structured logging at info level) and the SDK's ``SpeechEngineServer``
+with an echo handler producing the same words (``bench/sdk_echo_server.py``). One probe process
+plays ElevenLabs for both, alternating turn by turn, so both see the same machine load. A
+conversation lasts ``--turns-per-conversation`` turns (the history grows, as it does for real)
+and is then replaced by a new one.
+
+Run: ``make bench`` or ``.venv/bin/python bench/first_chunk.py --turns 2000``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "plugin"))
+
+from voice_channel.client import SpeechEngineClient  # noqa: E402
+
+UTTERANCE = "please add two liters of milk and a loaf of bread to my shopping list"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {port}")
+
+
+class Target:
+    def __init__(self, name: str, url: str, key: str, turns_per_conversation: int) -> None:
+        self.name, self.url, self.key = name, url, key
+        self.turns_per_conversation = turns_per_conversation
+        self.client: SpeechEngineClient | None = None
+        self.first: list[float] = []
+        self.final: list[float] = []
+        self.frames: list[int] = []
+
+    async def turn(self, record: bool) -> None:
+        if self.client is None or self.client.event_id >= self.turns_per_conversation:
+            if self.client is not None:
+                await self.client.disconnect()
+            self.client = SpeechEngineClient(self.url, api_key=self.key)
+            await self.client.connect()
+        client = self.client
+        client.history.append({"role": "user", "content": UTTERANCE})
+        client.event_id += 1
+        started = time.perf_counter()
+        await client.send_transcript(client.event_id)
+        first = None
+        frames = 0
+        text = []
+        while True:
+            frame = await client.receive()
+            assert frame != "closed"
+            if frame.get("type") != "agent_response":
+                continue
+            frames += 1
+            now = time.perf_counter()
+            if first is None:
+                first = now
+            text.append(frame["content"])
+            if frame["is_final"]:
+                break
+        client.heard("".join(text))
+        assert "".join(text) == f"You said: {UTTERANCE}", "".join(text)
+        if record:
+            self.first.append((first - started) * 1e3)
+            self.final.append((now - started) * 1e3)
+            self.frames.append(frames)
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.disconnect()
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=2000, help="measured turns per server")
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--turns-per-conversation", type=int, default=20)
+    parser.add_argument(
+        "--ours-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for our server (experiments, e.g. VOICE_CHANNEL_LOG_LEVEL=warning)",
+    )
+    args = parser.parse_args()
+
+    key = f"sk_bench_{secrets.token_hex(16)}"
+    ours_port, sdk_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICE_CHANNEL_")}
+    env.update(ELEVENLABS_API_KEY=key, VOICE_CHANNEL_LOG_LEVEL="info", VOICE_CHANNEL_LOG_FORMAT="json")
+    bin_dir = Path(sys.executable).parent
+    ours_env = dict(env, **dict(item.split("=", 1) for item in args.ours_env))
+    ours = subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is timed
+        [str(bin_dir / "voice-channel"), "serve", "--runtime", "echo", "--port", str(ours_port)],
+        env=ours_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    sdk = subprocess.Popen(  # noqa: ASYNC220
+        [sys.executable, str(HERE / "sdk_echo_server.py"), "--port", str(sdk_port), "--api-key", key],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    targets = [
+        Target("voice-channel", f"ws://127.0.0.1:{ours_port}/ws", key, args.turns_per_conversation),
+        Target("elevenlabs SDK", f"ws://127.0.0.1:{sdk_port}/ws", key, args.turns_per_conversation),
+    ]
+    try:
+        await wait_listening(ours_port, ours)
+        await wait_listening(sdk_port, sdk)
+        for i in range(args.warmup + args.turns):
+            for target in targets if i % 2 == 0 else reversed(targets):
+                await target.turn(record=i >= args.warmup)
+    finally:
+        for target in targets:
+            await target.close()
+        for proc in (ours, sdk):
+            proc.terminate()
+            proc.wait(timeout=15)
+
+    print(
+        f"{args.turns} turns per server, {args.turns_per_conversation} turns per conversation, "
+        f"utterance of {len(UTTERANCE.split())} words, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
+    )
+    print(f"{'':16} {'first p50':>10} {'first p99':>10} {'final p50':>10} {'final p99':>10} {'frames':>7}  (ms)")
+    for t in targets:
+        print(
+            f"{t.name:16} {pct(t.first, 50):10.3f} {pct(t.first, 99):10.3f} {pct(t.final, 50):10.3f} "
+            f"{pct(t.final, 99):10.3f} {statistics.median(t.frames):7.0f}"
+        )
+    ours_t, sdk_t = targets
+    ratios = ", ".join(
+        f"{label} p{q} {pct(getattr(ours_t, label), q) / pct(getattr(sdk_t, label), q):.2f}"
+        for label in ("first", "final")
+        for q in (50, 99)
+    )
+    print(f"ratio voice-channel / SDK: {ratios}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))

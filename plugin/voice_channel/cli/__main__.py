@@ -1,0 +1,3 @@
+from voice_channel.cli import main
+
+main()

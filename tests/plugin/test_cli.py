@@ -1,0 +1,183 @@
+"""The command line, run as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from voice_channel.client import SpeechEngineClient
+
+CLI = [sys.executable, "-m", "voice_channel.cli"]
+
+
+def env(**extra: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("VOICE_CHANNEL_", "ELEVENLABS_"))}
+    base.update(extra)
+    return base
+
+
+async def run(*args: str, stdin: bytes = b"", timeout: float = 30, **extra: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env(**extra),
+    )
+    out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    return proc.returncode, out.decode(), err.decode()
+
+
+class Served:
+    def __init__(self, proc: asyncio.subprocess.Process, port: int, startup: list[dict]) -> None:
+        self.proc, self.port, self.startup = proc, port, startup
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+
+async def serve(*args: str, **extra: str) -> Served:
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        "serve",
+        "--port",
+        "0",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env(VOICE_CHANNEL_LOG_FORMAT="json", **extra),
+    )
+    assert proc.stderr is not None
+    startup = []
+    while True:
+        line = await asyncio.wait_for(proc.stderr.readline(), 30)
+        assert line, "serve exited before it was ready"
+        event = json.loads(line)
+        startup.append(event)
+        if event.get("event") == "listening":
+            return Served(proc, event["port"], startup)
+
+
+def test_module_entry_point_exists():
+    assert (Path(__file__).resolve().parents[2] / "plugin/voice_channel/cli/__main__.py").is_file()
+
+
+async def test_serve_refuses_to_start_without_a_key():
+    code, _out, err = await run("serve", "--port", "0")
+    assert code == 2
+    assert "no ElevenLabs API key: set ELEVENLABS_API_KEY" in err and "--insecure-no-auth" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "extra", "message"),
+    [
+        (["serve", "--port", "70000"], {}, "setting 'server.port'"),
+        (["serve", "--runtime", "nope"], {}, "unknown runtime 'nope'; installed runtimes:"),
+        (["serve"], {"VOICE_CHANNEL_TURN__FILLER_ENABLED": "maybe"}, "setting 'turn.filler_enabled'"),
+        (["serve", "--config", "/does/not/exist.yaml"], {}, "config file not found"),
+    ],
+)
+async def test_bad_settings_are_one_clear_line_no_traceback(args, extra, message):
+    code, _out, err = await run(*args, ELEVENLABS_API_KEY="sk_x", **extra)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+
+
+async def test_serve_insecure_warns_loudly_and_accepts_unsigned_conversations():
+    served = await serve("--insecure-no-auth")
+    try:
+        async with SpeechEngineClient(served.url) as client:
+            await client.say("unsigned")
+            assert (await client.reply()).text == "You said: unsigned"
+    finally:
+        served.proc.send_signal(signal.SIGTERM)
+        await served.proc.communicate()
+    warning = next(e for e in served.startup if e["event"] == "INSECURE_NO_AUTH")
+    assert warning["level"] == "warning" and "anyone who can reach this port" in warning["message"]
+
+
+async def test_serve_health_then_sigterm_closes_open_conversations_with_1001():
+    key = "sk_cli_test_key_123456"
+    served = await serve("--runtime", "echo", ELEVENLABS_API_KEY=key, VOICE_CHANNEL_ECHO__DELAY_MS="200")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{served.port}/healthz") as resp:
+            assert resp.status == 200
+            assert (await resp.json())["status"] == "ok"
+    async with SpeechEngineClient(served.url, api_key=key) as client:
+        await client.say("a slow reply with many words in it")
+        first = await client.receive()
+        assert first["event_id"] == 1
+        served.proc.send_signal(signal.SIGTERM)
+        frames = []
+        while (frame := await client.receive()) != "closed":
+            frames.append(frame)
+        assert client.ws.close_code == 1001
+    assert not any(f.get("is_final") for f in frames), "the interrupted turn must not end as if completed"
+    code = await asyncio.wait_for(served.proc.wait(), 15)
+    assert code == 0
+    _, err = await served.proc.communicate()
+    events = [json.loads(line)["event"] for line in err.decode().splitlines() if line.startswith("{")]
+    assert events.index("conversation_ended") < events.index("runtime_stopped") < events.index("stopped")
+
+
+async def test_talk_is_scriptable_and_exits_at_end_of_input():
+    key = "sk_cli_test_key_abcdef"
+    served = await serve(ELEVENLABS_API_KEY=key)
+    try:
+        code, out, err = await run(
+            "talk", "--url", served.url, stdin=b"hello there\n\nsecond line\n", ELEVENLABS_API_KEY=key
+        )
+    finally:
+        served.proc.send_signal(signal.SIGTERM)
+        await served.proc.wait()
+    assert code == 0, err
+    assert out.splitlines() == [
+        "you> hello there",
+        "agent> You said: hello there",
+        "you> second line",
+        "agent> You said: second line",
+    ]
+
+
+async def test_talk_with_the_wrong_key_says_why():
+    served = await serve(ELEVENLABS_API_KEY="sk_right_key_0000")
+    try:
+        code, _out, err = await run("talk", "--url", served.url, stdin=b"hi\n", ELEVENLABS_API_KEY="sk_wrong")
+    finally:
+        served.proc.send_signal(signal.SIGTERM)
+        await served.proc.wait()
+    assert code == 2
+    assert "refused the conversation: HTTP 401" in err and "Traceback" not in err
+
+
+async def test_talk_to_nothing_says_why():
+    code, _out, err = await run("talk", "--url", "ws://127.0.0.1:9/ws", stdin=b"hi\n")
+    assert code == 2 and "cannot connect" in err and "Traceback" not in err
+
+
+async def test_demo_scripted_echo():
+    code, out, err = await run("demo", "--runtime", "echo", stdin=b"testing one two\n")
+    assert code == 0, err
+    assert out.splitlines() == ["you> testing one two", "agent> You said: testing one two"]
+
+
+async def test_plugins_lists_runtimes_and_hooks():
+    code, out, err = await run("plugins", "--json")
+    assert code == 0, err
+    listing = json.loads(out)
+    assert "echo" in listing["runtimes"]
+    echo = next(p for p in listing["plugins"] if p["name"] == "echo")
+    assert echo["builtin"] and "voice_channel_register_runtimes" in echo["hooks"]
+    code, out, _ = await run("plugins")
+    assert code == 0 and "Runtimes:" in out and "echo" in out
