@@ -40,7 +40,7 @@ log = structlog.get_logger("voice_channel.plugins")
 
 ENTRY_POINT_GROUP = PROJECT
 #: Built-in features, registered as plugins through the same hooks as third-party ones.
-DEFAULT_PLUGINS = ("voice_channel.runtimes.echo",)
+DEFAULT_PLUGINS = ("voice_channel.runtimes.echo", "voice_channel.runtimes.demo")
 #: Comma-separated plugin names that must not be loaded.
 DISABLE_ENV = "VOICE_CHANNEL_DISABLE_PLUGINS"
 #: Set to log every hook call at debug level.

@@ -15,7 +15,7 @@ from voice_channel.cli.talk import run_talk
 from voice_channel.server import running_app
 from voice_channel.settings import SettingsError
 
-DEFAULT_RUNTIME = "echo"
+DEFAULT_RUNTIME = "demo"
 
 
 @click.command()
