@@ -6,6 +6,7 @@ import click
 
 from voice_channel import __version__
 from voice_channel.cli.demo import demo
+from voice_channel.cli.local_engine import local_engine
 from voice_channel.cli.plugins import plugins
 from voice_channel.cli.serve import serve
 from voice_channel.cli.talk import talk
@@ -23,6 +24,7 @@ cli.add_command(serve)
 cli.add_command(talk)
 cli.add_command(demo)
 cli.add_command(plugins)
+cli.add_command(local_engine)
 
 
 def main() -> None:

@@ -211,14 +211,15 @@ class EngineSession:
         if self._closed:
             return
         self._closed = True
-        turn = self._turn
+        if self._turn is not None:
+            self._stop(self._turn)
+        # Goodbye first: cancelling the reader of an aiohttp client socket marks it aborted.
+        await self.upstream.say_goodbye()
         pending = [task for task in self._tasks if task is not asyncio.current_task()]
-        if turn is not None:
-            turn.stopped = True
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        await self.upstream.close()
+        await self.upstream.disconnect()
         if not self.ws.closed:
             await self.ws.close()
         self.log.info("local_engine_conversation_ended", turns=len(self.turns))

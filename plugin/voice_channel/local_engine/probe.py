@@ -218,6 +218,29 @@ class ConvaiProbe:
     def of_type(self, kind: str) -> list[Received]:
         return [item for item in self.received if item.type == kind]
 
+    def playback_end(self, *, after: int = 0) -> float | None:
+        """When the browser would finish playing the audio received from index ``after`` on.
+
+        It plays audio back to back as it arrives, at the rate given in the metadata.
+        """
+        assert self.metadata is not None
+        rate = int(self.metadata["agent_output_audio_format"].split("_")[1])
+        end: float | None = None
+        for item in self.received[after:]:
+            if item.type == "audio":
+                duration = len(base64.b64decode(item.event()["audio_base_64"])) / 2 / rate
+                end = max(item.at, end or 0.0) + duration
+        return end
+
+    async def listen(self, *, after: int = 0, quiet_s: float = 0.3) -> None:
+        """Wait, as a listener does, until the agent's audio from index ``after`` on has played out."""
+        while True:
+            end = self.playback_end(after=after) or time.monotonic()
+            remaining = end + quiet_s - time.monotonic()
+            if remaining <= 0:
+                return
+            await asyncio.sleep(remaining)  # real-time playback being simulated
+
     def audio(self, event_id: int | None = None) -> bytes:
         """The agent audio received (for one ``event_id``), concatenated."""
         return b"".join(

@@ -79,10 +79,12 @@ class Upstream:
             self._ping_sent = time.monotonic()
             await self.client.ping()
 
-    async def close(self) -> None:
-        """Say goodbye (``close``) if the socket is still open, then disconnect."""
+    async def say_goodbye(self) -> None:
+        """Send ``close`` (the clean end of a conversation) if the socket is still open."""
         ws = self.client.ws
         if ws is not None and not ws.closed:
             with contextlib.suppress(Exception):
                 await self.client.close_conversation()
+
+    async def disconnect(self) -> None:
         await self.client.disconnect()
