@@ -173,6 +173,7 @@ class EngineSession:
         self._outbox: asyncio.Queue[tuple[dict[str, Any], _Turn | None]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
+        self._closing: asyncio.Task[None] | None = None
         self.keywords = [*config.keywords, *self._client_keywords(init)]
 
     @staticmethod
@@ -207,9 +208,15 @@ class EngineSession:
             await self.close()
 
     async def close(self) -> None:
-        """Stop every task (awaited), say ``close`` to the channel, close the browser's socket."""
-        if self._closed:
-            return
+        """Stop every task (awaited), say ``close`` to the channel, close the browser's socket.
+
+        Any number of callers may wait for it; the work runs once, shielded from their cancellation.
+        """
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         self._closed = True
         if self._turn is not None:
             self._stop(self._turn)
