@@ -34,7 +34,7 @@ __all__ = ["local_engine"]
 @click.option("--vad", type=click.Choice(["webrtc", "silero"]), default="webrtc", show_default=True)
 @click.option("--end-of-turn-ms", type=int, default=400, show_default=True, help="Silence that ends a turn.")
 @click.option("--tts", type=click.Choice(["auto", "piper", "espeak"]), default="auto", show_default=True)
-@click.option("--stt-window-s", type=float, default=30.0, show_default=True, help="Whisper encoder window (5-30).")
+@click.option("--stt-window-s", type=float, default=20.0, show_default=True, help="Whisper encoder window (5-30).")
 @click.option("--cascade-timeout-s", type=float, default=4.0, show_default=True, help="Re-send a turn after this.")
 @click.option("--keyword", "keywords", multiple=True, help="Word to bias speech recognition toward (repeatable).")
 @click.option(

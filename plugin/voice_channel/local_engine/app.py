@@ -107,9 +107,7 @@ async def get_signed_url(request: web.Request) -> web.Response:
     signature = secrets.token_urlsafe(24)
     state.signatures[signature] = now + state.config.signed_url_ttl_s
     base = state.config.public_url or f"{'wss' if request.secure else 'ws'}://{request.host}"
-    url = (
-        f"{base.rstrip('/')}{CONVERSATION_PATH}?agent_id={_quote(agent_id)}&conversation_signature={signature}"
-    )
+    url = f"{base.rstrip('/')}{CONVERSATION_PATH}?agent_id={_quote(agent_id)}&conversation_signature={signature}"
     return web.json_response({"signed_url": url})
 
 

@@ -35,10 +35,10 @@ class LocalEngineConfig(BaseModel):
     preroll_ms: int = Field(300, ge=0, le=2000, description="Audio kept from before the speech onset.")
 
     stt_window_s: float = Field(
-        30.0,
+        20.0,
         ge=5.0,
         le=30.0,
-        description="Whisper's encoder window; shorter is faster but less robust (30 is Whisper's own).",
+        description="Whisper's encoder window: shorter is faster, less accurate (30 is Whisper's own; see the README).",
     )
     stt_threads: int = Field(2, ge=1, le=64, description="CPU threads for Whisper.")
     keywords: list[str] = Field(default_factory=list, description="Words to bias speech recognition toward.")

@@ -25,7 +25,6 @@ was stopped are dropped even if they were already queued.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import time

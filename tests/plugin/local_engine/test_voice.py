@@ -73,7 +73,9 @@ def check_conformance(browser: ConvaiProbe, wire: Wire) -> None:
     transcripts_up = wire.up("user_transcript")
     ids_up = [frame["event_id"] for frame in transcripts_up]
     assert ids_up == sorted(ids_up), f"event ids sent to the channel must not decrease: {ids_up}"
-    browser_turns = {item.event()["event_id"]: item.event()["user_transcript"] for item in browser.of_type("user_transcript")}
+    browser_turns = {
+        item.event()["event_id"]: item.event()["user_transcript"] for item in browser.of_type("user_transcript")
+    }
     for frame in transcripts_up:
         # The channel gets exactly what the browser was shown, as the last user item of the history.
         assert frame["user_transcript"][-1] == {"role": "user", "content": browser_turns[frame["event_id"]]}
@@ -87,9 +89,9 @@ def check_conformance(browser: ConvaiProbe, wire: Wire) -> None:
             finals.add(frame["event_id"])
     for item in browser.of_type("agent_response"):
         event_id = item.event()["event_id"]
-        assert event_id in finals or any(
-            i.type == "interruption" for i in browser.received
-        ), f"reply {event_id} shown without the channel's final"
+        assert event_id in finals or any(i.type == "interruption" for i in browser.received), (
+            f"reply {event_id} shown without the channel's final"
+        )
         assert words(item.event()["agent_response"]) == words("".join(chunks[event_id]))
     # Audio only ever carries the id of a turn the browser was told about, and never after that
     # turn was interrupted.
@@ -111,7 +113,7 @@ def check_conformance(browser: ConvaiProbe, wire: Wire) -> None:
 
 
 async def test_add_milk_then_read_list_by_voice(start_channel, start_engine, speak, speech_models):
-    channel, probe, local = await start_stack(start_channel, start_engine, ping_interval_s=1.0)
+    _channel, probe, local = await start_stack(start_channel, start_engine, ping_interval_s=1.0)
     try:
         async with ConvaiProbe(await local.signed_url()) as browser:
             assert browser.metadata["user_input_audio_format"] == "pcm_16000"  # type: ignore[index]
@@ -146,7 +148,7 @@ async def test_add_milk_then_read_list_by_voice(start_channel, start_engine, spe
 async def test_barge_in_stops_the_long_reply_and_the_new_turn_is_answered(
     start_channel, start_engine, speak, speech_models
 ):
-    channel, probe, local = await start_stack(start_channel, start_engine)
+    _channel, probe, local = await start_stack(start_channel, start_engine)
     try:
         async with ConvaiProbe(await local.signed_url()) as browser:
             # Anything the demo does not understand gets a long, two-sentence help reply.
@@ -195,7 +197,7 @@ async def test_spoken_confirmation_with_code_word(start_channel, start_engine, s
     import voice_channel.confirmations as confirmations
 
     monkeypatch.setattr(confirmations, "CODE_WORDS", RELIABLE_CODE_WORDS)
-    channel, probe, local = await start_stack(start_channel, start_engine)
+    _channel, probe, local = await start_stack(start_channel, start_engine)
     try:
         async with ConvaiProbe(await local.signed_url()) as browser:
             added = await converse(browser, speak("Please add milk to my list."))
@@ -219,7 +221,7 @@ async def test_spoken_confirmation_with_code_word(start_channel, start_engine, s
 
 
 async def test_spoken_no_keeps_the_list(start_channel, start_engine, speak):
-    channel, probe, local = await start_stack(start_channel, start_engine)
+    _channel, probe, local = await start_stack(start_channel, start_engine)
     try:
         async with ConvaiProbe(await local.signed_url()) as browser:
             await converse(browser, speak("Please add bread to my list."))
