@@ -45,7 +45,18 @@ from aiohttp import WSMsgType, web
 API_KEY_HEADER = "xi-api-key"
 ID = re.compile(r"(seng|agent)_([A-Za-z0-9]+)")
 SORT_BY = {"name", "created_at", "updated_at", "call_count_7d"}
-OBJECT_KEYS = ("speech_engine", "asr", "tts", "turn", "conversation", "privacy", "call_limits", "auth", "overrides", "vad")
+OBJECT_KEYS = (
+    "speech_engine",
+    "asr",
+    "tts",
+    "turn",
+    "conversation",
+    "privacy",
+    "call_limits",
+    "auth",
+    "overrides",
+    "vad",
+)
 ALLOWED_KEYS = {*OBJECT_KEYS, "name", "language", "tags", "cascade_timeout_seconds"}
 
 
@@ -189,9 +200,13 @@ def _validate(body: Any, *, creating: bool) -> list[dict[str, Any]]:
         if not isinstance(url, str):
             errors.append(_error(["body", "speech_engine", "ws_url"], "Field required", "missing"))
         elif not url.startswith(("ws://", "wss://")):  # [assumed]
-            errors.append(_error(["body", "speech_engine", "ws_url"], "URL scheme should be 'ws' or 'wss'", "url_scheme"))
+            errors.append(
+                _error(["body", "speech_engine", "ws_url"], "URL scheme should be 'ws' or 'wss'", "url_scheme")
+            )
     timeout = body.get("cascade_timeout_seconds")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 2 <= timeout <= 15):
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 2 <= timeout <= 15
+    ):
         errors.append(_error(["body", "cascade_timeout_seconds"], "Input should be between 2 and 15"))
     if "name" in body and body["name"] is not None and not isinstance(body["name"], str):
         errors.append(_error(["body", "name"], "Input should be a valid string", "string_type"))
@@ -348,7 +363,12 @@ async def _list(request: web.Request) -> web.Response:
             "created_at_unix_secs": e["metadata"]["created_at_unix_secs"],
             "updated_at_unix_secs": e["metadata"]["updated_at_unix_secs"],
             "tags": list(e["tags"]),
-            "access_info": {"is_creator": True, "creator_name": "Stand-in", "creator_email": "o@example.com", "role": "admin"},
+            "access_info": {
+                "is_creator": True,
+                "creator_name": "Stand-in",
+                "creator_email": "o@example.com",
+                "role": "admin",
+            },
         }
         for e in page
     ]
@@ -377,9 +397,7 @@ async def _token(request: web.Request) -> web.Response:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
     # The real token is a LiveKit JWT; this one only has its shape.
-    token = ".".join(
-        [part({"alg": "HS256", "typ": "JWT"}), part({"room": conversation_id}), secrets.token_urlsafe(16)]
-    )
+    token = ".".join([part({"alg": "HS256", "typ": "JWT"}), part({"room": conversation_id}), secrets.token_urlsafe(16)])
     return web.json_response({"token": token, "conversation_id": conversation_id})
 
 
@@ -388,7 +406,9 @@ async def _signed_url(request: web.Request) -> web.Response:
     if bad is not None:
         return bad
     state = request.app[STANDIN]
-    base = state.signed_url_base or str(request.url.with_scheme("ws").with_path("/v1/convai/conversation").with_query(None))
+    base = state.signed_url_base or str(
+        request.url.with_scheme("ws").with_path("/v1/convai/conversation").with_query(None)
+    )
     url = f"{base}?agent_id={agent_id}&conversation_signature={secrets.token_urlsafe(24)}"
     if request.query.get("include_conversation_id") == "true":
         url += "&conversation_id=conv_" + secrets.token_hex(12)

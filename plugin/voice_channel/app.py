@@ -64,9 +64,7 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> we
     entry = resolve_runtime(settings, hooks)
     taken = {"/healthz", TOKEN_PATH} | ({"/"} if settings.ui.enabled else set())
     if settings.server.path in taken or (settings.ui.enabled and settings.server.path.startswith("/static/")):
-        raise SettingsError(
-            f"setting 'server.path': {settings.server.path!r} is taken by another route; use e.g. /ws"
-        )
+        raise SettingsError(f"setting 'server.path': {settings.server.path!r} is taken by another route; use e.g. /ws")
     app = web.Application()
     app[STATE] = ChannelState(settings=settings, hooks=hooks, runtime_entry=entry)
     app[TOKENS] = TokenService(settings, hooks)

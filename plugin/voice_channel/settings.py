@@ -264,7 +264,9 @@ class TokenSettings(_Section):
         for value in values:
             url = _parse_url(value, ("http", "https"), "https://voice.example.com")
             if url.path not in ("", "/") or url.query_string or url.fragment:
-                raise ValueError(f"{value!r} is not an origin: scheme://host[:port] only, e.g. https://voice.example.com")
+                raise ValueError(
+                    f"{value!r} is not an origin: scheme://host[:port] only, e.g. https://voice.example.com"
+                )
             origins.append(str(url.origin()))
         return origins
 

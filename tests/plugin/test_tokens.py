@@ -113,7 +113,9 @@ async def test_a_bearer_secret_is_required_when_configured(token_channel, eleven
 
     status, body, _ = await get_token(channel, {**SAME_ORIGIN, "Authorization": "bearer open-sesame-42"})
     assert status == 200 and "token" in body
-    status, _, _ = await get_token(channel, {"Origin": "https://evil.example.com", "Authorization": "Bearer open-sesame-42"})
+    status, _, _ = await get_token(
+        channel, {"Origin": "https://evil.example.com", "Authorization": "Bearer open-sesame-42"}
+    )
     assert status == 403  # the secret does not replace the origin check
 
 
@@ -125,7 +127,9 @@ async def test_without_secret_or_anonymous_access_no_token_is_issued(token_chann
 
 
 async def test_requests_over_the_rate_are_refused_per_client(token_channel, elevenlabs):
-    channel = await token_channel(token={"allow_anonymous": True, "rate_per_minute": 2}, server={"trusted_proxy_hops": 1})
+    channel = await token_channel(
+        token={"allow_anonymous": True, "rate_per_minute": 2}, server={"trusted_proxy_hops": 1}
+    )
     first = {**SAME_ORIGIN, "X-Forwarded-For": "203.0.113.7"}
     assert (await get_token(channel, first))[0] == 200
     assert (await get_token(channel, {"X-Forwarded-For": "203.0.113.7"}))[0] == 403  # refusals count too
@@ -158,7 +162,9 @@ def test_the_rate_limiter_refills_over_time():
 
 
 async def test_missing_configuration_is_said_plainly(start_channel, elevenlabs):
-    no_key = await start_channel(elevenlabs={"api_key": None}, token={"allow_anonymous": True}, auth={"insecure_no_auth": True})
+    no_key = await start_channel(
+        elevenlabs={"api_key": None}, token={"allow_anonymous": True}, auth={"insecure_no_auth": True}
+    )
     status, body, _ = await get_token(no_key, SAME_ORIGIN)
     assert (status, body["code"]) == (503, "not_configured") and "no ElevenLabs key" in body["error"]
     no_engine = await start_channel(elevenlabs=elevenlabs.settings(), token={"allow_anonymous": True})
@@ -174,7 +180,12 @@ MARKER = "UPSTREAM-BODY-MUST-NOT-LEAK"
     [
         (Fault(status=401, body={"detail": {"status": "invalid_api_key", "message": MARKER}}), 502, "auth", "API key"),
         (Fault(status=404, body={"detail": MARKER}), 502, "not_found", "Speech Engine"),
-        (Fault(status=422, body={"detail": [{"loc": ["query"], "msg": MARKER, "type": "x"}]}), 502, "invalid", "invalid"),
+        (
+            Fault(status=422, body={"detail": [{"loc": ["query"], "msg": MARKER, "type": "x"}]}),
+            502,
+            "invalid",
+            "invalid",
+        ),
         (Fault(status=429, body={"detail": MARKER}), 503, "busy", "busy"),
         (Fault(status=500, body=MARKER), 502, "upstream_error", "had a problem"),
         (Fault(status=503, body={"detail": MARKER}), 502, "upstream_error", "had a problem"),
@@ -184,7 +195,9 @@ MARKER = "UPSTREAM-BODY-MUST-NOT-LEAK"
         (Fault(hang=True), 504, "timeout", "did not answer in time"),
     ],
 )
-async def test_upstream_failures_become_clear_json_errors(token_channel, elevenlabs, capture, fault, status, code, words):
+async def test_upstream_failures_become_clear_json_errors(
+    token_channel, elevenlabs, capture, fault, status, code, words
+):
     fault.path = r"^/v1/convai/conversation/token$"
     elevenlabs.state.faults.append(fault)
     channel = await token_channel(elevenlabs_extra={"timeout_s": 0.5})
@@ -298,7 +311,13 @@ async def test_no_response_or_log_line_ever_contains_the_api_key(start_channel, 
     )
     ok = {**SAME_ORIGIN, "Authorization": "Bearer code-1234"}
     bodies = []
-    for fault in [None, Fault(status=401), Fault(status=500, body=api_key), Fault(status=200, body="x"), Fault(hang=True)]:
+    for fault in [
+        None,
+        Fault(status=401),
+        Fault(status=500, body=api_key),
+        Fault(status=200, body="x"),
+        Fault(hang=True),
+    ]:
         if fault is not None:
             fault.path = "token"
             elevenlabs.state.faults.append(fault)

@@ -131,9 +131,7 @@ def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--max-duration", type=click.IntRange(1), help="Longest conversation, in seconds."),
         click.option("--record-voice/--no-record-voice", default=None, help="Let ElevenLabs keep call audio."),
         click.option("--retention-days", type=click.IntRange(-1), help="Days ElevenLabs keeps data (-1: default)."),
-        click.option(
-            "--zero-retention/--no-zero-retention", default=None, help="ElevenLabs' zero-retention mode."
-        ),
+        click.option("--zero-retention/--no-zero-retention", default=None, help="ElevenLabs' zero-retention mode."),
         click.option("--language", help="Conversation language, e.g. en."),
         click.option("--tag", "tags", multiple=True, help="Tag (repeatable; replaces the engine's tags)."),
         click.option(

@@ -61,6 +61,7 @@ def serve(
         app = create_app(settings, pm)
     except SettingsError as exc:
         raise fail(str(exc)) from None
+
     def ready(port: int) -> None:
         if settings.ui.enabled:
             shown = settings.server.public_url or f"http://{settings.server.host}:{port}"
