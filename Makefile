@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-core
 
-.PHONY: demo test lint manifests bench clean web
+.PHONY: demo test lint manifests bench clean web web-test
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	@$(BIN)/voice-channel demo --runtime demo
 
-test: $(STAMP) web
+test: $(STAMP) web web-test
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -40,7 +40,11 @@ WEB_DEPS  := web/node_modules/.package-lock.json
 
 ifneq ($(shell command -v $(NPM)),)
 web: $(WEB_BUILT)
+
+web-test: $(WEB_DEPS)
+	cd web && $(NPM) test --silent
 else
+web-test: web
 web:
 	@if [ -n "$$CI" ]; then \
 		echo "make web: npm not found; Node.js and npm are needed to build the browser page" >&2; exit 1; \

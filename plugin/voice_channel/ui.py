@@ -62,24 +62,27 @@ def bundle_missing() -> list[str]:
 
 
 def add_ui_routes(app: web.Application) -> None:
-    missing = bundle_missing()
+    missing = bundle_missing()  # checked once: the files do not change under a running server
     if missing:
         log.error("ui_not_built", missing=missing, fix="run `make web` (needs Node.js and npm)")
+
+    async def index(request: web.Request) -> web.StreamResponse:
+        if missing:
+            return web.Response(text=NOT_BUILT, status=503, content_type="text/html", headers=PAGE_HEADERS)
+        return web.FileResponse(STATIC_DIR / "index.html", headers={**PAGE_HEADERS, "Content-Type": "text/html"})
+
     app.router.add_get("/", index)
     app.router.add_get("/static/{name}", static_file)
-
-
-async def index(request: web.Request) -> web.StreamResponse:
-    if bundle_missing():
-        return web.Response(text=NOT_BUILT, status=503, content_type="text/html", headers=PAGE_HEADERS)
-    return web.FileResponse(STATIC_DIR / "index.html", headers={**PAGE_HEADERS, "Content-Type": "text/html"})
 
 
 async def static_file(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     content_type = STATIC_FILES.get(name)
-    path = STATIC_DIR / name
-    if content_type is None or not path.is_file():
+    if content_type is None:
         raise web.HTTPNotFound()
-    headers = {"Content-Type": f"{content_type}; charset=utf-8", "X-Content-Type-Options": "nosniff"}
-    return web.FileResponse(path, headers={**headers, "Cache-Control": "no-cache"})
+    headers = {
+        "Content-Type": f"{content_type}; charset=utf-8",
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-cache",
+    }
+    return web.FileResponse(STATIC_DIR / name, headers=headers)  # 404 by itself if the file is missing

@@ -65,7 +65,9 @@ class Browser:
 
     def problems(self) -> list[str]:
         """Console errors and warnings, and uncaught exceptions."""
-        lines = [f"{m.type}: {m.text} @ {m.location.get('url')}" for m in self.console if m.type in ("error", "warning")]
+        lines = [
+            f"{m.type}: {m.text} @ {m.location.get('url')}" for m in self.console if m.type in ("error", "warning")
+        ]
         return lines + [f"pageerror: {e}" for e in self.errors]
 
     def foreign_requests(self) -> list[str]:
@@ -73,17 +75,22 @@ class Browser:
         return [url for url in self.requests if not url.startswith(local)]
 
 
-@pytest.fixture
-async def chromium() -> AsyncIterator[Any]:
-    """Start a Chromium: ``await chromium(microphone=True)`` returns a :class:`Browser`."""
+def _require_tools() -> None:
     if not Path(CHROMIUM).exists():
         _unavailable(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
     if bundle_missing():
         _unavailable("the page is not built (make web)")
     try:
-        from playwright.async_api import async_playwright
+        import playwright.async_api  # noqa: F401
     except ImportError:
         _unavailable("playwright is not installed (pip install playwright)")
+
+
+@pytest.fixture
+async def chromium() -> AsyncIterator[Any]:
+    """Start a Chromium: ``await chromium(microphone=True)`` returns a :class:`Browser`."""
+    _require_tools()
+    from playwright.async_api import async_playwright
     profiles: list[str] = []
     contexts: list[Any] = []
     async with async_playwright() as playwright:
@@ -224,7 +231,9 @@ async def test_start_asks_our_server_and_shows_an_upstream_failure_in_plain_word
     assert browser.foreign_requests() == []
 
 
-async def test_an_access_code_is_asked_for_and_a_token_then_goes_to_livekit(page_channel, chromium, elevenlabs, livekit):
+async def test_an_access_code_is_asked_for_and_a_token_then_goes_to_livekit(
+    page_channel, chromium, elevenlabs, livekit
+):
     channel = await page_channel(token={"bearer_secret": "open-sesame"}, elevenlabs_extra={"livekit_url": livekit.url})
     browser = await chromium()
     page = browser.page

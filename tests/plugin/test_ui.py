@@ -66,7 +66,9 @@ async def test_a_missing_build_is_explained_on_the_page(start_channel, monkeypat
 @needs_bundle
 async def test_mounted_under_a_prefix(make_settings):
     host = web.Application()
-    host.add_subapp("/voice", create_app(make_settings(ui={"enabled": True}), get_plugin_manager(load_entrypoints=False)))
+    host.add_subapp(
+        "/voice", create_app(make_settings(ui={"enabled": True}), get_plugin_manager(load_entrypoints=False))
+    )
     server = TestServer(host, host="127.0.0.1")
     await server.start_server()
     try:
@@ -79,5 +81,5 @@ async def test_mounted_under_a_prefix(make_settings):
 
 @pytest.mark.parametrize("path", ["/", "/api/token", "/healthz", "/static/x"])
 def test_the_websocket_path_cannot_take_another_route(path):
-    with pytest.raises(SettingsError, match="server.path"):
+    with pytest.raises(SettingsError, match=r"server\.path"):
         create_app(Settings(ui={"enabled": True}, server={"path": path}), get_plugin_manager(load_entrypoints=False))
