@@ -130,6 +130,18 @@ async def words(*items: str):  # type: ignore[no-untyped-def]
         yield item
 
 
+def stalls_after(*items: str) -> Behaviour:
+    """A behaviour that says ``items``, then waits until the test releases it, then says "never"."""
+
+    async def behaviour(message: RuntimeMessage, rec: Recorder):  # type: ignore[no-untyped-def]
+        for item in items:
+            yield item
+        await rec.release.wait()
+        yield "never"
+
+    return behaviour
+
+
 async def barrier(client: SpeechEngineClient) -> list[dict[str, Any]]:
     """Ping and wait for the pong: every frame sent before has been processed by the server.
 

@@ -37,7 +37,9 @@ from typing import Any
 from voice_channel.runtime import Intent, RuntimeMessage
 
 __all__ = [
+    "AFFIRMATIVE_WORDS",
     "INTENT_PHRASES",
+    "NEGATIVE_WORDS",
     "RateLimiter",
     "Utterance",
     "defuse_markers",
@@ -275,6 +277,61 @@ class RateLimiter:
 
 # --- intents ------------------------------------------------------------------------------------
 
+#: Words that say yes, for the intent map and the confirmation parser alike.
+AFFIRMATIVE_WORDS = frozenset(
+    {
+        "yes",
+        "yeah",
+        "yep",
+        "yup",
+        "sure",
+        "ok",
+        "okay",
+        "confirm",
+        "confirmed",
+        "approve",
+        "approved",
+        "affirmative",
+        "absolutely",
+        "definitely",
+        "correct",
+        "alright",
+    }
+)
+#: Words that say no; any of them anywhere in an answer vetoes it.
+NEGATIVE_WORDS = frozenset(
+    {
+        "no",
+        "not",
+        "nope",
+        "nah",
+        "never",
+        "don't",
+        "dont",
+        "stop",
+        "cancel",
+        "wait",
+        "hold",
+        "deny",
+        "denied",
+        "reject",
+        "refuse",
+        "abort",
+        "negative",
+        "without",
+        "nothing",
+        "neither",
+        "nor",
+        "nobody",
+        "none",
+        "shouldn't",
+        "can't",
+        "won't",
+        "mustn't",
+        "isn't",
+    }
+)
+
 INTENT_PHRASES: dict[Intent, frozenset[str]] = {
     Intent.STOP: frozenset(
         {
@@ -327,26 +384,7 @@ INTENT_PHRASES: dict[Intent, frozenset[str]] = {
             "once more",
         }
     ),
-    Intent.CONFIRM: frozenset(
-        {
-            "yes",
-            "yeah",
-            "yep",
-            "yup",
-            "sure",
-            "ok",
-            "okay",
-            "confirm",
-            "confirmed",
-            "go ahead",
-            "do it",
-            "yes please",
-            "correct",
-            "affirmative",
-            "yes go ahead",
-            "sure go ahead",
-        }
-    ),
+    Intent.CONFIRM: AFFIRMATIVE_WORDS | {"go ahead", "do it", "yes please", "yes go ahead", "sure go ahead"},
     Intent.DENY: frozenset(
         {
             "no",
