@@ -91,6 +91,7 @@ async def chromium() -> AsyncIterator[Any]:
     """Start a Chromium: ``await chromium(microphone=True)`` returns a :class:`Browser`."""
     _require_tools()
     from playwright.async_api import async_playwright
+
     profiles: list[str] = []
     contexts: list[Any] = []
     async with async_playwright() as playwright:
