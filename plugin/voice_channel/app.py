@@ -26,10 +26,10 @@ from aiohttp import WSCloseCode, web
 
 from voice_channel import __version__
 from voice_channel.endpoint import speech_engine_endpoint
-from voice_channel.keys import STATE, ChannelState
+from voice_channel.keys import STATE, TOKENS, ChannelState
 from voice_channel.plugins import PluginHooks, RuntimeEntry, get_plugin_manager
 from voice_channel.settings import Settings, SettingsError
-from voice_channel.tokens import TOKENS, TokenService, elevenlabs_client_context, token_endpoint
+from voice_channel.tokens import TokenService, elevenlabs_client_context, token_endpoint
 from voice_channel.ui import add_ui_routes
 
 __all__ = ["TOKEN_PATH", "create_app", "resolve_runtime"]

@@ -222,7 +222,8 @@ class PluginHooks:
         caller = self.pm.hook.voice_channel_authorize_token
         for impl in reversed(caller.get_hookimpls()):  # pluggy's call order: tryfirst ... trylast
             try:
-                result = await await_me_maybe(impl.function(**{k: request for k in impl.argnames if k == "request"}))
+                kwargs = {"request": request}
+                result = await await_me_maybe(impl.function(**{k: kwargs[k] for k in impl.argnames}))
             except Exception:
                 log.exception("hook_failed", hook="voice_channel_authorize_token", plugin=impl.plugin_name)
                 return TokenDenied(reason=f"plugin {impl.plugin_name} failed")

@@ -25,6 +25,7 @@ import structlog
 from aiohttp import web
 
 from voice_channel.elevenlabs_api import MalformedResponse, classify, open_client, request_options
+from voice_channel.keys import TOKENS
 from voice_channel.ratelimit import RateLimiter, client_address
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from voice_channel.plugins import PluginHooks
     from voice_channel.settings import Settings
 
-__all__ = ["TOKENS", "TokenDenied", "TokenService", "elevenlabs_client_context", "error_response", "token_endpoint"]
+__all__ = ["TokenDenied", "TokenService", "elevenlabs_client_context", "error_response", "token_endpoint"]
 
 log = structlog.get_logger("voice_channel.tokens")
 
@@ -135,9 +136,6 @@ class TokenService:
             )
         self._override_checked = (allowed, now)
         return allowed
-
-
-TOKENS = web.AppKey("voice_channel_tokens", TokenService)
 
 
 async def elevenlabs_client_context(app: web.Application) -> AsyncIterator[None]:

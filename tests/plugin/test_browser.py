@@ -4,7 +4,8 @@ Nothing here reaches the internet: ``--host-resolver-rules`` makes every host bu
 ElevenLabs REST API is the stand-in, LiveKit (WebRTC) is a local stand-in that refuses every join, and the
 WebSocket transport talks to the stand-in's conversation socket. The microphone is Chromium's fake device.
 
-Without Chromium or the built page these tests skip, except under CI (``CI`` set), where they fail.
+Without Chromium (``CHROMIUM_BIN``, default /usr/bin/chromium) or the built page these tests skip, except
+under CI (``CI`` set), where they fail.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from elevenlabs_standin import Fault, transcript_script
 from support import Channel, ElevenLabsStandin
 from voice_channel.ui import bundle_missing
 
-CHROMIUM = os.environ.get("VOICE_CHANNEL_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
 FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
