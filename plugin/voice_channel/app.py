@@ -70,7 +70,7 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> we
     app[TOKENS] = TokenService(settings, hooks)
     app.router.add_get(settings.server.path, speech_engine_endpoint)
     app.router.add_get("/healthz", healthz)
-    app.router.add_get(TOKEN_PATH, token_endpoint)
+    app.router.add_get(TOKEN_PATH, token_endpoint, allow_head=False)  # a HEAD must not spend a token
     if settings.ui.enabled:
         add_ui_routes(app)
     app.cleanup_ctx.append(_runtime_context)

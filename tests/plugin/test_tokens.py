@@ -334,3 +334,12 @@ async def test_no_response_or_log_line_ever_contains_the_api_key(start_channel, 
     assert capture.events and capture.records  # the capture really saw the traffic
     assert api_key not in capture.text()
     assert any(e["event"] == "token_upstream_failed" for e in capture.events)
+
+
+async def test_only_get_spends_a_token(token_channel, elevenlabs):
+    channel = await token_channel()
+    async with aiohttp.ClientSession() as session:
+        for method in ("HEAD", "POST"):
+            async with session.request(method, channel.server.make_url("/api/token"), headers=SAME_ORIGIN) as response:
+                assert response.status == 405, method
+    assert token_requests(elevenlabs) == []
