@@ -24,7 +24,8 @@ subprotocol ``convai``, reads ``conversation_initiation_client_data``, answers
 show a transcript.
 
 Test controls on ``app[STANDIN]``: ``requests`` (everything received), ``faults`` (answer the next matching
-request with a given status and body, or never), ``engines``, ``signed_url_base``, ``script``, ``initiations``.
+request with a given status and body, or never), ``engines``, ``signed_url_base``, ``script``, ``hang_up``,
+``initiations``.
 Choices marked [assumed] are the stand-in's, not verified against the live API.
 """
 
@@ -94,6 +95,8 @@ class Standin:
     signed_url_base: str | None = None
     #: Events the conversation WebSocket sends after its metadata (conversation WebSocket protocol frames).
     script: list[dict[str, Any]] = field(default_factory=list)
+    #: Close the conversation WebSocket with this code after the script (``None``: wait for the page to hang up).
+    hang_up: int | None = None
     #: ``conversation_initiation_client_data`` frames received, in order.
     initiations: list[dict[str, Any]] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -435,6 +438,9 @@ async def _conversation(request: web.Request) -> web.WebSocketResponse:
         )
         for event in state.script:
             await ws.send_json(event)
+        if state.hang_up is not None:
+            await ws.close(code=state.hang_up, message=b"stand-in hangs up")
+            return ws
         async for _message in ws:  # microphone audio and pongs until the page hangs up
             pass
     return ws

@@ -325,3 +325,27 @@ async def test_a_signed_url_conversation_shows_the_transcript_and_stops(page_cha
     assert await page.is_hidden("#error")
     assert browser.problems() == []
     assert browser.foreign_requests() == []
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "error"),
+    [
+        (1000, "The assistant ended the conversation.", None),
+        (1011, "Conversation ended.", "The conversation was cut off. Press Start to talk again."),
+    ],
+)
+async def test_the_end_of_a_conversation_is_explained(page_channel, chromium, elevenlabs, code, status, error):
+    elevenlabs.state.script = transcript_script("bye", "Goodbye!")
+    elevenlabs.state.hang_up = code
+    channel = await page_channel(token={"allow_anonymous": True, "transport": "websocket"})
+    browser = await chromium()
+    await browser.page.goto(page_url(channel))
+    await expect_state(browser, "idle")
+    await browser.page.click("#start")
+    await expect_text(browser, "#status", status)
+    await expect_state(browser, "idle")
+    assert await browser.page.is_hidden("#error") is (error is None)
+    if error is not None:
+        await expect_text(browser, "#error", error)
+    await expect_text(browser, "#transcript li:nth-child(2)", "AssistantGoodbye!")
+    assert browser.problems() == []

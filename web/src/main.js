@@ -92,16 +92,19 @@ async function start() {
   const answer = await requestCredentials(window.fetch.bind(window), ui.accessCode.value.trim());
   if (mine !== session) return;
   if (!answer.ok) {
-    ui.access.hidden = !needsAccessCode(answer.code) && ui.access.hidden;
     finish("Not connected.", answer.message);
-    if (needsAccessCode(answer.code)) ui.accessCode.focus();
+    if (needsAccessCode(answer.code)) {
+      ui.access.hidden = false;
+      ui.accessCode.focus();
+    }
     return;
   }
 
   setStatus("Connecting…");
+  let endedEarly = null; // a disconnect reported while startSession was still running
   const callbacks = {
     onConnect: () => {
-      if (mine !== session) return;
+      if (mine !== session || endedEarly) return;
       setState("connected");
       setStatus(modeStatus("listening"));
       ui.stop.focus();
@@ -117,8 +120,13 @@ async function start() {
       if (mine === session) showError(`The voice service reported a problem: ${message}`);
     },
     onDisconnect: (details) => {
-      if (mine !== session || document.body.dataset.state === "starting") return;
-      finish("Conversation ended.", disconnectMessage(details));
+      if (mine !== session) return;
+      if (document.body.dataset.state === "starting") {
+        endedEarly = details; // startSession is still running: its outcome decides what the page says
+        return;
+      }
+      const { status, error } = disconnectMessage(details);
+      finish(status, error);
     },
   };
   try {
@@ -126,6 +134,10 @@ async function start() {
     if (mine !== session) {
       await started.endSession();
       return;
+    }
+    if (endedEarly) {
+      const { status, error } = disconnectMessage(endedEarly);
+      return finish(status, error);
     }
     conversation = started;
     if (document.body.dataset.state === "starting") callbacks.onConnect();
@@ -135,17 +147,14 @@ async function start() {
 }
 
 async function stop() {
-  const state = document.body.dataset.state;
-  if (state === "starting") {
-    // startSession cannot be cancelled: forget this session; it is ended as soon as it resolves.
-    session += 1;
+  const ending = conversation;
+  session += 1; // from now on, callbacks of this session leave the page alone
+  if (!ending) {
+    // Still connecting: startSession cannot be cancelled; its conversation is ended as soon as it resolves.
     return finish("Not connected.");
   }
-  if (!conversation) return;
   setState("ending");
   setStatus("Hanging up…");
-  const ending = conversation;
-  session += 1;
   try {
     await ending.endSession();
   } finally {

@@ -23,15 +23,15 @@ export function microphoneProblem(error, { secure = true } = {}) {
 export const CONNECT_FAILED =
   "Could not connect to the voice service. Check your network, then press Start again.";
 
-/** Why a conversation ended; null when the caller ended it (nothing to explain). */
+/** How a conversation ended: the status line, and an error to show when it was not meant to end. */
 export function disconnectMessage(details) {
   switch (details && details.reason) {
     case "user":
-      return null;
+      return { status: "Conversation ended.", error: null };
     case "agent":
-      return "The assistant ended the conversation.";
+      return { status: "The assistant ended the conversation.", error: null };
     default:
-      return "The conversation was cut off. Press Start to talk again.";
+      return { status: "Conversation ended.", error: "The conversation was cut off. Press Start to talk again." };
   }
 }
 

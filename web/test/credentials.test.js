@@ -65,6 +65,7 @@ test("microphone and disconnect messages are plain words", () => {
   assert.match(microphoneProblem({ name: "NotAllowedError" }), /blocked/);
   assert.match(microphoneProblem({ name: "NotFoundError" }), /No microphone/);
   assert.match(microphoneProblem(null, { secure: false }), /https/);
-  assert.equal(disconnectMessage({ reason: "user" }), null);
-  assert.match(disconnectMessage({ reason: "error", message: "x" }), /cut off/);
+  assert.deepEqual(disconnectMessage({ reason: "user" }), { status: "Conversation ended.", error: null });
+  assert.equal(disconnectMessage({ reason: "agent" }).error, null);
+  assert.match(disconnectMessage({ reason: "error", message: "x" }).error, /cut off/);
 });
