@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -271,3 +272,12 @@ async def start_standin(api_key: str) -> ElevenLabsStandin:
     server = TestServer(make_standin_app(api_key), host="127.0.0.1")
     await server.start_server()
     return ElevenLabsStandin(server)
+
+
+async def get_token(channel: Channel, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any], Any]:
+    """``GET /api/token`` on a running channel: status, JSON body, response headers."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(channel.server.make_url("/api/token"), headers=headers or {}) as response,
+    ):
+        return response.status, await response.json(), response.headers

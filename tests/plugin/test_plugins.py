@@ -7,11 +7,10 @@ import importlib.metadata
 import re
 from pathlib import Path
 
-import aiohttp
 import pytest
 from pydantic import BaseModel, Field
 
-from support import ScriptedPlugin, conversation, words
+from support import ScriptedPlugin, conversation, get_token, words
 from voice_channel import Refusal, RuntimeMessage, hookimpl
 from voice_channel import hookspecs as specs
 from voice_channel.confirmations import ConfirmationPolicy
@@ -267,12 +266,6 @@ async def test_a_failing_policy_hook_counts_as_never(start_channel):
 # --- browser side ------------------------------------------------------------------------------
 
 
-async def _token(channel, headers=None):
-    async with aiohttp.ClientSession() as session:
-        async with session.get(channel.server.make_url("/api/token"), headers=headers or {}) as response:
-            return response.status, await response.json()
-
-
 async def test_hook_authorize_token(start_channel, elevenlabs):
     seen = []
 
@@ -293,17 +286,17 @@ async def test_hook_authorize_token(start_channel, elevenlabs):
     engine = elevenlabs.add_engine()
     # The built-in policy alone refuses everything here (no bearer secret, anonymous access off).
     channel = await start_channel(plugins=[HostSession()], elevenlabs=elevenlabs.settings(speech_engine_id=engine))
-    status, body = await _token(channel, {"X-Host-User": "alice"})  # no Origin: the plugin decides first
+    status, body, _ = await get_token(channel, {"X-Host-User": "alice"})  # no Origin: the plugin decides first
     assert status == 200 and "token" in body
-    assert await _token(channel, {"X-Host-User": "mallory"}) == (
+    assert (await get_token(channel, {"X-Host-User": "mallory"}))[:2] == (
         403,
         {"error": "Your account may not use voice.", "code": "account_blocked"},
     )
-    assert await _token(channel, {"X-Host-User": "eve"}) == (
+    assert (await get_token(channel, {"X-Host-User": "eve"}))[:2] == (
         403,
         {"error": "This page is not allowed to start a conversation.", "code": "forbidden"},
     )
-    status, body = await _token(channel, {"Sec-Fetch-Site": "same-origin"})  # None: the built-in policy decides
+    status, body, _ = await get_token(channel, {"Sec-Fetch-Site": "same-origin"})  # None: the built-in policy decides
     assert (status, body["code"]) == (403, "not_enabled")
     assert seen == ["/api/token"] * 4
 
@@ -323,7 +316,7 @@ async def test_a_failing_or_confused_token_hook_denies(start_channel, elevenlabs
         token={"allow_anonymous": True},
     )
     for mode in ("raise", "confused"):
-        status, body = await _token(channel, {"X-Mode": mode, "Sec-Fetch-Site": "same-origin"})
+        status, body, _ = await get_token(channel, {"X-Mode": mode, "Sec-Fetch-Site": "same-origin"})
         assert (status, body["code"]) == (403, "forbidden")
     assert elevenlabs.state.calls("GET", "token") == []
 

@@ -13,19 +13,11 @@ import pytest
 import structlog
 
 from elevenlabs_standin import Fault
-from support import Channel, ElevenLabsStandin
+from support import ElevenLabsStandin, get_token
 from voice_channel.logging import configure_logging
 from voice_channel.ratelimit import RateLimiter
 
 SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}
-
-
-async def get_token(channel: Channel, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any], Any]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(channel.server.make_url("/api/token"), headers=headers or {}) as response,
-    ):
-        return response.status, await response.json(), response.headers
 
 
 @pytest.fixture
