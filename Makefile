@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-core
 
-.PHONY: demo test lint manifests bench clean
+.PHONY: demo test lint manifests bench clean web web-test
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	@$(BIN)/voice-channel demo --runtime demo
 
-test: $(STAMP)
+test: $(STAMP) web web-test
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -29,4 +29,32 @@ bench: $(STAMP)
 	$(BIN)/python bench/first_chunk.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis web/node_modules $(WEB_BUILT)
+
+# --- the browser page: web/ (package.json + lockfile) built with esbuild into plugin/voice_channel/static/ ---
+# Needs Node.js and npm. Without them the page is not built and its tests skip, except under CI where that fails.
+NPM       ?= npm
+WEB_BUILT := plugin/voice_channel/static/app.js plugin/voice_channel/static/libsamplerate.worklet.js \
+             plugin/voice_channel/static/THIRD_PARTY_LICENSES.txt
+WEB_DEPS  := web/node_modules/.package-lock.json
+
+ifneq ($(shell command -v $(NPM)),)
+web: $(WEB_BUILT)
+
+web-test: $(WEB_DEPS)
+	cd web && $(NPM) test --silent
+else
+web-test: web
+web:
+	@if [ -n "$$CI" ]; then \
+		echo "make web: npm not found; Node.js and npm are needed to build the browser page" >&2; exit 1; \
+	fi
+	@echo "make web: npm not found: the browser page is not built and its tests will be skipped" >&2
+endif
+
+$(WEB_DEPS): web/package.json web/package-lock.json
+	cd web && $(NPM) ci --no-audit --no-fund --loglevel=error
+
+# One run of build.mjs writes all three files (a grouped target).
+$(WEB_BUILT) &: $(WEB_DEPS) web/build.mjs $(wildcard web/src/*.js)
+	cd web && $(NPM) run --silent build
