@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
 import unicodedata
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +38,6 @@ __all__ = [
     "AFFIRMATIVE_WORDS",
     "INTENT_PHRASES",
     "NEGATIVE_WORDS",
-    "RateLimiter",
     "Utterance",
     "defuse_markers",
     "match_intent",
@@ -255,24 +252,6 @@ def cap_text(text: str, max_chars: int) -> tuple[str, bool]:
     if cut <= max_chars // 2:
         cut = max_chars
     return text[:cut].rstrip(), True
-
-
-class RateLimiter:
-    """Sliding one-minute window of turns."""
-
-    def __init__(self, per_minute: int, clock: Any = time.monotonic) -> None:
-        self._per_minute = per_minute
-        self._clock = clock
-        self._times: deque[float] = deque()
-
-    def allow(self) -> bool:
-        now = self._clock()
-        while self._times and now - self._times[0] >= 60.0:
-            self._times.popleft()
-        if len(self._times) >= self._per_minute:
-            return False
-        self._times.append(now)
-        return True
 
 
 # --- intents ------------------------------------------------------------------------------------

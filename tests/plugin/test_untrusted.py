@@ -15,7 +15,6 @@ from voice_channel import hookimpl
 from voice_channel.runtime import Intent
 from voice_channel.untrusted import (
     _INVISIBLE,
-    RateLimiter,
     cap_text,
     defuse_markers,
     has_live_marker,
@@ -224,14 +223,6 @@ def test_history_cap_and_missing_user_text():
 )
 def test_fixed_intent_map_matches_whole_utterances_only(said, intent):
     assert match_intent(said) is intent
-
-
-def test_rate_limiter_window():
-    now = [0.0]
-    limiter = RateLimiter(3, clock=lambda: now[0])
-    assert [limiter.allow() for _ in range(4)] == [True, True, True, False]
-    now[0] = 60.0
-    assert limiter.allow()
 
 
 # --- intents and caps through the channel ---------------------------------------------------------
