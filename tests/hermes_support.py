@@ -193,7 +193,9 @@ def _handler(llm: FakeLLM) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def do_GET(self) -> None:
-            self._json(200, {"object": "list", "data": [{"id": "fake-model", "object": "model", "context_length": 128000}]})
+            self._json(
+                200, {"object": "list", "data": [{"id": "fake-model", "object": "model", "context_length": 128000}]}
+            )
 
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -219,7 +221,11 @@ def _handler(llm: FakeLLM) -> type[BaseHTTPRequestHandler]:
                         "created": int(time.time()),
                         "model": "fake-model",
                         "choices": [
-                            {"index": 0, "message": message, "finish_reason": "tool_calls" if kind == "tool_call" else "stop"}
+                            {
+                                "index": 0,
+                                "message": message,
+                                "finish_reason": "tool_calls" if kind == "tool_call" else "stop",
+                            }
                         ],
                         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
                     },

@@ -115,7 +115,11 @@ class ElevenLabsVoiceAdapter(BasePlatformAdapter):
         self._settings, self._serving, self._closing = settings, serving, False
         self._mark_connected()
         logger.info(
-            "[%s] voice channel listening on ws://%s:%s%s", self.name, settings.server.host, self.port, settings.server.path
+            "[%s] voice channel listening on ws://%s:%s%s",
+            self.name,
+            settings.server.host,
+            self.port,
+            settings.server.path,
         )
         return True
 

@@ -18,7 +18,7 @@ from voice_channel_hermes.settings import HermesSettings
 if TYPE_CHECKING:
     from voice_channel.settings import Settings
 
-__all__ = ["AdapterRuntimePlugin", "HermesRuntime", "RUNTIME_DESCRIPTION"]
+__all__ = ["RUNTIME_DESCRIPTION", "AdapterRuntimePlugin", "HermesRuntime"]
 
 RUNTIME_DESCRIPTION = "Hermes Agent: the channel runs inside Hermes's gateway as platform elevenlabs_voice."
 
