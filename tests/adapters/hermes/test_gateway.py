@@ -127,7 +127,15 @@ async def _ask_to_run(client: SpeechEngineClient, command: str) -> Reply:
     return prompt
 
 
-async def test_dangerous_command_yes_runs_it(gateway, llm):
+async def test_dangerous_command_yes_runs_it(gateway, llm, monkeypatch):
+    sends: list[tuple[str, str | None, Any]] = []
+    send = gateway.adapter.send
+
+    async def recording_send(chat_id, content, reply_to=None, metadata=None):
+        sends.append((content, reply_to, metadata))
+        return await send(chat_id, content, reply_to=reply_to, metadata=metadata)
+
+    monkeypatch.setattr(gateway.adapter, "send", recording_send)
     target = victim()
     async with gateway.client() as client:
         prompt = await _ask_to_run(client, f"rm -rf {target}")
@@ -137,7 +145,13 @@ async def test_dangerous_command_yes_runs_it(gateway, llm):
         reply = await client.reply(timeout=30)
         assert not target.exists()
         assert reply.text.startswith("Done. Tool said")
-        assert_no_notice(reply.text)
+        spoken = prompt.text + reply.text
+    # Hermes did send gateway notices to this chat (tool progress is on in this config): none was spoken.
+    notices = [content for content, _reply_to, metadata in sends if not metadata]
+    assert notices, sends
+    for notice in notices:
+        assert notice.strip()[:20] not in spoken
+    assert_no_notice(spoken)
 
 
 async def test_dangerous_command_no_blocks_it(gateway, llm):
@@ -200,3 +214,23 @@ async def test_listed_tool_needs_a_spoken_yes_through_the_plugin_rule(gateway, l
         reply = await client.reply(timeout=30)
         assert written.read_text() == "voice"
         assert reply.text.startswith("Done. Tool said")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"server": {"port": "many"}}, "setting 'server.port'"),
+        ({}, "no ElevenLabs API key: set ELEVENLABS_API_KEY"),
+    ],
+)
+async def test_a_bad_setting_or_no_key_stops_only_this_platform_with_a_clear_message(gateway, extra, message):
+    from gateway.config import PlatformConfig
+
+    from voice_channel_hermes.adapter import ElevenLabsVoiceAdapter
+
+    # The autouse fixture removed ELEVENLABS_API_KEY from this test's environment.
+    adapter = ElevenLabsVoiceAdapter(PlatformConfig(enabled=True, extra=extra))
+    assert await adapter.connect() is False
+    assert message in adapter.fatal_error_message and PLATFORM in adapter.fatal_error_message
+    assert adapter.fatal_error_code == "config_invalid" and not adapter.fatal_error_retryable
+    assert gateway.adapter.is_connected
