@@ -305,7 +305,7 @@ class ElevenLabsVoiceAdapter(BasePlatformAdapter):
         return SendResult(success=True)
 
 
-def _configure_logging(settings: Settings) -> None:
+def _configure_logging(settings: Settings, *, cache: bool = True) -> None:
     """Route the channel's structlog output into Hermes's logging, unless the host configured it."""
     if structlog.is_configured():
         return
@@ -320,5 +320,5 @@ def _configure_logging(settings: Settings) -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(settings.log_level.upper())),
         logger_factory=structlog.stdlib.LoggerFactory(),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache,
     )

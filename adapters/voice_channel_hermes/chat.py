@@ -109,8 +109,9 @@ class VoiceChat:
         words from ever being read as a gateway command: Hermes acts on a leading ``/`` and on a
         bare "yes" or "approve" while an approval is pending; a marker-wrapped message is neither.
         """
-        stream = await self._submit(message)
+        stream = await self._open_stream(message)
         try:
+            await self._port.submit(self, message.prompt, stream.message_id)
             async for event in stream.events():
                 yield event
         finally:
@@ -185,7 +186,8 @@ class VoiceChat:
 
     # --- internals -----------------------------------------------------------------------------------
 
-    async def _submit(self, message: RuntimeMessage) -> ReplyStream:
+    async def _open_stream(self, message: RuntimeMessage) -> ReplyStream:
+        """Wait until Hermes is idle for the chat, then open the reply of a new message."""
         if not await self._port.wait_idle(self, self._stop_timeout_s):
             # Still busy (a run that ignored /stop): the message would be queued behind it.
             self.log.warning("hermes_chat_busy_stopping", timeout_s=self._stop_timeout_s)
@@ -194,7 +196,6 @@ class VoiceChat:
         stream = ReplyStream(message_id, cursor=self._port.cursor, draft_floor=self._max_draft_id)
         self.current = stream
         self.log.debug("hermes_message_submitted", message_id=message_id)
-        await self._port.submit(self, message.prompt, message_id)
         return stream
 
     async def _release(self, stream: ReplyStream) -> None:
