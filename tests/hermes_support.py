@@ -136,7 +136,9 @@ class FakeLLM:
     def plan(self, body: dict[str, Any]) -> tuple[str, str, Any]:
         messages = body.get("messages") or []
         system = _text_of(messages[0].get("content")) if messages and messages[0].get("role") == "system" else ""
-        user_text = next((_text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+        user_text = _newest_utterance(
+            next((_text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+        )
         if not (body.get("tools") or system.startswith("You are Hermes Agent")):
             return "aux", user_text, "Voice call"
         last = messages[-1] if messages else {}
@@ -151,8 +153,21 @@ class FakeLLM:
             return "text", user_text, slow_words(self.slow_count)
         if "MEDIUM" in user_text:
             return "text", user_text, MEDIUM_REPLY
-        spoken = [line for line in user_text.splitlines() if line.strip() and not line.startswith("<<")]
+        spoken = [line for line in user_text.splitlines() if line.strip()]
         return "text", user_text, f"You said {(spoken[0] if spoken else user_text).strip()[:80]}"
+
+
+_CALLER_SPEECH = re.compile(r"<<caller-speech (vc-[0-9a-f]+)>>\n(.*?)\n<<end-caller-speech \1>>", re.DOTALL)
+
+
+def _newest_utterance(user_text: str) -> str:
+    """The caller's words in the newest utterance of a user message (the whole text if it has no marker).
+
+    After an interrupted run Hermes keeps the unanswered utterance and merges it with the next one into one user
+    message, and it may add notes of its own ("[System note: ...]"); a model answers the newest words.
+    """
+    blocks = _CALLER_SPEECH.findall(user_text)
+    return blocks[-1][1] if blocks else user_text
 
 
 def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:

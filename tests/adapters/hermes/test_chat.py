@@ -162,3 +162,18 @@ async def test_no_open_reply_means_no_approval_and_close_forgets_the_chat():
 
 async def _drain(run: Any) -> list[Any]:
     return [event async for event in run]
+
+
+async def test_the_fake_llm_answers_the_newest_of_merged_utterances():
+    # Hermes keeps an interrupted run's unanswered utterance and merges it with the next user message
+    # (repair_message_sequence joins consecutive user messages with a newline); a model answers the newest.
+    from hermes_support import FakeLLM
+
+    old = f"<<caller-speech {BOUNDARY}>>\nTell me a SLOW story.\n<<end-caller-speech {BOUNDARY}>>"
+    new = f"<<caller-speech {BOUNDARY}>>\nWhat is the weather?\n<<end-caller-speech {BOUNDARY}>>"
+    body = {
+        "tools": [{}],
+        "messages": [{"role": "system", "content": "x"}, {"role": "user", "content": f"{old}\n{new}"}],
+    }
+    kind, _user_text, payload = FakeLLM().plan(body)
+    assert (kind, payload) == ("text", "You said What is the weather?")
