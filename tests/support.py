@@ -60,6 +60,12 @@ class Recorder:
     session_closed: asyncio.Event = field(default_factory=asyncio.Event)
     conversation_ended: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    ended_changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def wait_ended(self, count: int) -> None:
+        """Wait until ``count`` conversations have ended."""
+        async with self.ended_changed:
+            await self.ended_changed.wait_for(lambda: len(self.ended_reasons) >= count)
 
 
 Behaviour = Callable[[RuntimeMessage, Recorder], Any]
@@ -120,14 +126,28 @@ class ScriptedPlugin:
         register("scripted", lambda settings: _ScriptedRuntime(self.behaviour, self.recorder), "test runtime")
 
     @hookimpl
-    def voice_channel_conversation_ended(self, conversation, reason):  # type: ignore[no-untyped-def]
+    async def voice_channel_conversation_ended(self, conversation, reason):  # type: ignore[no-untyped-def]
         self.recorder.ended_reasons.append(reason)
         self.recorder.conversation_ended.set()
+        async with self.recorder.ended_changed:
+            self.recorder.ended_changed.notify_all()
 
 
 async def words(*items: str):  # type: ignore[no-untyped-def]
     for item in items:
         yield item
+
+
+def stalls_after(*items: str) -> Behaviour:
+    """A behaviour that says ``items``, then waits until the test releases it, then says "never"."""
+
+    async def behaviour(message: RuntimeMessage, rec: Recorder):  # type: ignore[no-untyped-def]
+        for item in items:
+            yield item
+        await rec.release.wait()
+        yield "never"
+
+    return behaviour
 
 
 async def barrier(client: SpeechEngineClient) -> list[dict[str, Any]]:

@@ -309,16 +309,18 @@ class Conversation:
                 await self._answer_confirmation(turn, utterance)
             else:
                 await self._respond(turn, utterance)
+            await turn.finish()
         except asyncio.CancelledError:
             raise
         except Exception:
             turn.log.exception("turn_failed")
             if turn.running:
                 await turn.say(self._settings.turn.apology_text)
+                await turn.finish()
         finally:
+            # After finish(): the record holds everything sent, including text flushed at the end.
             if turn.spoken:
                 self.record.add_assistant(turn.text, turn.event_id, interrupted=turn.state is TurnState.SUPERSEDED)
-        await turn.finish()
 
     async def _respond(self, turn: Turn, utterance: Utterance) -> None:
         if not utterance.text:

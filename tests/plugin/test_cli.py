@@ -183,3 +183,19 @@ async def test_plugins_lists_runtimes_and_hooks():
     assert echo["builtin"] and "voice_channel_register_runtimes" in echo["hooks"]
     code, out, _ = await run("plugins")
     assert code == 0 and "Runtimes:" in out and "echo" in out
+
+
+async def test_demo_defaults_to_the_list_assistant_and_shows_a_pending_confirmation():
+    code, out, err = await run("demo", stdin=b"add milk\nwhat is on my list\nremove milk\nyes\n")
+    assert code == 0, err
+    assert out.splitlines() == [
+        "you> add milk",
+        "agent> Added milk.",
+        "you> what is on my list",
+        "agent> Your list has milk.",
+        "you> remove milk",
+        "agent> Confirmation needed: Remove milk from your list. Should I go ahead? Please say yes or no.",
+        "   [confirmation pending: the agent is waiting for your answer: yes or no]",
+        "you> yes",
+        "agent> Removed milk.",
+    ]
