@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -131,6 +132,7 @@ async def run(args: argparse.Namespace) -> int:
     finally:
         await runner.stop()
         llm.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
     print(
         f"Hermes Agent gateway in-process, fake LLM answering at once; {args.conversations} conversations x "

@@ -10,6 +10,7 @@ each).
 from __future__ import annotations
 
 import secrets
+import shutil
 import tempfile
 import warnings
 from collections.abc import AsyncIterator
@@ -25,7 +26,8 @@ from voice_channel.client import SpeechEngineClient
 
 CONFIRM_TIMEOUT_S = 3.0
 API_KEY = f"sk_test_{secrets.token_hex(16)}"
-HOME = Path(tempfile.mkdtemp(prefix="voice-channel-hermes-home-"))
+SCRATCH = Path(tempfile.mkdtemp(prefix="voice-channel-hermes-"))
+HOME = SCRATCH / "hermes-home"
 LLM = FakeLLM(token_delay=0.02).start()
 HERMES_ENV = prepare_hermes_home(
     HOME,
@@ -60,6 +62,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     LLM.stop()
+    shutil.rmtree(SCRATCH, ignore_errors=True)
 
 
 @dataclass
@@ -83,6 +86,12 @@ def llm() -> FakeLLM:
 @pytest.fixture(scope="session")
 def hermes_home() -> Path:
     return HOME
+
+
+@pytest.fixture
+def scratch() -> Path:
+    """A directory removed with the Hermes home at the end of the session."""
+    return Path(tempfile.mkdtemp(dir=SCRATCH))
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
