@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-core
 
-.PHONY: demo test lint manifests bench clean web web-test
+.PHONY: demo test lint manifests bench clean web web-test test-hermes bench-hermes
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,10 +17,25 @@ demo: $(STAMP)
 
 test: $(STAMP) web web-test
 	$(BIN)/pytest
+	$(MAKE) --no-print-directory test-hermes
+
+# Hermes Agent adapter: the `hermes` extra, and its tests in their own pytest process (importing Hermes's
+# gateway reads $$HERMES_HOME and rewrites os.environ, so it must not share a process with other tests).
+HERMES_STAMP := $(VENV)/.installed-hermes
+
+$(HERMES_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[test,hermes]'
+	@touch $@
+
+test-hermes: $(HERMES_STAMP)
+	$(BIN)/pytest tests/adapters/hermes
+
+bench-hermes: $(HERMES_STAMP)
+	$(BIN)/python bench/hermes_first_chunk.py
 
 lint: $(STAMP)
 	$(BIN)/pip install --quiet ruff
-	$(BIN)/ruff check plugin tests bench
+	$(BIN)/ruff check plugin adapters tests bench
 
 manifests: $(STAMP)
 	$(BIN)/python -m voice_channel.manifest --write

@@ -85,6 +85,8 @@ async def test_serve_refuses_to_start_without_a_key():
         (["serve", "--runtime", "nope"], {}, "unknown runtime 'nope'; installed runtimes:"),
         (["serve"], {"VOICE_CHANNEL_TURN__FILLER_ENABLED": "maybe"}, "setting 'turn.filler_enabled'"),
         (["serve", "--config", "/does/not/exist.yaml"], {}, "config file not found"),
+        # A runtime factory refusing at start-up (the Hermes runtime only runs inside Hermes's gateway).
+        (["serve", "--runtime", "hermes"], {}, "runtime 'hermes' runs inside Hermes Agent's gateway"),
     ],
 )
 async def test_bad_settings_are_one_clear_line_no_traceback(args, extra, message):

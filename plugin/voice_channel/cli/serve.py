@@ -69,5 +69,7 @@ def serve(
 
     try:
         asyncio.run(serve_until_stopped(app, settings, on_ready=ready))
+    except SettingsError as exc:  # a runtime factory refusing the settings at start-up
+        raise fail(str(exc)) from None
     except OSError as exc:
         raise fail(f"cannot listen on {settings.server.host}:{settings.server.port}: {exc.strerror or exc}") from None
