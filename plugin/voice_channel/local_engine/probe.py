@@ -232,8 +232,12 @@ class ConvaiProbe:
                 end = max(item.at, end or 0.0) + duration
         return end
 
-    async def listen(self, *, after: int = 0, quiet_s: float = 0.3) -> None:
-        """Wait, as a listener does, until the agent's audio from index ``after`` on has played out."""
+    async def listen(self, *, after: int = 0, quiet_s: float = 0.8) -> None:
+        """Wait, as a listener does, until the agent's audio from index ``after`` on has played out.
+
+        ``quiet_s`` of silence must follow: on a loaded machine the next sentence's audio may come
+        a little after the previous one finished playing.
+        """
         while True:
             end = self.playback_end(after=after) or time.monotonic()
             remaining = end + quiet_s - time.monotonic()
