@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-core
+LOCAL_STAMP := $(VENV)/.installed-local
 
 .PHONY: demo test lint manifests bench clean web web-test test-hermes bench-hermes test-local bench-local
 
@@ -12,7 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $@
 
-demo: $(STAMP)
+# Spoken in the browser when the local extra installs and the page builds; typed otherwise (the demo says why).
+demo: $(STAMP) web
+	@$(MAKE) --no-print-directory $(LOCAL_STAMP) || echo "make demo: the local extra (speech) did not install; the demo will be typed only" >&2
 	@$(BIN)/voice-channel demo --runtime demo
 
 test: $(STAMP) web web-test
@@ -45,7 +48,6 @@ bench: $(STAMP)
 	$(BIN)/python bench/first_chunk.py
 
 # The local engine's extra (Whisper, piper, VAD; no torch) and its voice tests, which run only here.
-LOCAL_STAMP := $(VENV)/.installed-local
 $(LOCAL_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/pip install --quiet -e '.[local,test]'
 	@touch $@
