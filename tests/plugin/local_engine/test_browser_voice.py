@@ -207,7 +207,9 @@ async def test_barge_in_stops_a_long_reply_in_chromium(local_stack, chromium, sp
     assert page.problems() == []
 
 
-async def test_clear_the_list_with_the_spoken_code_word_in_chromium(local_stack, chromium, speak, tmp_path, monkeypatch):
+async def test_clear_the_list_with_the_spoken_code_word_in_chromium(
+    local_stack, chromium, speak, tmp_path, monkeypatch
+):
     import voice_channel.confirmations as confirmations
 
     # The WAV is made before the conversation, so the code word must be known in advance.
