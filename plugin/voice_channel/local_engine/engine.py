@@ -160,7 +160,7 @@ class EngineSession:
             ping_interval_s=config.upstream_ping_interval_s,
         )
         self.history: list[dict[str, str]] = []
-        self.turns: list[_Turn] = []
+        self.turn_count = 0
         self.dropped_responses: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
         self._ping_ids = itertools.count(1)
@@ -228,7 +228,7 @@ class EngineSession:
         await self.upstream.disconnect()
         if not self.ws.closed:
             await self.ws.close()
-        self.log.info("local_engine_conversation_ended", turns=len(self.turns))
+        self.log.info("local_engine_conversation_ended", turns=self.turn_count)
 
     def _spawn(self, coroutine: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coroutine, name=f"local-engine-{name}")
@@ -406,7 +406,7 @@ class EngineSession:
                 turn.transcription = self.models.transcribe_soon(pcm, self._stt_prompt())
                 turn.transcription.add_done_callback(_consume)
         self._turn = turn
-        self.turns.append(turn)
+        self.turn_count += 1
         turn.task = self._spawn(self._run_turn(turn), f"turn-{turn.event_id}")
 
     def _stt_prompt(self) -> str:
