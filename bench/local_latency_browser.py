@@ -45,7 +45,7 @@ def summary(values: list[float]) -> str:
     return f"median {statistics.median(values):.3f}  min {ordered[0]:.3f}  p90 {p90:.3f}  max {ordered[-1]:.3f}"
 
 
-async def run(turns: int, gap_s: float) -> None:
+async def run(turns: int, gap_s: float, screenshot: str | None = None) -> None:
     import structlog
     from playwright.async_api import async_playwright
 
@@ -98,6 +98,8 @@ async def run(turns: int, gap_s: float) -> None:
                     state.metrics_changed.clear()
                     await state.metrics_changed.wait()
             lines = await page.eval_on_selector_all("#transcript li", "items => items.map(li => li.textContent)")
+            if screenshot:
+                await page.screenshot(path=screenshot, full_page=True)
             await page.click("#stop")
             await context.close()
     finally:
@@ -120,8 +122,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--gap-s", type=float, default=4.5)
+    parser.add_argument("--screenshot", default=None, help="Save a picture of the page at the end (PNG).")
     args = parser.parse_args()
-    asyncio.run(run(args.turns, args.gap_s))
+    asyncio.run(run(args.turns, args.gap_s, args.screenshot))
 
 
 if __name__ == "__main__":
