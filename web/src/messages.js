@@ -39,3 +39,17 @@ export function disconnectMessage(details) {
 export function modeStatus(mode) {
   return mode === "speaking" ? "The assistant is speaking." : "Listening. Speak now.";
 }
+
+/**
+ * One line of latency figures from the local speech engine's `local_engine_metrics` event (seconds from the end
+ * of the caller's speech), or null when the event carries none. The real ElevenLabs service sends no such event.
+ */
+export function latencyLine(event) {
+  const figures = event && event.local_engine_metrics_event;
+  if (!figures || typeof figures.first_audio_s !== "number") return null;
+  const seconds = (value) => (typeof value === "number" ? `${value.toFixed(2)} s` : "–");
+  return (
+    `Turn ${figures.event_id}: end of speech → transcript ${seconds(figures.transcript_s)}` +
+    ` → first reply text ${seconds(figures.first_text_s)} → first audio ${seconds(figures.first_audio_s)}`
+  );
+}

@@ -8,6 +8,7 @@ from voice_channel import __version__
 from voice_channel.cli.demo import demo
 from voice_channel.cli.doctor import doctor
 from voice_channel.cli.engine import engine
+from voice_channel.cli.local_engine import local_engine
 from voice_channel.cli.plugins import plugins
 from voice_channel.cli.serve import serve
 from voice_channel.cli.talk import talk
@@ -27,6 +28,7 @@ cli.add_command(demo)
 cli.add_command(plugins)
 cli.add_command(engine)
 cli.add_command(doctor)
+cli.add_command(local_engine)
 
 
 def main() -> None:
