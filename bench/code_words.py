@@ -24,12 +24,14 @@ from voice_channel.local_engine.stt import Transcriber
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--stt-window-s", type=float, default=20.0)
+    parser.add_argument("--words", nargs="*", help="candidate words to try instead of CODE_WORDS")
     args = parser.parse_args()
+    words = tuple(args.words) if args.words else CODE_WORDS
     speak = SpeechMaker("piper")
     stt = Transcriber(whisper_model_dir(), window_s=args.stt_window_s)
     failing = set()
     print(f"window {args.stt_window_s}s; columns: alone / alone+prompt / phrase / phrase+prompt")
-    for word in CODE_WORDS:
+    for word in words:
         prompt = (
             f'Confirmation needed: Clear your whole list. To go ahead, say the code word "{word}". To cancel, say no.'
         )
@@ -44,7 +46,7 @@ def main() -> None:
                 cells.append(("ok" if ok else "NO") + f" {heard!r}")
         print(f"{word:8s} | " + " | ".join(cells))
     print(f"\nfailing at least once: {sorted(failing)}")
-    print(f"always recognised: {[w for w in CODE_WORDS if w not in failing]}")
+    print(f"always recognised: {[w for w in words if w not in failing]}")
 
 
 if __name__ == "__main__":

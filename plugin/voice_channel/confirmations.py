@@ -54,24 +54,35 @@ class Answer(enum.Enum):
     UNCLEAR = "unclear"
 
 
-#: Words that survive speech recognition well: concrete, distinct, two syllables or more.
+#: Words that survive speech recognition: each one was spoken by the test voice (piper) and
+#: transcribed by the local engine's Whisper tiny.en, alone and in "the code word is X", with
+#: and without the prompt as context, in three runs, without a miss (bench/code_words.py).
+#: Pairwise at least three edits apart, and none is an answer word or a filler.
 CODE_WORDS: tuple[str, ...] = (
     "falcon",
-    "harbor",
-    "lantern",
-    "meadow",
-    "pepper",
     "rocket",
-    "silver",
     "tiger",
-    "violin",
-    "walrus",
-    "zebra",
     "cactus",
     "dolphin",
-    "glacier",
-    "jaguar",
     "mango",
+    "pizza",
+    "banana",
+    "elephant",
+    "pumpkin",
+    "robot",
+    "tomato",
+    "volcano",
+    "kangaroo",
+    "octopus",
+    "hammer",
+    "coffee",
+    "orange",
+    "giraffe",
+    "monkey",
+    "turtle",
+    "pencil",
+    "blanket",
+    "chocolate",
 )
 
 _YES_PHRASES = ("go ahead", "do it", "proceed")

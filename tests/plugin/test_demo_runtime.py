@@ -120,7 +120,7 @@ async def test_clear_with_plain_yes_does_not_clear(demo):
 
 
 async def test_a_code_word_is_single_use_and_bound_to_its_request(demo, monkeypatch):
-    words = iter(["falcon", "harbor"])
+    words = iter(["falcon", "rocket"])
     monkeypatch.setattr("voice_channel.confirmations.secrets.choice", lambda seq: next(words))
     _watched, channel = await demo()
     async with conversation(channel) as client:
@@ -128,7 +128,7 @@ async def test_a_code_word_is_single_use_and_bound_to_its_request(demo, monkeypa
         assert recognize_prompt(await ask(client, "clear my list")).code_word == "falcon"
         assert await ask(client, "no") == "Okay, I kept your list."
         assert await ask(client, "falcon") == HELP  # nothing pending: the old word means nothing
-        assert recognize_prompt(await ask(client, "clear my list")).code_word == "harbor"
+        assert recognize_prompt(await ask(client, "clear my list")).code_word == "rocket"
         assert (await ask(client, "falcon")).startswith("Sorry, I didn't get that.")  # the old word is dead
         assert await ask(client, "no") == "Okay, I kept your list."
         assert await ask(client, "what is on my list") == "Your list has milk."

@@ -277,3 +277,20 @@ async def test_long_turn_is_cut_and_flagged(start_channel):
         await client.reply()
     (message,) = observer.messages
     assert len(message.text) <= 100 and "truncated" in message.flags
+
+
+def test_code_words_are_distinct_and_never_answer_words():
+    from voice_channel.confirmations import _FILLER, CODE_WORDS
+    from voice_channel.untrusted import AFFIRMATIVE_WORDS, NEGATIVE_WORDS
+
+    def edits(a: str, b: str) -> int:
+        row = list(range(len(b) + 1))
+        for i, ca in enumerate(a, 1):
+            diagonal, row[0] = row[0], i
+            for j, cb in enumerate(b, 1):
+                diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (ca != cb))
+        return row[-1]
+
+    assert len(CODE_WORDS) >= 16
+    assert not set(CODE_WORDS) & (AFFIRMATIVE_WORDS | NEGATIVE_WORDS | _FILLER)
+    assert all(edits(a, b) >= 3 for i, a in enumerate(CODE_WORDS) for b in CODE_WORDS[i + 1 :])

@@ -9,6 +9,8 @@ back. A recording proxy on the Speech Engine link (the probe) checks that both s
 from __future__ import annotations
 
 import re
+
+from voice_channel.confirmations import CODE_WORDS
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,14 +192,7 @@ async def test_barge_in_stops_the_long_reply_and_the_new_turn_is_answered(
         await probe.close()
 
 
-#: Code words that survive piper → Whisper tiny.en here (see bench/code_words.py for all of them).
-RELIABLE_CODE_WORDS = ("falcon", "rocket", "tiger", "dolphin")
-
-
-async def test_spoken_confirmation_with_code_word(start_channel, start_engine, speak, speech_models, monkeypatch):
-    import voice_channel.confirmations as confirmations
-
-    monkeypatch.setattr(confirmations, "CODE_WORDS", RELIABLE_CODE_WORDS)
+async def test_spoken_confirmation_with_code_word(start_channel, start_engine, speak, speech_models):
     _channel, probe, local = await start_stack(start_channel, start_engine)
     try:
         async with ConvaiProbe(await local.signed_url()) as browser:
@@ -208,7 +203,7 @@ async def test_spoken_confirmation_with_code_word(start_channel, start_engine, s
             match = re.search(r'say the code word "([a-z]+)"', ask.reply)
             assert match, ask.reply
             code_word = match.group(1)
-            assert code_word in RELIABLE_CODE_WORDS
+            assert code_word in CODE_WORDS
             done = await converse(browser, speak(f"{code_word.capitalize()}."))
             assert code_word in words(done.transcript)
             assert done.reply == "Cleared your list."
