@@ -9,14 +9,13 @@ back. A recording proxy on the Speech Engine link (the probe) checks that both s
 from __future__ import annotations
 
 import re
-
-from voice_channel.confirmations import CODE_WORDS
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from speech_engine_probe import SpeechEngineProbe, Wire
+from voice_channel.confirmations import CODE_WORDS
 from voice_channel.local_engine.audio import resample
 from voice_channel.local_engine.probe import ConvaiProbe
 
