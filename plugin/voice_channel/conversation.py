@@ -294,6 +294,7 @@ class Conversation:
         structlog.contextvars.bind_contextvars(event_id=turn.event_id)
         if previous is not None:
             await self._settle(previous)
+        recorded = False
         try:
             utterance = read_transcript(
                 message.user_transcript,
@@ -316,9 +317,15 @@ class Conversation:
             if turn.running:
                 await turn.say(self._settings.turn.apology_text)
         finally:
-            if turn.spoken:
+            if not turn.running and turn.spoken:
+                # Superseded: what was sent before the interruption is all the caller got.
+                recorded = True
+                self.record.add_assistant(turn.text, turn.event_id, interrupted=True)
+        try:
+            await turn.finish()  # sends the text the chunker still holds: record after it
+        finally:
+            if not recorded and turn.spoken:
                 self.record.add_assistant(turn.text, turn.event_id, interrupted=turn.state is TurnState.SUPERSEDED)
-        await turn.finish()
 
     async def _respond(self, turn: Turn, utterance: Utterance) -> None:
         if not utterance.text:
