@@ -25,6 +25,12 @@ NO_KEY = (
 @click.option("--port", type=int, default=None, help="TCP port. Default: 8765.")
 @click.option("--path", default=None, help="WebSocket path. Default: /ws.")
 @click.option("--insecure-no-auth", is_flag=True, default=None, help="Do not verify ElevenLabs' JWT. Dangerous.")
+@click.option(
+    "--exit-on-stdin-eof",
+    is_flag=True,
+    default=False,
+    help="Shut down when standard input is closed (for supervisors: their death closes the pipe).",
+)
 @config_option
 def serve(
     runtime: str | None,
@@ -32,6 +38,7 @@ def serve(
     port: int | None,
     path: str | None,
     insecure_no_auth: bool | None,
+    exit_on_stdin_eof: bool,
     config_file: str | None,
 ) -> None:
     """Serve the Speech Engine WebSocket endpoint (point your engine's ws_url here)."""
@@ -59,6 +66,8 @@ def serve(
     except SettingsError as exc:
         raise fail(str(exc)) from None
     try:
-        asyncio.run(serve_until_stopped(app, settings))
+        asyncio.run(serve_until_stopped(app, settings, exit_on_stdin_eof=exit_on_stdin_eof))
     except OSError as exc:
         raise fail(f"cannot listen on {settings.server.host}:{settings.server.port}: {exc.strerror or exc}") from None
+    except SettingsError as exc:  # a runtime that cannot start with these settings (raised at startup)
+        raise fail(str(exc)) from None
