@@ -134,9 +134,7 @@ class OpenAISession:
                     yield event
                 completed = True
             except UpstreamError as exc:
-                log.warning(
-                    "openai_upstream_error", reason=exc.reason, status=exc.status, detail=exc.detail, url=url
-                )
+                log.warning("openai_upstream_error", reason=exc.reason, status=exc.status, detail=exc.detail, url=url)
                 yield TextDelta(self._runtime.apology)
             except (TimeoutError, aiohttp.ServerTimeoutError):
                 log.warning("openai_upstream_timeout", url=url, elapsed_s=round(time.perf_counter() - started, 2))

@@ -14,7 +14,7 @@ class OpenAISettings(BaseModel):
 
     base_url: str = Field(
         "http://127.0.0.1:8642/v1",
-        description="Base URL of the OpenAI-compatible API; /chat/completions is appended (default: Hermes API server).",
+        description="Base URL of the OpenAI-compatible API, without /chat/completions (default: Hermes API server).",
     )
     model: str = Field("hermes-agent", min_length=1, description="Model name sent with every request.")
     api_key: SecretStr | None = Field(

@@ -218,7 +218,11 @@ class GatewayClient:
         assert self._http is not None
         async with asyncio.timeout(self.connect_timeout_s):
             ws = await self._http.ws_connect(
-                self.url, max_msg_size=MAX_FRAME, heartbeat=None, autoping=True, timeout=aiohttp.ClientWSTimeout(5)
+                self.url,
+                max_msg_size=MAX_FRAME,
+                heartbeat=None,  # the Gateway ticks; silence is detected in _read
+                autoping=True,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
             )
             try:
                 self._check_hello(await self._handshake(ws))
@@ -301,7 +305,9 @@ class GatewayClient:
 
     def _check_hello(self, hello: dict[str, Any]) -> None:
         if hello.get("type") != "hello-ok":
-            raise GatewayError({"code": "PROTOCOL_MISMATCH", "message": f"unexpected connect answer {hello.get('type')!r}"})
+            raise GatewayError(
+                {"code": "PROTOCOL_MISMATCH", "message": f"unexpected connect answer {hello.get('type')!r}"}
+            )
         protocol = hello.get("protocol")
         if protocol != PROTOCOL_VERSION:
             raise GatewayError(

@@ -50,7 +50,4 @@ def neutralize_commands(text: str) -> str:
 def gateway_message(message: RuntimeMessage) -> str:
     """The ``chat.send`` message for an utterance: the fixed line, then the bounded caller text."""
     text = neutralize_commands(message.text).strip() or "(silence)"
-    return (
-        f"{VOICE_PREAMBLE}\n"
-        f"<<caller-speech {message.boundary}>>\n{text}\n<<end-caller-speech {message.boundary}>>"
-    )
+    return f"{VOICE_PREAMBLE}\n<<caller-speech {message.boundary}>>\n{text}\n<<end-caller-speech {message.boundary}>>"

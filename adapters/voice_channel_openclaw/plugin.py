@@ -22,9 +22,7 @@ def _factory(settings: Settings) -> Runtime:
     except ImportError as exc:  # pragma: no cover - depends on the installation
         from voice_channel.settings import SettingsError
 
-        raise SettingsError(
-            f"runtime 'openclaw' needs {exc.name}: pip install 'voice-channel[openclaw]'"
-        ) from None
+        raise SettingsError(f"runtime 'openclaw' needs {exc.name}: pip install 'voice-channel[openclaw]'") from None
     return OpenClawRuntime(settings)
 
 

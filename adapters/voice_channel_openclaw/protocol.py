@@ -119,7 +119,9 @@ class GatewayError(Exception):
         self.retry_after_s: float | None = retry_after / 1000 if isinstance(retry_after, (int, float)) else None
         self.method = method
         self.close_code = close_code
-        super().__init__(f"{method + ': ' if method else ''}{self.code} {self.detail_code or ''} {self.message}".strip())
+        super().__init__(
+            f"{method + ': ' if method else ''}{self.code} {self.detail_code or ''} {self.message}".strip()
+        )
 
     @property
     def hint(self) -> str:

@@ -348,7 +348,10 @@ class OpenClawSession:
             return
         approval.resolved = (str(payload.get("decision")), str(payload.get("resolvedBy") or ""))
         turn_log.info(
-            "openclaw_approval_resolved", approval_id=approval.id, decision=approval.resolved[0], by=approval.resolved[1]
+            "openclaw_approval_resolved",
+            approval_id=approval.id,
+            decision=approval.resolved[0],
+            by=approval.resolved[1],
         )
 
     async def resolve(self, request_id: str, decision: ConfirmationDecision) -> None:
@@ -480,7 +483,9 @@ def _message_text(message: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
+        return "".join(
+            part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text"
+        )
     return ""
 
 

@@ -35,7 +35,9 @@ class OpenClawSettings(BaseModel):
         description="File holding this client's Ed25519 device key (created 0600 if missing). "
         "Default: ~/.config/voice-channel/openclaw-device.json.",
     )
-    display_name: str = Field("voice-channel", min_length=1, max_length=64, description="Client name the Gateway shows.")
+    display_name: str = Field(
+        "voice-channel", min_length=1, max_length=64, description="Client name the Gateway shows."
+    )
     connect_timeout_s: float = Field(10.0, gt=0, le=120, description="Time allowed for one connect handshake.")
     request_timeout_s: float = Field(15.0, gt=0, le=300, description="Time allowed for a Gateway request's answer.")
     reconnect_initial_s: float = Field(0.5, gt=0, le=60, description="First reconnect delay; doubles up to the max.")

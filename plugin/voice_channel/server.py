@@ -46,21 +46,22 @@ def watch_stdin_eof(stop: asyncio.Event) -> threading.Thread:
 
     For a supervisor that keeps a pipe to our stdin and never writes to it (the OpenClaw plugin
     does): when the supervisor dies, even by SIGKILL, the pipe closes and the server shuts down
-    instead of living on as an orphan. If the parent is gone, stdout and stderr (pipes to it as
-    well) are pointed at /dev/null first, so that shutdown logging cannot fail on a broken pipe.
+    instead of living on as an orphan. A dead supervisor took the other ends of our stdout and
+    stderr with it, so if the first log line fails, output goes to /dev/null from then on: the
+    shutdown must not fail on a broken pipe. (Whether the parent is alive cannot be asked
+    reliably at this point: the pipe closes before a dying parent's children are re-parented.)
     """
     loop = asyncio.get_running_loop()
-    parent = os.getppid()
 
     def on_eof() -> None:
-        if os.getppid() != parent:
+        stop.set()  # first: whatever happens below, the server shuts down
+        try:
+            log.info("stdin_closed", action="shutting down")
+        except OSError:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
             os.close(devnull)
-        else:
-            log.info("stdin_closed", action="shutting down")
-        stop.set()
 
     def read_until_eof() -> None:
         try:

@@ -8,16 +8,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
+from runtime_support import adapter_settings
 from support import Channel
 from voice_channel.app import create_app
-from voice_channel.plugins import PluginHooks, get_plugin_manager
-from voice_channel.settings import Settings, build_settings_class
-
-
-def adapter_settings(plugins: list[Any], **overrides: Any) -> Settings:
-    """Settings built the way the CLI builds them: with the sections these plugins register."""
-    pm = get_plugin_manager(load_entrypoints=False, extra_plugins=plugins)
-    return build_settings_class(PluginHooks(pm).settings_sections())(**overrides)
+from voice_channel.plugins import get_plugin_manager
 
 
 @pytest.fixture

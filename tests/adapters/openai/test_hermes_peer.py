@@ -41,7 +41,7 @@ def _hermes_cli() -> str | None:
 def hermes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     cli = _hermes_cli()
     require(
-        importlib.util.find_spec("gateway") is not None and cli is not None,
+        importlib.util.find_spec("hermes_cli") is not None and cli is not None,
         "hermes-agent is not installed (pip install -e '.[hermes]'; `make test` does it)",
     )
     base = tmp_path_factory.mktemp("hermes-peer")

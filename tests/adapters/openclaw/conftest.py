@@ -18,9 +18,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import gateway as gw  # noqa: E402
-from fake_openai import RemoteFake  # noqa: E402
-from processes import free_port, port_open, require, start_fake_openai, stop_process, wait_until  # noqa: E402
+import openclaw_sandbox as gw
+
+from fake_openai import RemoteFake
+from processes import free_port, port_open, require, start_fake_openai, stop_process, wait_until
 
 
 @dataclass

