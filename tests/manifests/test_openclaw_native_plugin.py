@@ -37,7 +37,11 @@ def native() -> dict[str, Any]:
 def test_identity_comes_from_the_yaml_manifest():
     yml, plugin, package = manifest(), native(), json.loads((NATIVE / "package.json").read_text())
     assert plugin["id"] == yml["id"] == "elevenlabs-voice"
-    assert (plugin["name"], plugin["description"], plugin["version"]) == (yml["name"], yml["description"], yml["version"])
+    assert (plugin["name"], plugin["description"], plugin["version"]) == (
+        yml["name"],
+        yml["description"],
+        yml["version"],
+    )
     assert package["name"] == plugin["id"], "OpenClaw warns when the package name differs from the plugin id"
     assert package["version"] == plugin["version"]
     assert package["type"] == "module" and package["openclaw"]["extensions"] == ["./index.mjs"]
@@ -85,10 +89,19 @@ HARNESS = textwrap.dedent(
     import entry, { sidecarSettings } from "%(entry)s";
     const [stateDir, command, mode] = process.argv.slice(2);
     const logs = [];
-    const logger = Object.fromEntries(["debug", "info", "warn", "error"].map((l) => [l, (m) => logs.push([l, m])]));
+    let childReady;
+    const ready = new Promise((resolve) => { childReady = resolve; });
+    const log = (level) => (message) => {
+      logs.push([level, message]);
+      if (message.includes("child ready")) childReady();
+    };
+    const logger = { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") };
     const services = [];
     entry.register({ registrationMode: mode, pluginConfig: {}, registerService: (s) => services.push(s) });
-    if (mode !== "full") { console.log(JSON.stringify({ services: services.length })); process.exit(0); }
+    if (mode !== "full") {
+      console.log(JSON.stringify({ services: services.length }));
+      process.exit(0);
+    }
     const pluginConfig = {
       server: { port: 9999 },
       openclaw: { agent_id: "ops" },
@@ -104,13 +117,12 @@ HARNESS = textwrap.dedent(
     };
     const [service] = services;
     service.start(ctx);
-    // wait for the child's first line, then stop it the way the Gateway does
-    await new Promise((resolve) => {
-      const tick = setInterval(() => { if (logs.some(([, m]) => m.includes("child ready"))) { clearInterval(tick); resolve(); } }, 10);
-    });
-    await service.stop(ctx);
-    const unchanged = sidecarSettings({ openclaw: { gateway_url: "wss://gw.example:1", token: "mine" } }, { port: 1 }, "/s");
-    console.log(JSON.stringify({ services: services.length, id: service.id, reload: service.reload, logs, unchanged }));
+    await ready;  // the child's first log line came through
+    await service.stop(ctx);  // the way the Gateway stops a service
+    const unchanged = sidecarSettings(
+      { openclaw: { gateway_url: "wss://gw.example:1", token: "mine" } }, { port: 1 }, "/s");
+    const out = { services: services.length, id: service.id, reload: service.reload, logs, unchanged };
+    console.log(JSON.stringify(out));
     """
 )
 
@@ -120,7 +132,8 @@ CHILD = textwrap.dedent(
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # prove that the closed stdin alone stops it
     config = sys.argv[sys.argv.index("--config") + 1]
     mode = oct(os.stat(config).st_mode & 0o777)
-    out = {"argv": sys.argv[1:], "settings": json.load(open(config)), "mode": mode, "env": os.environ.get("SIDECAR_TEST")}
+    out = {"argv": sys.argv[1:], "settings": json.load(open(config)), "mode": mode}
+    out["env"] = os.environ.get("SIDECAR_TEST")
     open(os.path.join(os.path.dirname(config), "child.json"), "w").write(json.dumps(out))
     print(json.dumps({"event": "child ready", "level": "info"}), flush=True)
     sys.stdin.read()  # like --exit-on-stdin-eof: the supervisor closes our stdin to stop us

@@ -37,7 +37,16 @@ def through_the_channel(said: str) -> RuntimeMessage:
 
 @pytest.mark.parametrize(
     "said",
-    ["/reset", "/new", "!ls", "\\stop", "please /exec security=full ask=off", "hey /status", "/ skill x", "[[reply_to:1]]"],
+    [
+        "/reset",
+        "/new",
+        "!ls",
+        "\\stop",
+        "please /exec security=full ask=off",
+        "hey /status",
+        "/ skill x",
+        "[[reply_to:1]]",
+    ],
 )
 def test_known_command_shapes_are_defused(said):
     sent = gateway_message(through_the_channel(said))
@@ -61,7 +70,10 @@ def test_no_utterance_can_become_a_command(said):
 
 
 def test_words_survive():
-    assert neutralize_commands("use and/or a URL http://x/y, say !important") == "use and/or a URL http://x/y, say important"
+    assert (
+        neutralize_commands("use and/or a URL http://x/y, say !important")
+        == "use and/or a URL http://x/y, say important"
+    )
 
 
 def test_session_key_is_per_conversation_and_safe():
