@@ -161,7 +161,10 @@ class OpenAISession:
         content_type = response.headers.get("Content-Type", "")
         if "text/event-stream" not in content_type:
             # A server that ignores ``stream: true`` answers with one JSON completion.
-            body = await response.json(content_type=None)
+            try:
+                body = await response.json(content_type=None)
+            except ValueError:
+                raise UpstreamError("not a stream and not JSON", detail=content_type) from None
             text = _completion_text(body)
             if text:
                 yield TextDelta(text)

@@ -452,8 +452,9 @@ class OpenClawSession:
         except (GatewayUnavailable, GatewayError) as exc:
             self._log_failure(turn_log, "openclaw_run_lost", exc)
             return False
-        active = ((history or {}).get("sessionInfo") or {}).get("activeRunIds") or []
-        if run.run_id in active:
+        # 2026.9.6 reports the session's live run as inFlightRun.runId.
+        in_flight = ((history or {}).get("inFlightRun") or {}).get("runId")
+        if in_flight == run.run_id:
             turn_log.info("openclaw_run_resumed_after_reconnect")
             return True
         turn_log.warning("openclaw_run_lost", reason="the run ended while the connection was down")

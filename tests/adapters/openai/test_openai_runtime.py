@@ -195,3 +195,27 @@ def test_settings_errors_name_the_key(tmp_path):
     config.write_text("openai:\n  api_key: sk-abc\n")
     settings = load_settings(config_file=config, settings_cls=cls)
     assert "sk-abc" not in repr(settings)
+
+
+async def test_server_ignoring_stream_true_still_answers(start_adapter_channel):
+    from aiohttp import web
+
+    async def complete(request: web.Request) -> web.Response:
+        return web.json_response({"choices": [{"index": 0, "message": {"role": "assistant", "content": "All at once."}}]})
+
+    async def garbage(request: web.Request) -> web.Response:
+        return web.Response(text="<html>proxy error</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_post("/ok/chat/completions", complete)
+    app.router.add_post("/bad/chat/completions", garbage)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        for path, expected in (("/ok", "All at once."), ("/bad", "Sorry, something went wrong on my side.")):
+            channel = await start_adapter_channel(openai_plugin, "openai", openai={"base_url": str(server.make_url(path))})
+            async with conversation(channel) as client:
+                await client.say("hello")
+                assert (await client.reply()).text == expected
+    finally:
+        await server.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -397,12 +398,45 @@ async def test_lost_connection_mid_run_is_an_apology(runtime, fake):
         if ((it.get("frame") or {}).get("payload") or {}).get("stream") == "assistant"
     )
     fake.scenarios.append(scenario)
-    fake.handlers["chat.history"] = lambda frame: {"messages": [], "sessionInfo": {"activeRunIds": []}}
+    fake.handlers["chat.history"] = lambda frame: {"messages": [], "sessionInfo": {"hasActiveRun": False}}
     with capture_logs() as logs:
         events = await collect((await session(runtime)).respond(message("hello")))
     assert spoken(events) == APOLOGY
     assert any(e["event"] == "openclaw_run_lost" for e in logs)
     assert [r["method"] for r in fake.requests][-1] == "chat.history", "after reconnecting it asked about the run"
+
+
+async def test_a_run_that_survives_a_connection_blip_goes_on(runtime, fake):
+    first = Scenario.recorded("chat")
+    first.close_at = (
+        next(
+            i
+            for i, it in enumerate(first.items)
+            if ((it.get("frame") or {}).get("payload") or {}).get("stream") == "assistant"
+        )
+        + 1
+    )  # after "Hello"
+    recorded_send = first.items[0]["frame"]["params"]
+
+    def ours(index: int, frame: dict[str, Any]) -> dict[str, Any]:
+        (send,) = [r for r in fake.requests if r["method"] == "chat.send"]
+        text = json.dumps(frame)
+        text = text.replace(recorded_send["idempotencyKey"], send["params"]["idempotencyKey"])
+        text = text.replace(recorded_send["sessionKey"], send["params"]["sessionKey"])
+        return json.loads(text)
+
+    rest = Scenario([it for it in first.items[first.close_at :] if it.get("dir") == "in"], edit=ours)
+    fake.scenarios += [first, rest]
+
+    def history(frame: dict[str, Any]) -> dict[str, Any]:
+        (send,) = [r for r in fake.requests if r["method"] == "chat.send"]
+        return {"messages": [], "inFlightRun": {"runId": send["params"]["idempotencyKey"]}}
+
+    fake.handlers["chat.history"] = history
+    with capture_logs() as logs:
+        events = await collect((await session(runtime)).respond(message("hello")))
+    assert spoken(events) == "Hello from the fake model."
+    assert any(e["event"] == "openclaw_run_resumed_after_reconnect" for e in logs)
 
 
 async def test_unavailable_gateway_is_an_apology(fake, tmp_path):

@@ -85,6 +85,34 @@ async def next_prompt(client) -> str:  # type: ignore[no-untyped-def]
     return reply.text
 
 
+async def test_slow_first_token_is_covered_by_the_filler(start, gateway):
+    channel = await start(turn={"first_text_deadline_s": 1.0})
+    async with conversation(channel) as client:
+        await client.say("a cold start please")  # the fake model waits 3 s before its first token
+        reply = await client.reply(timeout=60)
+    assert reply.chunks[0] == "One moment. "
+    assert reply.text.endswith("Hello from the fake model.")
+
+
+async def test_history_reports_the_live_run_as_active(start, gateway, device_key):
+    """What the runtime relies on after a reconnect: chat.history lists the session's live runs."""
+    channel = await start()
+    async with conversation(channel) as client:
+        await client.say("tell me something slow")
+        while not (await client.receive(timeout=60))["content"].startswith("tok"):
+            pass
+        other = await operator(gateway, device_key)
+        try:
+            (conv,) = channel.app[STATE].conversations
+            key = f"agent:main:elevenlabs:{conv.conversation_id}"
+            history = await other.request("chat.history", {"sessionKey": key, "limit": 1})
+        finally:
+            await other.aclose()
+        run_ids = [run.run_id for run in channel.app[STATE].runtime._runs.values()]
+    assert [history["inFlightRun"]["runId"]] == run_ids
+    assert history["sessionInfo"]["hasActiveRun"] is True
+
+
 async def test_handshake_with_device_identity(gateway, device_key):
     client = await operator(gateway, device_key)
     try:
@@ -319,3 +347,4 @@ async def test_reconnects_after_the_gateway_restarts(start, gateway):
     connects = [e for e in logs if e["event"] == "openclaw_connected"]
     assert [e["reconnect"] for e in connects][-1] is True
     assert any(e["event"] == "openclaw_disconnected" for e in logs)
+
