@@ -201,7 +201,9 @@ async def test_server_ignoring_stream_true_still_answers(start_adapter_channel):
     from aiohttp import web
 
     async def complete(request: web.Request) -> web.Response:
-        return web.json_response({"choices": [{"index": 0, "message": {"role": "assistant", "content": "All at once."}}]})
+        return web.json_response(
+            {"choices": [{"index": 0, "message": {"role": "assistant", "content": "All at once."}}]}
+        )
 
     async def garbage(request: web.Request) -> web.Response:
         return web.Response(text="<html>proxy error</html>", content_type="text/html")
@@ -213,7 +215,9 @@ async def test_server_ignoring_stream_true_still_answers(start_adapter_channel):
     await server.start_server()
     try:
         for path, expected in (("/ok", "All at once."), ("/bad", "Sorry, something went wrong on my side.")):
-            channel = await start_adapter_channel(openai_plugin, "openai", openai={"base_url": str(server.make_url(path))})
+            channel = await start_adapter_channel(
+                openai_plugin, "openai", openai={"base_url": str(server.make_url(path))}
+            )
             async with conversation(channel) as client:
                 await client.say("hello")
                 assert (await client.reply()).text == expected

@@ -347,4 +347,3 @@ async def test_reconnects_after_the_gateway_restarts(start, gateway):
     connects = [e for e in logs if e["event"] == "openclaw_connected"]
     assert [e["reconnect"] for e in connects][-1] is True
     assert any(e["event"] == "openclaw_disconnected" for e in logs)
-
