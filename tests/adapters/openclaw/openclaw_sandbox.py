@@ -17,6 +17,7 @@ run one at a time and always stop what they start.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import copy
 import json
 import os
@@ -25,8 +26,14 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/: fake_openai, processes
+
+from fake_openai import RemoteFake
+from processes import free_port, port_open, require, start_fake_openai, stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 CACHE = Path(os.environ.get("VOICE_CHANNEL_OPENCLAW_CACHE", ROOT / ".cache" / "openclaw"))
@@ -267,8 +274,6 @@ class Sandbox:
         return self.process
 
     def stop(self, timeout: float = 30) -> None:
-        from processes import stop_process
-
         if self.process is not None:
             stop_process(self.process, timeout)
             self.process = None
@@ -280,6 +285,63 @@ class Sandbox:
             if path.exists():
                 parts.append(path.read_text(errors="replace"))
         return "\n".join(parts)
+
+
+# --- a running Gateway with its fake model (used by the tests' fixtures, record_frames, bench) ----
+
+
+@dataclass
+class RunningGateway:
+    sandbox: Sandbox
+    fake: RemoteFake
+    fake_process: Any
+
+    def restart(self) -> None:
+        self.sandbox.stop()
+        self.sandbox.start()
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        wait_ready(self.sandbox, timeout)
+
+
+async def _connect_probe(sandbox: Sandbox, timeout: float) -> None:
+    from voice_channel_openclaw.client import GatewayClient
+    from voice_channel_openclaw.identity import DeviceIdentity
+
+    client = GatewayClient(
+        sandbox.url, identity=DeviceIdentity.generate(), token=sandbox.token, reconnect_initial_s=0.2, reconnect_max_s=1
+    )
+    await client.start()
+    try:
+        await client.wait_connected(timeout)  # retries refused connects and UNAVAILABLE itself
+    finally:
+        await client.aclose()
+
+
+def wait_ready(sandbox: Sandbox, timeout: float = 120) -> None:
+    """Until the Gateway answers ``connect`` with hello-ok."""
+    assert sandbox.process is not None
+    wait_until(lambda: port_open(sandbox.port), timeout=timeout, what="OpenClaw Gateway port", process=sandbox.process)
+    asyncio.run(_connect_probe(sandbox, timeout))
+
+
+def start_gateway(root: Path, config: dict[str, Any] | None = None) -> RunningGateway:
+    require(
+        is_installed(),
+        f"the OpenClaw Gateway is not installed ({APP}); run `make test-openclaw` to install and run this tier",
+    )
+    root.mkdir(parents=True, exist_ok=True)
+    fake_process, fake_port = start_fake_openai(root / "fake.log", cold_start_s=3.0)
+    sandbox = Sandbox(root / "gateway", port=free_port(), llm_port=fake_port)
+    sandbox.write_config(config)
+    sandbox.start()
+    try:
+        wait_ready(sandbox)
+    except BaseException:
+        sandbox.stop()
+        stop_process(fake_process)
+        raise
+    return RunningGateway(sandbox, RemoteFake(f"http://127.0.0.1:{fake_port}"), fake_process)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,8 @@ import aiohttp
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parents[1])]
 
-from conftest import start_gateway  # noqa: E402
+from openclaw_sandbox import start_gateway  # noqa: E402
+
 from processes import stop_process  # noqa: E402
 from voice_channel_openclaw.identity import DeviceIdentity  # noqa: E402
 from voice_channel_openclaw.protocol import CAPS, CLIENT_ID, CLIENT_MODE, SCOPES  # noqa: E402

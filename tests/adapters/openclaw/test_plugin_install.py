@@ -20,8 +20,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from openclaw_sandbox import RunningGateway, start_gateway, wait_ready
 
-from conftest import RunningGateway, start_gateway, wait_ready
 from processes import ROOT, free_port, port_open, stop_process, wait_until
 from voice_channel.client import SpeechEngineClient
 
