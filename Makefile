@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-core
 
-.PHONY: demo test lint manifests bench clean
+.PHONY: demo test lint manifests bench clean web web-test test-hermes bench-hermes
 .PHONY: openclaw-gateway test-openclaw
 
 $(STAMP): pyproject.toml
@@ -16,13 +16,27 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	@$(BIN)/voice-channel demo --runtime demo
 
-test: $(STAMP)
+test: $(STAMP) web web-test
 	$(BIN)/pytest
+	$(MAKE) --no-print-directory test-hermes
+
+# Hermes Agent adapter: the `hermes` extra, and its tests in their own pytest process (importing Hermes's
+# gateway reads $$HERMES_HOME and rewrites os.environ, so it must not share a process with other tests).
+HERMES_STAMP := $(VENV)/.installed-hermes
+
+$(HERMES_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[test,hermes]'
+	@touch $@
+
+test-hermes: $(HERMES_STAMP)
+	$(BIN)/pytest tests/adapters/hermes
+
+bench-hermes: $(HERMES_STAMP)
+	$(BIN)/python bench/hermes_first_chunk.py
 
 lint: $(STAMP)
 	$(BIN)/pip install --quiet ruff
-	$(BIN)/ruff check plugin tests bench
-	$(BIN)/ruff check adapters
+	$(BIN)/ruff check plugin adapters tests bench
 
 manifests: $(STAMP)
 	$(BIN)/python -m voice_channel.manifest --write
@@ -31,7 +45,35 @@ bench: $(STAMP)
 	$(BIN)/python bench/first_chunk.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis web/node_modules $(WEB_BUILT)
+
+# --- the browser page: web/ (package.json + lockfile) built with esbuild into plugin/voice_channel/static/ ---
+# Needs Node.js and npm. Without them the page is not built and its tests skip, except under CI where that fails.
+NPM       ?= npm
+WEB_BUILT := plugin/voice_channel/static/app.js plugin/voice_channel/static/libsamplerate.worklet.js \
+             plugin/voice_channel/static/THIRD_PARTY_LICENSES.txt
+WEB_DEPS  := web/node_modules/.package-lock.json
+
+ifneq ($(shell command -v $(NPM)),)
+web: $(WEB_BUILT)
+
+web-test: $(WEB_DEPS)
+	cd web && $(NPM) test --silent
+else
+web-test: web
+web:
+	@if [ -n "$$CI" ]; then \
+		echo "make web: npm not found; Node.js and npm are needed to build the browser page" >&2; exit 1; \
+	fi
+	@echo "make web: npm not found: the browser page is not built and its tests will be skipped" >&2
+endif
+
+$(WEB_DEPS): web/package.json web/package-lock.json
+	cd web && $(NPM) ci --no-audit --no-fund --loglevel=error
+
+# One run of build.mjs writes all three files (a grouped target).
+$(WEB_BUILT) &: $(WEB_DEPS) web/build.mjs $(wildcard web/src/*.js)
+	cd web && $(NPM) run --silent build
 
 # --- runtime adapters (openai, openclaw) -------------------------------------------------------
 # Their test peers: the openclaw extra (cryptography), hermes-agent (its API server is the openai

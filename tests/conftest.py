@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
 from aiohttp.test_utils import TestServer
 
-from support import Channel
+from support import BackgroundLoop, Channel, ElevenLabsStandin, start_standin
 from voice_channel.app import create_app
 from voice_channel.plugins import get_plugin_manager
 from voice_channel.settings import Settings
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Hermes Agent's tests run only when asked for by path (``make test-hermes``), in their own process:
+    importing Hermes's gateway reads ``$HERMES_HOME`` and rewrites ``os.environ``."""
+    hermes_dir = Path(__file__).parent / "adapters" / "hermes"
+    if collection_path == hermes_dir:
+        requested = [Path(arg.split("::")[0]).resolve() for arg in config.args]
+        if not any(path == hermes_dir or hermes_dir in path.parents for path in requested):
+            return True
+    return None
 
 
 @pytest.fixture(autouse=True)
@@ -71,3 +83,26 @@ async def start_channel(make_settings: Callable[..., Settings], api_key: str) ->
     yield start
     for server in servers:
         await server.close()
+
+
+@pytest.fixture
+async def elevenlabs(api_key: str) -> AsyncIterator[ElevenLabsStandin]:
+    """The ElevenLabs REST stand-in, on this test's event loop, accepting ``api_key``."""
+    standin = await start_standin(api_key)
+    yield standin
+    await standin.server.close()
+
+
+@pytest.fixture
+def background() -> Iterator[BackgroundLoop]:
+    """An event loop in a thread, for servers that synchronous code (the CLI) talks to."""
+    with BackgroundLoop() as loop:
+        yield loop
+
+
+@pytest.fixture
+def threaded_elevenlabs(background: BackgroundLoop, api_key: str) -> Iterator[ElevenLabsStandin]:
+    """The ElevenLabs REST stand-in on the background loop (for CLI tests)."""
+    standin = background.run(start_standin(api_key))
+    yield standin
+    background.run(standin.server.close())

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from elevenlabs_standin import STANDIN, Standin, engine_defaults
+from elevenlabs_standin import make_app as make_standin_app
 from voice_channel import hookimpl
 from voice_channel.client import SpeechEngineClient
 from voice_channel.runtime import ConfirmationDecision, ConversationContext, RuntimeMessage
@@ -60,6 +66,12 @@ class Recorder:
     session_closed: asyncio.Event = field(default_factory=asyncio.Event)
     conversation_ended: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    ended_changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def wait_ended(self, count: int) -> None:
+        """Wait until ``count`` conversations have ended."""
+        async with self.ended_changed:
+            await self.ended_changed.wait_for(lambda: len(self.ended_reasons) >= count)
 
 
 Behaviour = Callable[[RuntimeMessage, Recorder], Any]
@@ -120,14 +132,28 @@ class ScriptedPlugin:
         register("scripted", lambda settings: _ScriptedRuntime(self.behaviour, self.recorder), "test runtime")
 
     @hookimpl
-    def voice_channel_conversation_ended(self, conversation, reason):  # type: ignore[no-untyped-def]
+    async def voice_channel_conversation_ended(self, conversation, reason):  # type: ignore[no-untyped-def]
         self.recorder.ended_reasons.append(reason)
         self.recorder.conversation_ended.set()
+        async with self.recorder.ended_changed:
+            self.recorder.ended_changed.notify_all()
 
 
 async def words(*items: str):  # type: ignore[no-untyped-def]
     for item in items:
         yield item
+
+
+def stalls_after(*items: str) -> Behaviour:
+    """A behaviour that says ``items``, then waits until the test releases it, then says "never"."""
+
+    async def behaviour(message: RuntimeMessage, rec: Recorder):  # type: ignore[no-untyped-def]
+        for item in items:
+            yield item
+        await rec.release.wait()
+        yield "never"
+
+    return behaviour
 
 
 async def barrier(client: SpeechEngineClient) -> list[dict[str, Any]]:
@@ -176,3 +202,82 @@ class FakeSocket:
         while not predicate(self.sent):
             self._changed.clear()
             await self._changed.wait()
+
+
+# --- a private event loop in a thread, for servers that synchronous code (the CLI) talks to -------
+
+
+class BackgroundLoop:
+    """An event loop running in its own thread: servers there answer a blocking caller in the test thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="test-background-loop", daemon=True)
+
+    def __enter__(self) -> BackgroundLoop:
+        self._thread.start()
+        return self
+
+    def run(self, coro: Any, timeout: float = 30.0) -> Any:
+        """Run ``coro`` on the background loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def __exit__(self, *exc: object) -> None:
+        async def drain() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.loop.shutdown_asyncgens()
+
+        self.run(drain())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+# --- the ElevenLabs REST stand-in, started for a test ----------------------------------------------
+
+
+class ElevenLabsStandin:
+    """A running REST stand-in (``tests/elevenlabs_standin.py``) and shortcuts for tests."""
+
+    def __init__(self, server: TestServer) -> None:
+        self.server = server
+
+    @property
+    def base_url(self) -> str:
+        return str(self.server.make_url("")).rstrip("/")  # without /v1: the SDK adds it
+
+    @property
+    def state(self) -> Standin:
+        return self.server.app[STANDIN]
+
+    def add_engine(self, **fields: Any) -> str:
+        """Put an engine straight into the stand-in (no request recorded); returns its id."""
+        engine_id = "seng_" + secrets.token_hex(8)
+        engine = engine_defaults(fields.pop("name", "test engine"), int(time.time()))
+        for key, value in fields.items():
+            engine[key] = {**engine[key], **value} if isinstance(engine.get(key), dict) else value
+        engine["speech_engine_id"] = engine_id
+        self.state.engines[engine_id] = engine
+        return engine_id
+
+    def settings(self, **extra: Any) -> dict[str, Any]:
+        """An ``elevenlabs`` settings section pointing the SDK at the stand-in (no retries: failures show at once)."""
+        return {"api_key": self.state.api_key, "base_url": self.base_url, "max_retries": 0, **extra}
+
+
+async def start_standin(api_key: str) -> ElevenLabsStandin:
+    server = TestServer(make_standin_app(api_key), host="127.0.0.1")
+    await server.start_server()
+    return ElevenLabsStandin(server)
+
+
+async def get_token(channel: Channel, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any], Any]:
+    """``GET /api/token`` on a running channel: status, JSON body, response headers."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(channel.server.make_url("/api/token"), headers=headers or {}) as response,
+    ):
+        return response.status, await response.json(), response.headers

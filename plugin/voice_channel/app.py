@@ -5,10 +5,14 @@ Standalone::
     app = create_app(load_settings())
     web.run_app(app)
 
-Mounted in a host's application (routes become ``/voice/ws`` and ``/voice/healthz``; the
-runtime starts and stops with the host's app)::
+Mounted in a host's application (routes become ``/voice/ws``, ``/voice/healthz``, ``/voice/api/token``
+and, with ``ui.enabled``, the page at ``/voice/``; the runtime starts and stops with the host's app)::
 
     host.add_subapp("/voice", create_app(settings, pm))
+
+Routes: ``settings.server.path`` (the Speech Engine WebSocket), ``/healthz``, ``/api/token`` (conversation
+credentials for a browser page, see :mod:`voice_channel.tokens`) and, with ``ui.enabled``, the page at ``/``
+(:mod:`voice_channel.ui`).
 """
 
 from __future__ import annotations
@@ -22,13 +26,18 @@ from aiohttp import WSCloseCode, web
 
 from voice_channel import __version__
 from voice_channel.endpoint import speech_engine_endpoint
-from voice_channel.keys import STATE, ChannelState
+from voice_channel.keys import STATE, TOKENS, ChannelState
 from voice_channel.plugins import PluginHooks, RuntimeEntry, get_plugin_manager
 from voice_channel.settings import Settings, SettingsError
+from voice_channel.tokens import TokenService, elevenlabs_client_context, token_endpoint
+from voice_channel.ui import add_ui_routes
 
-__all__ = ["create_app", "resolve_runtime"]
+__all__ = ["TOKEN_PATH", "create_app", "resolve_runtime"]
 
 log = structlog.get_logger("voice_channel.app")
+
+#: Where a browser page gets its conversation credentials.
+TOKEN_PATH = "/api/token"
 
 
 def resolve_runtime(settings: Settings, hooks: PluginHooks) -> RuntimeEntry:
@@ -53,11 +62,19 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> we
     """
     hooks = PluginHooks(pm if pm is not None else get_plugin_manager())
     entry = resolve_runtime(settings, hooks)
+    taken = {"/healthz", TOKEN_PATH} | ({"/"} if settings.ui.enabled else set())
+    if settings.server.path in taken or (settings.ui.enabled and settings.server.path.startswith("/static/")):
+        raise SettingsError(f"setting 'server.path': {settings.server.path!r} is taken by another route; use e.g. /ws")
     app = web.Application()
     app[STATE] = ChannelState(settings=settings, hooks=hooks, runtime_entry=entry)
+    app[TOKENS] = TokenService(settings, hooks)
     app.router.add_get(settings.server.path, speech_engine_endpoint)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get(TOKEN_PATH, token_endpoint, allow_head=False)  # a HEAD must not spend a token
+    if settings.ui.enabled:
+        add_ui_routes(app)
     app.cleanup_ctx.append(_runtime_context)
+    app.cleanup_ctx.append(elevenlabs_client_context)
     app.on_shutdown.append(_close_conversations)
     return app
 

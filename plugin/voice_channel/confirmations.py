@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 
 from voice_channel.runtime import ConfirmationRequest
-from voice_channel.untrusted import normalize_words
+from voice_channel.untrusted import AFFIRMATIVE_WORDS, NEGATIVE_WORDS, normalize_words
 
 __all__ = [
     "CODE_WORDS",
@@ -74,58 +74,6 @@ CODE_WORDS: tuple[str, ...] = (
     "mango",
 )
 
-_NEGATORS = frozenset(
-    {
-        "no",
-        "not",
-        "nope",
-        "nah",
-        "never",
-        "don't",
-        "dont",
-        "stop",
-        "cancel",
-        "wait",
-        "hold",
-        "deny",
-        "denied",
-        "reject",
-        "refuse",
-        "abort",
-        "negative",
-        "without",
-        "nothing",
-        "neither",
-        "nor",
-        "nobody",
-        "none",
-        "shouldn't",
-        "can't",
-        "won't",
-        "mustn't",
-        "isn't",
-    }
-)
-_STRONG_YES = frozenset(
-    {
-        "yes",
-        "yeah",
-        "yep",
-        "yup",
-        "sure",
-        "ok",
-        "okay",
-        "confirm",
-        "confirmed",
-        "approve",
-        "approved",
-        "affirmative",
-        "absolutely",
-        "definitely",
-        "correct",
-        "alright",
-    }
-)
 _YES_PHRASES = ("go ahead", "do it", "proceed")
 # Words that may accompany an answer without changing it.
 _FILLER = frozenset(
@@ -176,11 +124,11 @@ def parse_answer(text: str, policy: ConfirmationPolicy, code_word: str | None = 
     words = normal.split()
     if not words:
         return Answer.UNCLEAR
-    if any(word in _NEGATORS or word.endswith("n't") for word in words):
+    if any(word in NEGATIVE_WORDS or word.endswith("n't") for word in words):
         return Answer.DENY
     if policy is ConfirmationPolicy.NEVER:
         return Answer.DENY
-    allowed = _STRONG_YES | _FILLER
+    allowed = AFFIRMATIVE_WORDS | _FILLER
     if policy is ConfirmationPolicy.CODE_WORD:
         if code_word is None or code_word not in words:
             return Answer.UNCLEAR
@@ -188,7 +136,7 @@ def parse_answer(text: str, policy: ConfirmationPolicy, code_word: str | None = 
         return Answer.APPROVE if all(word in allowed for word in words) else Answer.UNCLEAR
     if not all(word in allowed for word in words):
         return Answer.UNCLEAR
-    if any(word in _STRONG_YES for word in words) or any(p in normal for p in _YES_PHRASES):
+    if any(word in AFFIRMATIVE_WORDS for word in words) or any(p in normal for p in _YES_PHRASES):
         return Answer.APPROVE
     return Answer.UNCLEAR
 

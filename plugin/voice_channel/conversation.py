@@ -33,6 +33,7 @@ import structlog
 from voice_channel.confirmations import Answer, ConfirmationPolicy, PendingConfirmation, base_policy
 from voice_channel.outbox import Frame, Outbox
 from voice_channel.protocol import UserTranscriptMessage
+from voice_channel.ratelimit import RateLimiter
 from voice_channel.record import ConversationRecord
 from voice_channel.runtime import (
     ConfirmationDecision,
@@ -49,7 +50,6 @@ from voice_channel.runtime import (
 from voice_channel.speech import SpeechShaper, extract_text
 from voice_channel.turn import Turn, TurnState
 from voice_channel.untrusted import (
-    RateLimiter,
     Utterance,
     cap_text,
     defuse_markers,
@@ -131,7 +131,7 @@ class Conversation:
         self._hooks = hooks
         self._settings = settings
         self._outbox = outbox
-        self._rate = RateLimiter(settings.input.max_turns_per_minute)
+        self._turns = RateLimiter(settings.input.max_turns_per_minute, max_clients=1)
         self._session_task: asyncio.Task[RuntimeSession] | None = None
         self._paused: _Paused | None = None
         self._held: _Held | None = None
@@ -294,7 +294,6 @@ class Conversation:
         structlog.contextvars.bind_contextvars(event_id=turn.event_id)
         if previous is not None:
             await self._settle(previous)
-        recorded = False
         try:
             utterance = read_transcript(
                 message.user_transcript,
@@ -310,28 +309,24 @@ class Conversation:
                 await self._answer_confirmation(turn, utterance)
             else:
                 await self._respond(turn, utterance)
+            await turn.finish()
         except asyncio.CancelledError:
             raise
         except Exception:
             turn.log.exception("turn_failed")
             if turn.running:
                 await turn.say(self._settings.turn.apology_text)
+                await turn.finish()
         finally:
-            if not turn.running and turn.spoken:
-                # Superseded: what was sent before the interruption is all the caller got.
-                recorded = True
-                self.record.add_assistant(turn.text, turn.event_id, interrupted=True)
-        try:
-            await turn.finish()  # sends the text the chunker still holds: record after it
-        finally:
-            if not recorded and turn.spoken:
+            # After finish(): the record holds everything sent, including text flushed at the end.
+            if turn.spoken:
                 self.record.add_assistant(turn.text, turn.event_id, interrupted=turn.state is TurnState.SUPERSEDED)
 
     async def _respond(self, turn: Turn, utterance: Utterance) -> None:
         if not utterance.text:
             turn.log.info("turn_without_user_text")
             return
-        if not self._rate.allow():
+        if self._turns.acquire("turns") is not None:
             turn.log.warning("turn_rate_limited", per_minute=self._settings.input.max_turns_per_minute)
             await turn.say(_SLOW_DOWN)
             return

@@ -28,11 +28,13 @@ from typing import TYPE_CHECKING
 from voice_channel.markers import hookspec
 
 if TYPE_CHECKING:
+    from aiohttp import web
     from pydantic import BaseModel
 
     from voice_channel.confirmations import ConfirmationPolicy
     from voice_channel.conversation import Conversation
     from voice_channel.runtime import ConfirmationRequest, Refusal, RuntimeMessage
+    from voice_channel.tokens import TokenDenied
 
 # --- registration -------------------------------------------------------------------------------
 
@@ -138,6 +140,36 @@ def voice_channel_confirmation_policy(
     :param request: what the runtime wants to do.
     :param conversation: the conversation.
     :returns: a :class:`~voice_channel.confirmations.ConfirmationPolicy`, or ``None`` to abstain.
+
+    .. versionadded:: 0.1
+    """
+
+
+# --- browser side -------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def voice_channel_authorize_token(
+    request: web.Request,
+) -> Awaitable[bool | TokenDenied | None] | bool | TokenDenied | None:
+    """Decide whether this browser request may get a conversation token (``GET /api/token``).
+
+    Stops at the first non-``None`` result. The built-in policy (plugin ``token_policy``, registered
+    ``trylast`` so that any plugin decides first) allows requests from the configured origins (by default this
+    server's own), plus a bearer secret when one is configured, and anonymous access only when
+    ``token.allow_anonymous`` is set. The per-client rate limit applies before this hook, whatever it answers.
+    An exception denies the request (and is logged with the plugin's name).
+
+    Example: allow the users of the host application's session middleware::
+
+        @hookimpl
+        def voice_channel_authorize_token(request):
+            return True if request.get("user") else None
+
+    :param request: the aiohttp request (``request.config_dict`` holds the channel's state).
+    :returns: ``True`` to allow; ``False`` to deny (HTTP 403, "not allowed"); a
+        :class:`~voice_channel.tokens.TokenDenied` to deny with your own status, code and plain-words message for
+        the page; ``None`` to let the next implementation decide.
 
     .. versionadded:: 0.1
     """

@@ -14,8 +14,9 @@ if TYPE_CHECKING:
     from voice_channel.plugins import PluginHooks, RuntimeEntry
     from voice_channel.runtime import Runtime
     from voice_channel.settings import Settings
+    from voice_channel.tokens import TokenService
 
-__all__ = ["STATE", "ChannelState"]
+__all__ = ["STATE", "TOKENS", "ChannelState"]
 
 
 @dataclass(eq=False)
@@ -39,3 +40,5 @@ class ChannelState:
 
 
 STATE = web.AppKey("voice_channel_state", ChannelState)
+#: The token endpoint's state (SDK client, rate limiter): :mod:`voice_channel.tokens`.
+TOKENS: web.AppKey[TokenService] = web.AppKey("voice_channel_tokens")

@@ -23,9 +23,12 @@ from voice_channel.markers import PROJECT
 from voice_channel.runtime import Refusal, RuntimeFactory, RuntimeMessage
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from voice_channel.confirmations import ConfirmationPolicy
     from voice_channel.conversation import Conversation
     from voice_channel.runtime import ConfirmationRequest
+    from voice_channel.tokens import TokenDenied
 
 __all__ = [
     "DEFAULT_PLUGINS",
@@ -40,7 +43,7 @@ log = structlog.get_logger("voice_channel.plugins")
 
 ENTRY_POINT_GROUP = PROJECT
 #: Built-in features, registered as plugins through the same hooks as third-party ones.
-DEFAULT_PLUGINS = ("voice_channel.runtimes.echo", "voice_channel.runtimes.demo")
+DEFAULT_PLUGINS = ("voice_channel.runtimes.echo", "voice_channel.runtimes.demo", "voice_channel.token_policy")
 #: Comma-separated plugin names that must not be loaded.
 DISABLE_ENV = "VOICE_CHANNEL_DISABLE_PLUGINS"
 #: Set to log every hook call at debug level.
@@ -204,6 +207,41 @@ class PluginHooks:
             if result is not None:
                 answers.append(ConfirmationPolicy(result))
         return answers
+
+    # --- browser side ---
+
+    async def authorize_token(self, request: web.Request) -> TokenDenied | None:
+        """``None`` if the first implementation with an opinion allows the request, else why not.
+
+        Iterated here rather than through pluggy's ``firstresult`` call: an ``async`` implementation returns a
+        coroutine, which pluggy would take as an answer before it has been awaited. Denied when nobody decides,
+        when an implementation raises, or when it returns something that is not a decision.
+        """
+        from voice_channel.tokens import TokenDenied
+
+        caller = self.pm.hook.voice_channel_authorize_token
+        for impl in reversed(caller.get_hookimpls()):  # pluggy's call order: tryfirst ... trylast
+            try:
+                kwargs = {"request": request}
+                result = await await_me_maybe(impl.function(**{k: kwargs[k] for k in impl.argnames}))
+            except Exception:
+                log.exception("hook_failed", hook="voice_channel_authorize_token", plugin=impl.plugin_name)
+                return TokenDenied(reason=f"plugin {impl.plugin_name} failed")
+            if result is None:
+                continue
+            if result is True:
+                return None
+            if isinstance(result, TokenDenied):
+                return result
+            if result is not False:
+                log.error(
+                    "hook_bad_result",
+                    hook="voice_channel_authorize_token",
+                    plugin=impl.plugin_name,
+                    result_type=type(result).__name__,
+                )
+            return TokenDenied(reason=f"denied by plugin {impl.plugin_name}")
+        return TokenDenied(reason="no plugin decided (the built-in token_policy is blocked?)")
 
     async def _notify(self, hook: str, **kwargs: Any) -> None:
         for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):

@@ -56,15 +56,18 @@ class ConversationRecord:
         """Cut our last reply to what ElevenLabs reports the caller heard of it.
 
         ``heard`` is the ``agent`` item that precedes the newest ``user`` item of an incoming
-        history, or ``None`` when a ``user`` item precedes it directly (nothing was heard).
-        Only a strict prefix of our own text (ignoring whitespace and case) is accepted: other
-        text is not ours (a client-side first message) or not trustworthy, and is ignored.
+        history, or ``None`` when a ``user`` item precedes it directly. ``None`` means nothing was
+        heard only if our reply was cut short (superseded before it ended); a reply that ended
+        normally is kept. Only a strict prefix of our own text (ignoring whitespace and case) is
+        accepted: other text is not ours (a client-side first message) or not trustworthy, and is
+        ignored. Our own words are kept, cut where the caller stopped hearing.
         """
         if not self._entries or self._entries[-1].role != "assistant":
             return
         entry = self._entries[-1]
         if heard is None:
-            del self._entries[-1]
+            if entry.interrupted:
+                del self._entries[-1]
             return
         if heard == entry.text:
             return  # heard in full: the common case

@@ -11,6 +11,7 @@ where a client is built.
 from __future__ import annotations
 
 import contextvars
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -24,8 +25,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
     YamlConfigSettingsSource,
 )
+from yarl import URL
 
 __all__ = [
+    "ENGINE_ID",
     "ENV_PREFIX",
     "Settings",
     "SettingsError",
@@ -34,6 +37,18 @@ __all__ = [
 ]
 
 ENV_PREFIX = "VOICE_CHANNEL_"
+#: A Speech Engine id. Checked before any id reaches the SDK, which puts ids into URLs unescaped.
+ENGINE_ID = re.compile(r"(seng|agent)_[A-Za-z0-9]+")
+
+
+def _parse_url(value: str, schemes: tuple[str, ...], example: str) -> URL:
+    try:
+        url = URL(value.strip())
+    except (TypeError, ValueError):
+        raise ValueError(f"not a URL, e.g. {example}") from None
+    if url.scheme not in schemes or not url.host:
+        raise ValueError(f"must be a {' or '.join(s + '://' for s in schemes)} URL, e.g. {example}")
+    return url
 
 
 class _Section(BaseModel):
@@ -55,6 +70,46 @@ class ServerSettings(_Section):
     )
     max_conversations: int = Field(100, ge=1, description="Open conversations at most; more get 503.")
     shutdown_timeout_s: float = Field(5.0, gt=0, description="Grace period for open turns at shutdown.")
+    public_url: str | None = Field(
+        None,
+        description="This server's public base URL as browsers and ElevenLabs reach it, e.g. https://voice.example.com"
+        " (`engine create` derives ws_url from it; `doctor` checks it; default allowed origin of token requests).",
+    )
+    trusted_proxy_hops: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description="Reverse proxies in front of this server: the client address (token rate limit) is the"
+        " X-Forwarded-For entry this many from the right; 0 uses the TCP peer.",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = _parse_url(value, ("http", "https", "ws", "wss"), "https://voice.example.com")
+        if url.query_string or url.fragment:
+            raise ValueError("must not have a query or fragment, e.g. https://voice.example.com")
+        return str(url).rstrip("/")
+
+    @property
+    def public_ws_url(self) -> str | None:
+        """The Speech Engine ``ws_url`` this server answers at, from ``public_url`` (``https`` → ``wss``)."""
+        if self.public_url is None:
+            return None
+        url = URL(self.public_url)
+        scheme = {"http": "ws", "https": "wss"}.get(url.scheme, url.scheme)
+        return str(url.with_scheme(scheme)).rstrip("/") + self.path
+
+    @property
+    def public_origin(self) -> str | None:
+        """The browser origin of ``public_url`` (``wss`` → ``https``), or ``None``."""
+        if self.public_url is None:
+            return None
+        url = URL(self.public_url)
+        scheme = {"ws": "http", "wss": "https"}.get(url.scheme, url.scheme)
+        return str(url.with_scheme(scheme).origin())
 
     @field_validator("path")
     @classmethod
@@ -73,6 +128,44 @@ class ElevenLabsSettings(_Section):
     speech_engine_id: str | None = Field(
         None, description="Speech Engine id (seng_...). Env ELEVENLABS_SPEECH_ENGINE_ID also works."
     )
+    base_url: str | None = Field(
+        None,
+        description="ElevenLabs API base URL without /v1, e.g. https://api.eu.residency.elevenlabs.io for data"
+        " residency; default https://api.elevenlabs.io.",
+    )
+    livekit_url: str | None = Field(
+        None,
+        description="LiveKit server the browser joins for WebRTC conversations, e.g."
+        " wss://livekit.rtc.eu.residency.elevenlabs.io; default the client library's (wss://livekit.rtc.elevenlabs.io).",
+    )
+    timeout_s: float = Field(10.0, gt=0, le=300, description="Timeout of each ElevenLabs API request.")
+    max_retries: int = Field(
+        2, ge=0, le=5, description="Retries of an ElevenLabs API request that failed with 408, 409, 429 or 5xx."
+    )
+
+    @field_validator("speech_engine_id")
+    @classmethod
+    def _engine_id(cls, value: str | None) -> str | None:
+        if value is not None and not ENGINE_ID.fullmatch(value):
+            raise ValueError("must look like seng_<letters and digits> (or agent_...)")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = _parse_url(value, ("http", "https"), "https://api.elevenlabs.io")
+        if url.path.rstrip("/").endswith("/v1"):
+            raise ValueError("leave out /v1 (the SDK adds it), e.g. https://api.elevenlabs.io")
+        return str(url).rstrip("/")
+
+    @field_validator("livekit_url")
+    @classmethod
+    def _livekit_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return str(_parse_url(value, ("ws", "wss"), "wss://livekit.rtc.elevenlabs.io")).rstrip("/")
 
 
 class AuthSettings(_Section):
@@ -130,6 +223,54 @@ class EchoSettings(_Section):
     delay_ms: int = Field(0, ge=0, le=10_000, description="Pause between echoed words (for interruption tests).")
 
 
+class UISettings(_Section):
+    enabled: bool = Field(False, description="Serve the browser page at / (`voice-channel demo` turns it on).")
+    first_message: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1000,
+        description="What the agent says first in the browser; sent only if the engine allows the first-message"
+        " override (`voice-channel engine update --allow-first-message`).",
+    )
+
+
+class TokenSettings(_Section):
+    transport: Literal["webrtc", "websocket"] = Field(
+        "webrtc",
+        description="How the browser reaches ElevenLabs: webrtc (a conversation token) or websocket (a signed URL).",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port]) whose pages may get a conversation token; empty: this server's"
+        " own origin (server.public_url, else the request's host).",
+    )
+    bearer_secret: SecretStr | None = Field(
+        None,
+        description="When set, token requests must carry `Authorization: Bearer <secret>` (the page asks for it as"
+        " an access code).",
+        json_schema_extra={"sensitive": True},
+    )
+    allow_anonymous: bool = Field(
+        False,
+        description="Without a bearer secret, give tokens to any page on an allowed origin. Off: no token is issued"
+        " until one of the two is configured.",
+    )
+    rate_per_minute: int = Field(10, ge=1, le=10_000, description="Token requests per client address per minute.")
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, values: list[str]) -> list[str]:
+        origins = []
+        for value in values:
+            url = _parse_url(value, ("http", "https"), "https://voice.example.com")
+            if url.path not in ("", "/") or url.query_string or url.fragment:
+                raise ValueError(
+                    f"{value!r} is not an origin: scheme://host[:port] only, e.g. https://voice.example.com"
+                )
+            origins.append(str(url.origin()))
+        return origins
+
+
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
@@ -179,6 +320,8 @@ class Settings(BaseSettings):
     input: InputSettings = Field(default_factory=InputSettings)
     confirmations: ConfirmationSettings = Field(default_factory=ConfirmationSettings)
     echo: EchoSettings = Field(default_factory=EchoSettings)
+    ui: UISettings = Field(default_factory=UISettings)
+    token: TokenSettings = Field(default_factory=TokenSettings)
 
     @classmethod
     def settings_customise_sources(

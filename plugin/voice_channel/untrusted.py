@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
 import unicodedata
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,8 +35,9 @@ from typing import Any
 from voice_channel.runtime import Intent, RuntimeMessage
 
 __all__ = [
+    "AFFIRMATIVE_WORDS",
     "INTENT_PHRASES",
-    "RateLimiter",
+    "NEGATIVE_WORDS",
     "Utterance",
     "defuse_markers",
     "match_intent",
@@ -143,21 +142,72 @@ _MARKERS: tuple[tuple[str, re.Pattern[str], Any], ...] = (
         re.compile(rf"(?:(?<=^)|(?<=[\s.!?;,\"'(]))({_ROLE_WORDS})\s*:", re.IGNORECASE),
         lambda m: f"{m.group(1)} -",
     ),
+    # Any other tag-like markup (HTML, SSML, XML, comments): speech recognition never produces it.
+    (
+        "markup_tag",
+        re.compile(r"<(/?)((?:[^\W\d_]|[!?])[\w:.-]{0,40})[^<>]{0,200}>"),
+        lambda m: "(comment)" if m.group(2).startswith("!--") else f"({m.group(2).lstrip('!?').lower() or 'tag'})",
+    ),
     ("angle_quotes", re.compile(r"<<|>>"), lambda m: " "),
+    ("code_fence", re.compile(r"```+|~~~+"), lambda m: " "),
     ("braces", re.compile(r"[{}]"), lambda m: "(" if m.group(0) == "{" else ")"),
     ("command_prefix", re.compile(r"^\s*[/!\\]+(?=\w)"), lambda m: ""),
 )
 
+# Letters of other scripts that look like Latin ones (a subset of Unicode's confusables, UTS #39):
+# "sуstem:" with a Cyrillic у reads as a role marker to a human and to many models.
+_CONFUSABLES = str.maketrans(
+    "аеорсухіјѕԁӏԛԝ"  # Cyrillic lower
+    "АВЕКМНОРСТХУІЈЅ"  # Cyrillic upper
+    "αβεικνορτυχ"  # Greek lower
+    "ΑΒΕΗΙΚΜΝΟΡΤΥΧΖ",  # Greek upper
+    "aeopcyxijsdlqwABEKMHOPCTXYIJSabeiknoptuxABEHIKMNOPTYXZ",
+)
+_NON_ASCII_WORD_BEFORE_COLON = re.compile(r"(\w*[^\x00-\x7f]\w*)(\s*:)")
+_NON_ASCII_TAG = re.compile(r"<\s*/?\s*(\w*[^\x00-\x7f]\w*)[^<>]{0,200}>")
+_ROLE_SET = frozenset(_ROLE_WORDS.split("|"))
+
+
+def _skeleton(word: str) -> str:
+    return word.translate(_CONFUSABLES).casefold()
+
+
+def _defuse_homoglyphs(text: str) -> tuple[str, int]:
+    """Defuse role markers spelled with look-alike letters of other scripts; other words are untouched."""
+    count = 0
+
+    def prefix(match: re.Match[str]) -> str:
+        nonlocal count
+        if _skeleton(match.group(1)) in _ROLE_SET:
+            count += 1
+            return f"{match.group(1)} -"
+        return match.group(0)
+
+    def tag(match: re.Match[str]) -> str:
+        nonlocal count
+        count += 1
+        return f"({_skeleton(match.group(1))})"
+
+    text = _NON_ASCII_WORD_BEFORE_COLON.sub(prefix, text)
+    text = _NON_ASCII_TAG.sub(tag, text)
+    return text, count
+
+
 #: Patterns a runtime could read as structure; none of them may survive :func:`defuse_markers`.
 LIVE_MARKERS = re.compile(
-    rf"<\|.*?\|>|\[/?INST\]|<</?SYS>>|</?({_ROLE_WORDS})\b[^<>]*>|^\s*/\w"
-    rf"|(^|[\s.!?;,\"'(])({_ROLE_WORDS})\s*:|#{{1,6}}\s*({_ROLE_WORDS})\b|[{{}}]|<<|>>",
+    rf"<\|.*?\|>|\[/?INST\]|<</?SYS>>|</?(?:[^\W\d_]|[!?])[^<>]*>|</?\s*({_ROLE_WORDS})\b[^<>]*>|^\s*[/!\\]\w"
+    rf"|(^|[\s.!?;,\"'(])({_ROLE_WORDS})\s*:|#{{1,6}}\s*({_ROLE_WORDS})\b|[{{}}]|<<|>>|```|~~~",
     re.IGNORECASE,
 )
 
 
+def has_live_marker(text: str) -> bool:
+    """Whether ``text`` still holds something a runtime could read as structure (used by tests)."""
+    return bool(LIVE_MARKERS.search(text) or LIVE_MARKERS.search(text.translate(_CONFUSABLES)))
+
+
 # Every marker above needs one of these characters; speech rarely has any of them.
-_MARKER_CHARS = re.compile(r"[<>\[\]#:{}/!\\|]")
+_MARKER_CHARS = re.compile(r"[<>\[\]#:{}/!\\|`~]")
 
 
 def defuse_markers(text: str, boundary: str = "") -> tuple[str, frozenset[str]]:
@@ -165,13 +215,22 @@ def defuse_markers(text: str, boundary: str = "") -> tuple[str, frozenset[str]]:
     if not _MARKER_CHARS.search(text) and not (boundary and boundary in text):
         return text, frozenset()
     flags: set[str] = set()
-    if boundary and boundary in text:
-        text = text.replace(boundary, " ")
-        flags.add("boundary_forged")
-    for flag, pattern, replace in _MARKERS:
-        text, count = pattern.subn(replace, text)
-        if count:
-            flags.add(flag)
+    # A rewrite can join fragments into a new marker ("<у" + "<|" + "s>"): repeat until stable.
+    for _ in range(4):
+        before = text
+        if boundary and boundary in text:
+            text = text.replace(boundary, " ")
+            flags.add("boundary_forged")
+        if not text.isascii():
+            text, count = _defuse_homoglyphs(text)
+            if count:
+                flags.add("homoglyph_marker")
+        for flag, pattern, replace in _MARKERS:
+            text, count = pattern.subn(replace, text)
+            if count:
+                flags.add(flag)
+        if text == before:
+            break
     if flags:
         text = _WHITESPACE.sub(" ", text).strip()
     return text, frozenset(flags)
@@ -195,25 +254,62 @@ def cap_text(text: str, max_chars: int) -> tuple[str, bool]:
     return text[:cut].rstrip(), True
 
 
-class RateLimiter:
-    """Sliding one-minute window of turns."""
-
-    def __init__(self, per_minute: int, clock: Any = time.monotonic) -> None:
-        self._per_minute = per_minute
-        self._clock = clock
-        self._times: deque[float] = deque()
-
-    def allow(self) -> bool:
-        now = self._clock()
-        while self._times and now - self._times[0] >= 60.0:
-            self._times.popleft()
-        if len(self._times) >= self._per_minute:
-            return False
-        self._times.append(now)
-        return True
-
-
 # --- intents ------------------------------------------------------------------------------------
+
+#: Words that say yes, for the intent map and the confirmation parser alike.
+AFFIRMATIVE_WORDS = frozenset(
+    {
+        "yes",
+        "yeah",
+        "yep",
+        "yup",
+        "sure",
+        "ok",
+        "okay",
+        "confirm",
+        "confirmed",
+        "approve",
+        "approved",
+        "affirmative",
+        "absolutely",
+        "definitely",
+        "correct",
+        "alright",
+    }
+)
+#: Words that say no; any of them anywhere in an answer vetoes it.
+NEGATIVE_WORDS = frozenset(
+    {
+        "no",
+        "not",
+        "nope",
+        "nah",
+        "never",
+        "don't",
+        "dont",
+        "stop",
+        "cancel",
+        "wait",
+        "hold",
+        "deny",
+        "denied",
+        "reject",
+        "refuse",
+        "abort",
+        "negative",
+        "without",
+        "nothing",
+        "neither",
+        "nor",
+        "nobody",
+        "none",
+        "shouldn't",
+        "can't",
+        "won't",
+        "mustn't",
+        "isn't",
+    }
+)
 
 INTENT_PHRASES: dict[Intent, frozenset[str]] = {
     Intent.STOP: frozenset(
@@ -267,26 +363,7 @@ INTENT_PHRASES: dict[Intent, frozenset[str]] = {
             "once more",
         }
     ),
-    Intent.CONFIRM: frozenset(
-        {
-            "yes",
-            "yeah",
-            "yep",
-            "yup",
-            "sure",
-            "ok",
-            "okay",
-            "confirm",
-            "confirmed",
-            "go ahead",
-            "do it",
-            "yes please",
-            "correct",
-            "affirmative",
-            "yes go ahead",
-            "sure go ahead",
-        }
-    ),
+    Intent.CONFIRM: AFFIRMATIVE_WORDS | {"go ahead", "do it", "yes please", "yes go ahead", "sure go ahead"},
     Intent.DENY: frozenset(
         {
             "no",

@@ -85,6 +85,8 @@ async def test_serve_refuses_to_start_without_a_key():
         (["serve", "--runtime", "nope"], {}, "unknown runtime 'nope'; installed runtimes:"),
         (["serve"], {"VOICE_CHANNEL_TURN__FILLER_ENABLED": "maybe"}, "setting 'turn.filler_enabled'"),
         (["serve", "--config", "/does/not/exist.yaml"], {}, "config file not found"),
+        # A runtime factory refusing at start-up (the Hermes runtime only runs inside Hermes's gateway).
+        (["serve", "--runtime", "hermes"], {}, "runtime 'hermes' runs inside Hermes Agent's gateway"),
     ],
 )
 async def test_bad_settings_are_one_clear_line_no_traceback(args, extra, message):
@@ -181,6 +183,22 @@ async def test_plugins_lists_runtimes_and_hooks():
     assert echo["builtin"] and "voice_channel_register_runtimes" in echo["hooks"]
     code, out, _ = await run("plugins")
     assert code == 0 and "Runtimes:" in out and "echo" in out
+
+
+async def test_demo_defaults_to_the_list_assistant_and_shows_a_pending_confirmation():
+    code, out, err = await run("demo", stdin=b"add milk\nwhat is on my list\nremove milk\nyes\n")
+    assert code == 0, err
+    assert out.splitlines() == [
+        "you> add milk",
+        "agent> Added milk.",
+        "you> what is on my list",
+        "agent> Your list has milk.",
+        "you> remove milk",
+        "agent> Confirmation needed: Remove milk from your list. Should I go ahead? Please say yes or no.",
+        "   [confirmation pending: the agent is waiting for your answer: yes or no]",
+        "you> yes",
+        "agent> Removed milk.",
+    ]
 
 
 async def test_serve_exits_when_its_supervisor_closes_stdin():

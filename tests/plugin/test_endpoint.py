@@ -11,7 +11,7 @@ import pytest
 from aiohttp import WSMsgType
 from structlog.testing import capture_logs
 
-from support import ScriptedPlugin, barrier, conversation, words
+from support import ScriptedPlugin, barrier, conversation, stalls_after, words
 from voice_channel.auth import JWT_HEADER
 from voice_channel.client import sign_speech_engine_jwt
 from voice_channel.keys import STATE
@@ -171,12 +171,7 @@ async def test_oversize_frame_closes_with_1009_and_is_logged(start_channel):
 
 
 async def test_close_message_closes_cleanly_and_lifecycle_hook_gets_reason(start_channel):
-    async def endless(message, rec):
-        yield "streaming "
-        await rec.release.wait()
-        yield "never"
-
-    plugin = ScriptedPlugin(endless)
+    plugin = ScriptedPlugin(stalls_after("streaming "))
     channel = await start_channel(plugins=[plugin], runtime="scripted")
     async with conversation(channel) as client:
         await client.say("hi")
@@ -195,12 +190,7 @@ def _channel_tasks() -> list[asyncio.Task]:
 
 
 async def test_abrupt_disconnect_closes_runtime_session_and_leaves_no_task(start_channel):
-    async def endless(message, rec):
-        yield "streaming "
-        await rec.release.wait()
-        yield "never"
-
-    plugin = ScriptedPlugin(endless)
+    plugin = ScriptedPlugin(stalls_after("streaming "))
     channel = await start_channel(plugins=[plugin], runtime="scripted")
     client = channel.client()
     await client.connect()
@@ -218,12 +208,7 @@ async def test_abrupt_disconnect_closes_runtime_session_and_leaves_no_task(start
 
 
 async def test_server_shutdown_closes_conversations_with_1001_and_cancels_turns(start_channel):
-    async def endless(message, rec):
-        yield "streaming "
-        await rec.release.wait()
-        yield "never"
-
-    plugin = ScriptedPlugin(endless)
+    plugin = ScriptedPlugin(stalls_after("streaming "))
     channel = await start_channel(plugins=[plugin], runtime="scripted")
     async with conversation(channel) as client:
         await client.say("hi")

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, Field
 
-from support import ScriptedPlugin, conversation, words
+from support import ScriptedPlugin, conversation, get_token, words
 from voice_channel import Refusal, RuntimeMessage, hookimpl
 from voice_channel import hookspecs as specs
 from voice_channel.confirmations import ConfirmationPolicy
 from voice_channel.plugins import PluginHooks, get_plugin_manager
 from voice_channel.runtime import ConfirmationRequest, TextDelta
 from voice_channel.settings import build_settings_class, load_settings
+from voice_channel.tokens import TokenDenied
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -260,6 +261,70 @@ async def test_a_failing_policy_hook_counts_as_never(start_channel):
     async with conversation(channel) as client:
         await client.say("delete notes")
         assert (await client.reply()).text.startswith("I can't approve that by voice")
+
+
+# --- browser side ------------------------------------------------------------------------------
+
+
+async def test_hook_authorize_token(start_channel, elevenlabs):
+    seen = []
+
+    class HostSession:
+        """Allows requests the host's own session middleware vouched for; no opinion otherwise."""
+
+        @hookimpl
+        async def voice_channel_authorize_token(self, request):
+            seen.append(request.path)
+            if request.headers.get("X-Host-User") == "alice":
+                return True
+            if request.headers.get("X-Host-User") == "mallory":
+                return TokenDenied("Your account may not use voice.", "account_blocked", 403, "blocked user")
+            if request.headers.get("X-Host-User") == "eve":
+                return False
+            return None
+
+    engine = elevenlabs.add_engine()
+    # The built-in policy alone refuses everything here (no bearer secret, anonymous access off).
+    channel = await start_channel(plugins=[HostSession()], elevenlabs=elevenlabs.settings(speech_engine_id=engine))
+    status, body, _ = await get_token(channel, {"X-Host-User": "alice"})  # no Origin: the plugin decides first
+    assert status == 200 and "token" in body
+    assert (await get_token(channel, {"X-Host-User": "mallory"}))[:2] == (
+        403,
+        {"error": "Your account may not use voice.", "code": "account_blocked"},
+    )
+    assert (await get_token(channel, {"X-Host-User": "eve"}))[:2] == (
+        403,
+        {"error": "This page is not allowed to start a conversation.", "code": "forbidden"},
+    )
+    status, body, _ = await get_token(channel, {"Sec-Fetch-Site": "same-origin"})  # None: the built-in policy decides
+    assert (status, body["code"]) == (403, "not_enabled")
+    assert seen == ["/api/token"] * 4
+
+
+async def test_a_failing_or_confused_token_hook_denies(start_channel, elevenlabs):
+    class Broken:
+        @hookimpl
+        def voice_channel_authorize_token(self, request):
+            if request.headers.get("X-Mode") == "raise":
+                raise RuntimeError("plugin bug")
+            return "yes"  # not a decision
+
+    engine = elevenlabs.add_engine()
+    channel = await start_channel(
+        plugins=[Broken()],
+        elevenlabs=elevenlabs.settings(speech_engine_id=engine),
+        token={"allow_anonymous": True},
+    )
+    for mode in ("raise", "confused"):
+        status, body, _ = await get_token(channel, {"X-Mode": mode, "Sec-Fetch-Site": "same-origin"})
+        assert (status, body["code"]) == (403, "forbidden")
+    assert elevenlabs.state.calls("GET", "token") == []
+
+
+def test_the_builtin_token_policy_decides_last():
+    pm = get_plugin_manager(load_entrypoints=False)
+    impls = pm.hook.voice_channel_authorize_token.get_hookimpls()
+    assert impls[0].plugin_name == "token_policy" and impls[0].trylast
 
 
 # --- entry points ----------------------------------------------------------------------------

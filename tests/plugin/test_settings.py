@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from pydantic import BaseModel, Field
 
@@ -131,3 +133,46 @@ def test_plugin_sections_join_the_model(monkeypatch):
     assert issubclass(cls, Settings)
     with pytest.raises(SettingsError, match="clash"):
         build_settings_class({"server": _Extra})
+
+
+# --- browser side and ElevenLabs resources ----------------------------------------------------------
+
+
+def test_public_url_gives_the_ws_url_and_the_origin():
+    server = load_settings(overrides={"server": {"public_url": "https://Voice.Example.com/"}}).server
+    assert server.public_url == "https://voice.example.com"
+    assert server.public_ws_url == "wss://voice.example.com/ws"
+    assert server.public_origin == "https://voice.example.com"
+    mounted = load_settings(overrides={"server": {"public_url": "http://h:8080/voice", "path": "/speech"}}).server
+    assert (mounted.public_ws_url, mounted.public_origin) == ("ws://h:8080/voice/speech", "http://h:8080")
+    assert load_settings().server.public_ws_url is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"server": {"public_url": "voice.example.com"}}, "server.public_url"),
+        ({"server": {"public_url": "https://h/?x=1"}}, "query"),
+        ({"elevenlabs": {"base_url": "https://api.elevenlabs.io/v1"}}, "leave out /v1"),
+        ({"elevenlabs": {"base_url": "ftp://api.elevenlabs.io"}}, "http:// or https://"),
+        ({"elevenlabs": {"livekit_url": "https://livekit.example.com"}}, "ws:// or wss://"),
+        ({"elevenlabs": {"speech_engine_id": "seng_a/../../user"}}, "seng_"),
+        ({"token": {"allowed_origins": ["https://h/page"]}}, "not an origin"),
+        ({"token": {"rate_per_minute": 0}}, "token.rate_per_minute"),
+        ({"token": {"transport": "carrier-pigeon"}}, "token.transport"),
+    ],
+)
+def test_bad_browser_and_elevenlabs_settings_name_the_key(overrides, message):
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        load_settings(overrides=overrides)
+
+
+def test_origins_are_normalised_and_secrets_stay_hidden(monkeypatch):
+    monkeypatch.setenv("VOICE_CHANNEL_TOKEN__ALLOWED_ORIGINS", '["HTTPS://A.example.com:443", "http://b:8080/"]')
+    monkeypatch.setenv("VOICE_CHANNEL_TOKEN__BEARER_SECRET", "shh-123456")
+    settings = load_settings()
+    assert settings.token.allowed_origins == ["https://a.example.com", "http://b:8080"]
+    assert "shh-123456" not in repr(settings) and settings.token.bearer_secret.get_secret_value() == "shh-123456"
+    with pytest.raises(SettingsError) as error:
+        load_settings(overrides={"token": {"bearer_secret": 12345678}})
+    assert "12345678" not in str(error.value)

@@ -6,6 +6,8 @@ import click
 
 from voice_channel import __version__
 from voice_channel.cli.demo import demo
+from voice_channel.cli.doctor import doctor
+from voice_channel.cli.engine import engine
 from voice_channel.cli.plugins import plugins
 from voice_channel.cli.serve import serve
 from voice_channel.cli.talk import talk
@@ -23,6 +25,8 @@ cli.add_command(serve)
 cli.add_command(talk)
 cli.add_command(demo)
 cli.add_command(plugins)
+cli.add_command(engine)
+cli.add_command(doctor)
 
 
 def main() -> None:

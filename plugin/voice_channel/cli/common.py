@@ -56,7 +56,7 @@ def load(config_file: str | None, overrides: dict[str, Any]) -> tuple[Settings, 
 def setup_logging(settings: Settings, *, level: str | None = None) -> None:
     secrets = [
         secret.get_secret_value()
-        for secret in (settings.elevenlabs.api_key, settings.auth.header_secret)
+        for secret in (settings.elevenlabs.api_key, settings.auth.header_secret, settings.token.bearer_secret)
         if secret is not None
     ]
     configure_logging(level or settings.log_level, settings.log_format, secrets=secrets)

@@ -27,13 +27,19 @@ DEFAULT_RUNTIME = "demo"
     type=click.Choice(["debug", "info", "warning", "error"]),
     help="Server log level (on standard error).",
 )
+@click.option("--ui/--no-ui", default=True, show_default=True, help="Also serve the browser page (ui.enabled).")
 @config_option
-def demo(runtime: str, log_level: str, config_file: str | None) -> None:
+def demo(runtime: str, log_level: str, ui: bool, config_file: str | None) -> None:
     """Start the channel in-process (ephemeral key, free port) and talk to it from the terminal."""
     api_key = f"sk_demo_{secrets.token_hex(16)}"
-    overrides = nested(runtime=runtime, server__host="127.0.0.1", server__port=0)
+    # The page is only served on 127.0.0.1 here, so anonymous tokens are fine; the demo never talks to
+    # ElevenLabs (its key is made up), so the page explains that no Speech Engine is configured.
+    overrides = nested(
+        runtime=runtime, server__host="127.0.0.1", server__port=0, ui__enabled=ui, token__allow_anonymous=True
+    )
     settings, pm = load(config_file, overrides)
     settings.elevenlabs.api_key = SecretStr(api_key)
+    settings.elevenlabs.speech_engine_id = None
     settings.auth.insecure_no_auth = False
     setup_logging(settings, level=log_level)
     try:
@@ -47,4 +53,6 @@ async def _demo(app, settings, api_key: str) -> int:  # type: ignore[no-untyped-
     async with running_app(app, settings) as port:
         url = f"ws://127.0.0.1:{port}{settings.server.path}"
         click.echo(f"voice-channel demo: runtime {settings.runtime!r} at {url}", err=True)
+        if settings.ui.enabled:
+            click.echo(f"voice-channel demo: browser page at http://127.0.0.1:{port}/", err=True)
         return await run_talk(url, api_key=api_key)

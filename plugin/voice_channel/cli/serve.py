@@ -25,6 +25,7 @@ NO_KEY = (
 @click.option("--port", type=int, default=None, help="TCP port. Default: 8765.")
 @click.option("--path", default=None, help="WebSocket path. Default: /ws.")
 @click.option("--insecure-no-auth", is_flag=True, default=None, help="Do not verify ElevenLabs' JWT. Dangerous.")
+@click.option("--ui/--no-ui", default=None, help="Serve the browser page at / (ui.enabled). Default: off.")
 @click.option(
     "--exit-on-stdin-eof",
     is_flag=True,
@@ -38,6 +39,7 @@ def serve(
     port: int | None,
     path: str | None,
     insecure_no_auth: bool | None,
+    ui: bool | None,
     exit_on_stdin_eof: bool,
     config_file: str | None,
 ) -> None:
@@ -48,6 +50,7 @@ def serve(
         server__port=port,
         server__path=path,
         auth__insecure_no_auth=insecure_no_auth or None,
+        ui__enabled=ui,
     )
     settings, pm = load(config_file, overrides)
     if settings.elevenlabs.api_key is None and not settings.auth.insecure_no_auth:
@@ -65,9 +68,15 @@ def serve(
         app = create_app(settings, pm)
     except SettingsError as exc:
         raise fail(str(exc)) from None
+
+    def ready(port: int) -> None:
+        if settings.ui.enabled:
+            shown = settings.server.public_url or f"http://{settings.server.host}:{port}"
+            log.info("page", url=f"{shown}/")
+
     try:
-        asyncio.run(serve_until_stopped(app, settings, exit_on_stdin_eof=exit_on_stdin_eof))
+        asyncio.run(serve_until_stopped(app, settings, on_ready=ready, exit_on_stdin_eof=exit_on_stdin_eof))
+    except SettingsError as exc:  # a runtime factory refusing the settings at start-up
+        raise fail(str(exc)) from None
     except OSError as exc:
         raise fail(f"cannot listen on {settings.server.host}:{settings.server.port}: {exc.strerror or exc}") from None
-    except SettingsError as exc:  # a runtime that cannot start with these settings (raised at startup)
-        raise fail(str(exc)) from None

@@ -32,17 +32,15 @@ from voice_channel.untrusted import normalize_words
 
 HELP = "I can add, read, remove or clear items on your list. Try saying: add milk."
 
-_ADD = re.compile(
-    r"^(?:please |can you |could you )?(?:add|put) (?P<item>.+?)(?: (?:to|on|onto) (?:my|the) (?:shopping )?list)?(?: please)?$"
-)
+_POLITE = r"(?:please |can you |could you )?"
+_LIST = r"(?:my|the) (?:whole |entire |shopping )?list"
+_ADD = re.compile(rf"^{_POLITE}(?:add|put) (?P<item>.+?)(?: (?:to|on|onto) {_LIST})?(?: please)?$")
 _READ = re.compile(
-    r"^(?:please )?(?:what'?s|what is|what s|read|tell me|list|say) (?:(?:on|in) )?(?:me )?(?:my|the) (?:shopping )?list(?: please)?$"
+    rf"^(?:please )?(?:what'?s|what is|what s|read|tell me|list|say) (?:(?:on|in) )?(?:me )?{_LIST}(?: please)?$"
     r"|^(?:read|what'?s on) (?:it|my list)$"
 )
-_REMOVE = re.compile(r"^(?:please |can you |could you )?(?:remove|delete|take off|cross off|drop)\b")
-_CLEAR = re.compile(
-    r"^(?:please |can you |could you )?(?:clear|empty|wipe|erase|delete) (?:all of |everything on )?(?:my|the) (?:whole |entire |shopping )?list\b"
-)
+_REMOVE = re.compile(rf"^{_POLITE}(?:remove|delete|take off|cross off|drop)\b")
+_CLEAR = re.compile(rf"^{_POLITE}(?:clear|empty|wipe|erase|delete) (?:all of |everything on )?{_LIST}\b")
 _ARTICLES = re.compile(r"^(?:the|a|an|some) ")
 
 

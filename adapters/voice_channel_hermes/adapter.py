@@ -1,0 +1,324 @@
+"""The Hermes platform adapter: the voice channel served from inside Hermes's gateway.
+
+``connect`` loads the channel's settings (``platforms.elevenlabs_voice.extra`` and the
+environment), builds the channel's aiohttp application with the ``hermes`` runtime bound to this
+adapter, and serves it on ``server.host:server.port`` + ``server.path`` in the gateway's own event
+loop; ``disconnect`` shuts it down gracefully (open conversations closed with 1001, their Hermes
+runs stopped by the gateway's own shutdown).
+
+Each conversation is one Hermes chat (``chat_id`` = the conversation id, ``chat_type`` ``dm``),
+managed by a :class:`~voice_channel_hermes.chat.VoiceChat`; this class implements its
+:class:`~voice_channel_hermes.chat.HermesPort` and routes every delivery call Hermes makes
+(``send``, ``send_draft``, ``edit_message``, ``send_exec_approval``, the processing hooks) to the
+chat it names. Imports Hermes: only loaded by Hermes's plugin loader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from typing import Any
+
+import structlog
+from gateway.config import Platform, PlatformConfig
+from gateway.platforms.base import (
+    BasePlatformAdapter,
+    MessageEvent,
+    MessageType,
+    ProcessingOutcome,
+    SendResult,
+)
+from gateway.session import build_session_key
+
+from voice_channel.app import create_app
+from voice_channel.cli.serve import NO_KEY
+from voice_channel.logging import SecretRedactor
+from voice_channel.plugins import PluginHooks, get_plugin_manager
+from voice_channel.runtime import ConversationContext
+from voice_channel.server import running_app
+from voice_channel.settings import Settings, SettingsError, build_settings_class
+from voice_channel_hermes import PLATFORM
+from voice_channel_hermes.chat import VoiceChat
+from voice_channel_hermes.policy import ToolPolicy
+from voice_channel_hermes.runtime import AdapterRuntimePlugin
+from voice_channel_hermes.settings import load_hermes_settings
+
+__all__ = ["ElevenLabsVoiceAdapter"]
+
+logger = logging.getLogger(__name__)
+
+#: Said to Hermes when its clarify tool asks a multiple-choice question: a call has no buttons.
+CLARIFY_BY_VOICE = (
+    "The caller is on a voice call and cannot pick from a list. Ask your question in your spoken reply, "
+    "in plain words, and wait for the caller's answer."
+)
+
+
+class ElevenLabsVoiceAdapter(BasePlatformAdapter):
+    """Platform ``elevenlabs_voice`` (see the module docstring)."""
+
+    #: Hermes streams only to adapters that can edit; drafts are what we actually get.
+    SUPPORTS_MESSAGE_EDITING = True
+    #: Never split a reply into several messages: it would break the draft/final bookkeeping.
+    MAX_MESSAGE_LENGTH = 1_000_000
+    #: Nothing can be delivered after a turn ended: a call has no inbox (tools then say so).
+    supports_async_delivery = False
+    #: A voice caller is there to answer a resumed session.
+    interactive_resume = True
+
+    def __init__(self, config: PlatformConfig, policy: ToolPolicy | None = None) -> None:
+        super().__init__(config, Platform(PLATFORM))
+        self._policy = policy or ToolPolicy()
+        self._settings: Settings | None = None
+        self._chats: dict[str, VoiceChat] = {}
+        self._serving: contextlib.AsyncExitStack | None = None
+        self._closing = False
+        self._out_ids = itertools.count(1)
+        #: The port the channel listens on once connected (``server.port: 0`` picks one).
+        self.port: int | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    async def connect(self, *, is_reconnect: bool = False) -> bool:
+        try:
+            pm = get_plugin_manager(blocked=("hermes",), extra_plugins=(AdapterRuntimePlugin(self.open_chat),))
+            settings = load_hermes_settings(
+                self.config.extra, build_settings_class(PluginHooks(pm).settings_sections())
+            )
+            if settings.elevenlabs.api_key is None and not settings.auth.insecure_no_auth:
+                raise SettingsError(f"{PLATFORM}: {NO_KEY}")
+            app = create_app(settings, pm)
+        except (SettingsError, ValueError) as exc:
+            logger.error("[%s] %s", self.name, exc)
+            self._set_fatal_error("config_invalid", str(exc), retryable=False)
+            return False
+        _configure_logging(settings)
+        self._policy.configure(settings.hermes.confirm_tools)
+        if settings.auth.insecure_no_auth:
+            logger.warning(
+                "[%s] JWT verification is OFF (auth.insecure_no_auth): anyone who can reach %s:%s can talk to "
+                "this Hermes. Voice callers then need ELEVENLABS_VOICE_ALLOWED_USERS.",
+                self.name,
+                settings.server.host,
+                settings.server.port,
+            )
+        serving = contextlib.AsyncExitStack()
+        try:
+            self.port = await serving.enter_async_context(running_app(app, settings))
+        except OSError as exc:
+            message = f"{PLATFORM}: cannot listen on {settings.server.host}:{settings.server.port}: {exc}"
+            logger.error("[%s] %s", self.name, message)
+            self._set_fatal_error("listen_failed", message, retryable=True)
+            return False
+        self._settings, self._serving, self._closing = settings, serving, False
+        self._mark_connected()
+        logger.info(
+            "[%s] voice channel listening on ws://%s:%s%s",
+            self.name,
+            settings.server.host,
+            self.port,
+            settings.server.path,
+        )
+        return True
+
+    async def disconnect(self) -> None:
+        self._closing = True
+        serving, self._serving = self._serving, None
+        if serving is not None:
+            await serving.aclose()
+        self._chats.clear()
+        self._mark_disconnected()
+
+    async def get_chat_info(self, chat_id: str) -> dict[str, Any]:
+        return {"name": f"Voice call {chat_id}", "type": "dm", "chat_id": chat_id}
+
+    @property
+    def authorization_is_upstream(self) -> bool:
+        """Voice callers are authorized upstream when ElevenLabs' JWT is verified (see the README)."""
+        settings = self._settings
+        return settings is not None and settings.hermes.trust_voice_callers and not settings.auth.insecure_no_auth
+
+    # --- conversations ---------------------------------------------------------------------------------
+
+    def open_chat(self, context: ConversationContext) -> VoiceChat:
+        """The ``hermes`` runtime's session for a new conversation: a new Hermes chat."""
+        settings = self._settings
+        assert settings is not None, "the channel runs only while connected"
+        chat_id = context.conversation_id
+        for suffix in itertools.count(2):
+            if chat_id not in self._chats:
+                break
+            chat_id = f"{context.conversation_id}~{suffix}"
+        source = self.build_source(
+            chat_id=chat_id,
+            chat_name=f"Voice call {context.conversation_id}",
+            chat_type="dm",
+            user_id=settings.hermes.user_id,
+            user_name=settings.hermes.user_name,
+        )
+        session_key = build_session_key(
+            source,
+            group_sessions_per_user=self.config.extra.get("group_sessions_per_user", True),
+            thread_sessions_per_user=self.config.extra.get("thread_sessions_per_user", False),
+        )
+        chat = VoiceChat(
+            self,
+            context,
+            chat_id=chat_id,
+            session_key=session_key,
+            source=source,
+            stop_timeout_s=settings.hermes.stop_timeout_s,
+        )
+        self._chats[chat_id] = chat
+        return chat
+
+    # --- HermesPort ---------------------------------------------------------------------------------------
+
+    @property
+    def cursor(self) -> str:
+        streaming = getattr(getattr(getattr(self, "gateway_runner", None), "config", None), "streaming", None)
+        return str(getattr(streaming, "cursor", "") or "")
+
+    async def submit(self, chat: VoiceChat, text: str, message_id: str) -> None:
+        await self.handle_message(
+            MessageEvent(text=text, message_type=MessageType.TEXT, source=chat.source, message_id=message_id)
+        )
+
+    async def stop(self, chat: VoiceChat, timeout: float) -> None:
+        """Hermes's hard cancel: ``/stop`` interrupts the agent (its LLM stream is closed), drops what
+        the run would still deliver, and cancels the processing task. Skipped while the gateway
+        shuts down (it stops every run itself)."""
+        if self._closing or not self._busy(chat.session_key):
+            return
+        stop_id = f"{chat.chat_id}:stop:{next(self._out_ids)}"
+        await self.handle_message(
+            MessageEvent(text="/stop", message_type=MessageType.TEXT, source=chat.source, message_id=stop_id)
+        )
+        if not await self.wait_idle(chat, timeout):
+            chat.log.warning("hermes_stop_slow", timeout_s=timeout)
+
+    async def wait_idle(self, chat: VoiceChat, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._busy(chat.session_key):
+            task = self._session_tasks.get(chat.session_key)
+            remaining = deadline - loop.time()
+            if task is None or task.done() or remaining <= 0:
+                return not self._busy(chat.session_key)
+            # Wait on Hermes's processing task itself (not a poll); a follow-up task may take over.
+            await asyncio.wait({task}, timeout=remaining)
+        return True
+
+    def resolve_approval(self, session_key: str, choice: str) -> int:
+        from tools.approval import resolve_gateway_approval
+
+        return resolve_gateway_approval(session_key, choice)
+
+    def forget(self, chat: VoiceChat) -> None:
+        if self._chats.get(chat.chat_id) is chat:
+            del self._chats[chat.chat_id]
+
+    def _busy(self, session_key: str) -> bool:
+        return session_key in self._active_sessions
+
+    # --- what Hermes delivers ---------------------------------------------------------------------------
+
+    def supports_draft_streaming(self, chat_type: str | None = None, metadata: dict[str, Any] | None = None) -> bool:
+        return True
+
+    async def send_draft(
+        self, chat_id: str, draft_id: int, content: str, metadata: dict[str, Any] | None = None
+    ) -> SendResult:
+        chat = self._chats.get(str(chat_id))
+        if chat is not None:
+            chat.on_draft(draft_id, content)
+        return SendResult(success=True)
+
+    async def send(
+        self, chat_id: str, content: str, reply_to: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> SendResult:
+        message_id = f"vc-{next(self._out_ids)}"
+        chat = self._chats.get(str(chat_id))
+        if chat is not None:
+            chat.on_send(content, reply_to, metadata, message_id)
+        else:
+            logger.debug("[%s] dropped a message for chat %s (no open call)", self.name, chat_id)
+        return SendResult(success=True, message_id=message_id)
+
+    async def edit_message(
+        self, chat_id: str, message_id: str, content: str, *, finalize: bool = False, **_: Any
+    ) -> SendResult:
+        chat = self._chats.get(str(chat_id))
+        if chat is not None:
+            chat.on_edit(message_id, content, finalize)
+        return SendResult(success=True, message_id=message_id)
+
+    async def send_typing(self, chat_id: str, metadata: dict[str, Any] | None = None) -> None:
+        """A call has no typing indicator (the channel's filler phrase covers slow starts)."""
+
+    async def on_processing_start(self, event: MessageEvent) -> None:
+        chat = self._chats.get(str(event.source.chat_id)) if event.source else None
+        if chat is not None:
+            chat.on_processing(event.message_id, None)
+
+    async def on_processing_complete(self, event: MessageEvent, outcome: ProcessingOutcome) -> None:
+        chat = self._chats.get(str(event.source.chat_id)) if event.source else None
+        if chat is not None:
+            chat.on_processing(event.message_id, outcome.value)
+
+    async def send_exec_approval(
+        self,
+        chat_id: str,
+        command: str,
+        session_key: str,
+        description: str = "dangerous command",
+        metadata: dict[str, Any] | None = None,
+        allow_permanent: bool = True,
+        smart_denied: bool = False,
+    ) -> SendResult:
+        """Hermes's approval gate: the caller is asked by voice; "always" is never offered.
+
+        Returns at once (Hermes waits at most 15 s for this call); the decision comes later through
+        :meth:`VoiceChat.resolve`. With no open reply to ask in, the request is denied right away
+        rather than left to Hermes's timeout."""
+        chat = self._chats.get(str(chat_id))
+        if chat is None or chat.session_key != session_key or not chat.on_approval(command, description, session_key):
+            logger.warning("[%s] approval for %s with no open call: denied", self.name, chat_id)
+            self.resolve_approval(session_key, "deny")
+        return SendResult(success=True)
+
+    async def send_clarify(
+        self,
+        chat_id: str,
+        question: str,
+        choices: list[Any] | None,
+        clarify_id: str,
+        session_key: str,
+        metadata: dict[str, Any] | None = None,
+    ) -> SendResult:
+        """Hermes's clarify tool waits for a pick; by voice the model asks in its reply instead."""
+        from tools.clarify_gateway import resolve_gateway_clarify
+
+        resolve_gateway_clarify(clarify_id, CLARIFY_BY_VOICE)
+        return SendResult(success=True)
+
+
+def _configure_logging(settings: Settings, *, cache: bool = True) -> None:
+    """Route the channel's structlog output into Hermes's logging, unless the host configured it."""
+    if structlog.is_configured():
+        return
+    secrets = [s.get_secret_value() for s in (settings.elevenlabs.api_key, settings.auth.header_secret) if s]
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            SecretRedactor(secrets),
+            structlog.processors.format_exc_info,
+            structlog.processors.KeyValueRenderer(key_order=["event", "conversation_id", "event_id"], sort_keys=True),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(settings.log_level.upper())),
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        cache_logger_on_first_use=cache,
+    )

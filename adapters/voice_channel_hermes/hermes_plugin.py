@@ -1,0 +1,82 @@
+"""``register(ctx)``: what this plugin adds to Hermes.
+
+* the platform ``elevenlabs_voice`` (:class:`~voice_channel_hermes.adapter.ElevenLabsVoiceAdapter`),
+  with the voice platform hint for the system prompt and Hermes's allowlist variables
+  ``ELEVENLABS_VOICE_ALLOWED_USERS`` / ``ELEVENLABS_VOICE_ALLOW_ALL_USERS`` (used only when callers
+  are not authorized upstream, see ``hermes.trust_voice_callers``);
+* the ``pre_tool_call`` hook of :class:`~voice_channel_hermes.policy.ToolPolicy`;
+* voice defaults for Hermes's per-platform display settings (token streaming on, tool progress,
+  interim messages and busy-ack details off), which explicit ``display.platforms.elevenlabs_voice``
+  settings in ``config.yaml`` override.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from typing import Any
+
+from voice_channel_hermes import PLATFORM
+from voice_channel_hermes.policy import ToolPolicy
+from voice_channel_hermes.prompting import PLATFORM_HINT
+
+__all__ = ["VOICE_DISPLAY_DEFAULTS", "register_plugin"]
+
+logger = logging.getLogger(__name__)
+
+#: Hermes's display settings that suit a call (resolution: config.yaml's per-platform, then global
+#: display settings, then these platform defaults).
+VOICE_DISPLAY_DEFAULTS: dict[str, Any] = {
+    "streaming": True,
+    "tool_progress": "off",
+    "interim_assistant_messages": False,
+    "long_running_notifications": False,
+    "busy_ack_detail": False,
+    "show_reasoning": False,
+    "thinking_progress": False,
+    "tool_preview_length": 0,
+}
+
+
+def _requirements_met() -> bool:
+    return all(importlib.util.find_spec(name) is not None for name in ("aiohttp", "elevenlabs", "voice_channel"))
+
+
+def _install_display_defaults() -> None:
+    # Hermes keeps per-platform display defaults in a table with no registration API for plugin
+    # platforms; entries are only added, never changed, and a missing table is not an error.
+    try:
+        from gateway import display_config
+
+        table = display_config._PLATFORM_DEFAULTS
+    except (ImportError, AttributeError):  # pragma: no cover - depends on Hermes's version
+        logger.warning("%s: Hermes has no per-platform display defaults; configure streaming yourself", PLATFORM)
+        return
+    table.setdefault(PLATFORM, dict(VOICE_DISPLAY_DEFAULTS))
+
+
+def register_plugin(ctx: Any) -> None:
+    """Register the platform, the tool policy hook and the display defaults with Hermes."""
+    policy = ToolPolicy()
+
+    def adapter_factory(config: Any) -> Any:
+        from voice_channel_hermes.adapter import ElevenLabsVoiceAdapter
+
+        return ElevenLabsVoiceAdapter(config, policy)
+
+    ctx.register_platform(
+        name=PLATFORM,
+        label="ElevenLabs Voice",
+        adapter_factory=adapter_factory,
+        check_fn=_requirements_met,
+        required_env=["ELEVENLABS_API_KEY"],
+        install_hint="pip install 'voice-channel[hermes]' into Hermes's environment",
+        allowed_users_env="ELEVENLABS_VOICE_ALLOWED_USERS",
+        allow_all_env="ELEVENLABS_VOICE_ALLOW_ALL_USERS",
+        max_message_length=0,
+        emoji="🎙️",
+        allow_update_command=False,
+        platform_hint=PLATFORM_HINT,
+    )
+    ctx.register_hook("pre_tool_call", policy)
+    _install_display_defaults()

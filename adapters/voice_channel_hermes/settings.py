@@ -1,0 +1,124 @@
+"""Settings of the Hermes adapter, and loading the voice channel's settings inside Hermes.
+
+Inside the gateway, the voice channel reads the same settings as ``voice-channel serve``, from
+(highest priority first) ``VOICE_CHANNEL_*`` variables, ``ELEVENLABS_API_KEY`` /
+``ELEVENLABS_SPEECH_ENGINE_ID``, then ``platforms.elevenlabs_voice.extra`` in Hermes's
+``config.yaml`` (the place a config file takes standalone), then defaults. Environment over file,
+as everywhere else in the channel and in Hermes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource
+
+from voice_channel.settings import Settings, SettingsError, load_settings
+from voice_channel_hermes import PLATFORM
+
+__all__ = ["DEFAULT_CONFIRM_TOOLS", "HermesSettings", "load_hermes_settings"]
+
+#: Hermes tools that change something outside the conversation: each call needs the caller's spoken
+#: yes. ``terminal`` is not listed: Hermes's own dangerous-command approval already asks for the
+#: commands that destroy or leak (and asking for every ``ls`` would make a call unusable).
+DEFAULT_CONFIRM_TOOLS: tuple[str, ...] = (
+    "write_file",
+    "patch",
+    "execute_code",
+    "process",
+    "delegate_task",
+    "send_message",
+    "cronjob",
+    "skill_manage",
+    "ha_call_service",
+    "computer_use",
+    "browser_click",
+    "browser_type",
+    "browser_press",
+    "browser_cdp",
+    "discord",
+    "discord_admin",
+    "kanban_create",
+    "kanban_complete",
+    "kanban_block",
+    "kanban_unblock",
+    "kanban_comment",
+    "kanban_link",
+    "kanban_attach",
+    "kanban_attach_url",
+    "project_create",
+    "feishu_drive_add_comment",
+    "feishu_drive_reply_comment",
+    "yb_send_dm",
+    "yb_send_sticker",
+)
+
+#: Keys the gateway adds to every platform's ``extra`` itself; not voice channel settings.
+_GATEWAY_EXTRA_KEYS = frozenset({"group_sessions_per_user", "thread_sessions_per_user"})
+
+
+class HermesSettings(BaseModel):
+    """Hermes Agent adapter (used when the channel runs inside Hermes's gateway)."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    confirm_tools: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_CONFIRM_TOOLS),
+        description="Hermes tools whose every call needs the caller's spoken yes (default: those changing state "
+        "outside the conversation).",
+    )
+    trust_voice_callers: bool = Field(
+        True,
+        description="Treat callers as authorized by Hermes, since ElevenLabs' JWT was verified; off (or with "
+        "auth.insecure_no_auth) Hermes's ELEVENLABS_VOICE_ALLOWED_USERS allowlist applies to hermes.user_id.",
+    )
+    user_id: str = Field("voice-caller", min_length=1, description="Hermes user id of voice callers.")
+    user_name: str = Field("Voice caller", min_length=1, description="Hermes user name of voice callers.")
+    stop_timeout_s: float = Field(
+        1.5,
+        gt=0,
+        le=30,
+        description="How long an interruption waits for Hermes to stop the old run (keep below turn.cancel_grace_s).",
+    )
+
+    @field_validator("confirm_tools")
+    @classmethod
+    def _strip_names(cls, value: list[str]) -> list[str]:
+        return sorted({name.strip() for name in value if name.strip()})
+
+
+def load_hermes_settings(extra: Mapping[str, Any] | None, settings_cls: type[Settings]) -> Settings:
+    """The channel's settings, with ``platforms.elevenlabs_voice.extra`` as the config file.
+
+    ``runtime`` is always ``hermes``: inside the gateway, Hermes is the runtime.
+
+    :raises SettingsError: a setting is invalid; the message names the key.
+    """
+    data = {key: value for key, value in (extra or {}).items() if key not in _GATEWAY_EXTRA_KEYS}
+    data.pop("runtime", None)
+
+    class FromHermesConfig(settings_cls):  # type: ignore[misc, valid-type]
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources = super().settings_customise_sources(
+                settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+            )
+            # Lowest priority, below the environment: the place of a config file.
+            return (*sources, InitSettingsSource(settings_cls, init_kwargs=data))
+
+    try:
+        return load_settings(settings_cls=FromHermesConfig, overrides={"runtime": "hermes"})
+    except SettingsError as exc:
+        raise SettingsError(
+            f"{PLATFORM}: {exc}\n(set them under platforms.{PLATFORM}.extra in Hermes's config.yaml,"
+            " or with the VOICE_CHANNEL_* variables)"
+        ) from None

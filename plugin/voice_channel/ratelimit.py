@@ -1,0 +1,53 @@
+"""A per-client rate limit (token bucket) and who the client is, also behind reverse proxies."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from aiohttp import web
+
+__all__ = ["RateLimiter", "client_address"]
+
+
+class RateLimiter:
+    """``rate_per_minute`` requests per key, refilled continuously, bursts up to the same number.
+
+    Memory is bounded: at most ``max_clients`` keys are tracked, the least recently seen forgotten first (a
+    forgotten client starts again with a full bucket, which only errs towards letting a request through).
+    """
+
+    def __init__(
+        self, rate_per_minute: int, *, clock: Callable[[], float] = time.monotonic, max_clients: int = 10_000
+    ) -> None:
+        self._capacity = float(rate_per_minute)
+        self._per_second = rate_per_minute / 60.0
+        self._clock = clock
+        self._max_clients = max_clients
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (tokens, last refill)
+
+    def acquire(self, key: str) -> float | None:
+        """Take one request from ``key``'s bucket: ``None`` if allowed, else seconds until the next is allowed."""
+        now = self._clock()
+        tokens, last = self._buckets.pop(key, (self._capacity, now))
+        tokens = min(self._capacity, tokens + (now - last) * self._per_second)
+        allowed = tokens >= 1.0
+        if allowed:
+            tokens -= 1.0
+        self._buckets[key] = (tokens, now)
+        while len(self._buckets) > self._max_clients:
+            self._buckets.popitem(last=False)
+        return None if allowed else (1.0 - tokens) / self._per_second
+
+
+def client_address(request: web.Request, trusted_proxy_hops: int) -> str:
+    """The client's address: the TCP peer, or behind ``trusted_proxy_hops`` proxies the X-Forwarded-For entry
+    that the outermost trusted proxy appended (entries further left can be forged by the client).
+    """
+    if trusted_proxy_hops > 0:
+        hops = [part.strip() for value in request.headers.getall("X-Forwarded-For", []) for part in value.split(",")]
+        hops = [hop for hop in hops if hop]
+        if len(hops) >= trusted_proxy_hops:
+            return hops[-trusted_proxy_hops]
+    return request.remote or "unknown"

@@ -1,0 +1,179 @@
+"""VoiceChat's routing and cancellation rules, against a scripted stand-in for the Hermes adapter."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from voice_channel.record import ConversationRecord
+from voice_channel.runtime import (
+    ConfirmationDecision,
+    ConfirmationRequest,
+    ConversationContext,
+    Notice,
+    RuntimeMessage,
+    TextDelta,
+)
+from voice_channel.settings import Settings
+from voice_channel_hermes.chat import VoiceChat
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+BOUNDARY = "vc-0123456789ab"
+
+
+class FakePort:
+    """Records what the chat asks of Hermes; tests play Hermes's deliveries on the chat."""
+
+    cursor = " ▉"
+
+    def __init__(self) -> None:
+        self.submitted: list[tuple[str, str]] = []
+        self.stops = 0
+        self.busy = False
+        self.resolved: list[tuple[str, str]] = []
+        self.forgotten = False
+        self.submitted_event = asyncio.Event()
+
+    async def submit(self, chat: VoiceChat, text: str, message_id: str) -> None:
+        self.submitted.append((text, message_id))
+        self.busy = True
+        self.submitted_event.set()
+
+    async def stop(self, chat: VoiceChat, timeout: float) -> None:
+        if self.busy:
+            self.stops += 1
+            self.busy = False
+
+    async def wait_idle(self, chat: VoiceChat, timeout: float) -> bool:
+        return not self.busy
+
+    def resolve_approval(self, session_key: str, choice: str) -> int:
+        self.resolved.append((session_key, choice))
+        return 1
+
+    def forget(self, chat: VoiceChat) -> None:
+        self.forgotten = True
+
+
+def make_chat() -> tuple[VoiceChat, FakePort]:
+    port = FakePort()
+    context = ConversationContext("conv-1", Settings(), ConversationRecord(), BOUNDARY)
+    chat = VoiceChat(
+        port, context, chat_id="conv-1", session_key="agent:main:x:dm:conv-1", source=None, stop_timeout_s=1
+    )
+    return chat, port
+
+
+def message(text: str, event_id: int) -> RuntimeMessage:
+    return RuntimeMessage(text=text, conversation_id="conv-1", event_id=event_id, boundary=BOUNDARY)
+
+
+async def next_submitted(port: FakePort) -> str:
+    await port.submitted_event.wait()
+    port.submitted_event.clear()
+    return port.submitted[-1][1]
+
+
+async def test_hermes_gets_the_spotlighted_prompt_and_the_reply_streams_until_done():
+    chat, port = make_chat()
+    run = chat.respond(message("hello there", 1))
+    first = asyncio.ensure_future(run.__anext__())
+    message_id = await next_submitted(port)
+    assert port.submitted[0][0] == f"<<caller-speech {BOUNDARY}>>\nhello there\n<<end-caller-speech {BOUNDARY}>>"
+    chat.on_processing(message_id, None)
+    chat.on_draft(4, "Hi ▉")
+    assert await first == TextDelta("Hi")  # the streaming cursor is not text
+    chat.on_send("Hi, how can I help?", message_id, {"reply_to_message_id": message_id, "notify": True}, "o1")
+    chat.on_processing(message_id, "success")
+    assert [e async for e in run] == [TextDelta(", how can I help?")]
+    assert port.stops == 0, "a finished run is not stopped"
+
+
+async def test_gateway_notices_are_never_spoken():
+    chat, port = make_chat()
+    run = chat.respond(message("hi", 1))
+    collected = asyncio.ensure_future(_drain(run))
+    message_id = await next_submitted(port)
+    chat.on_send("⚡ Interrupting current task. I'll respond shortly.", message_id, None, "o1")  # busy ack
+    chat.on_send("⚡ Stopped. You can continue this session.", "stop-1", {"notify": True}, "o2")
+    chat.on_send("📬 No home channel is set for Elevenlabs_Voice.", None, None, "o3")
+    chat.on_send('💻 terminal: "ls"', None, None, "o4")
+    chat.on_send("Answer.", message_id, {"notify": True}, "o5")
+    chat.on_processing(message_id, "success")
+    events = await collected
+    assert [e for e in events if isinstance(e, TextDelta)] == [TextDelta("Answer.")]
+    assert len([e for e in events if isinstance(e, Notice)]) == 4
+
+
+async def test_interruption_stops_hermes_and_nothing_old_reaches_the_next_turn():
+    chat, port = make_chat()
+    old = chat.respond(message("tell me a story", 1))
+    task = asyncio.ensure_future(_drain(old))
+    old_id = await next_submitted(port)
+    chat.on_draft(10, "Once upon")
+    task.cancel()  # the channel's interruption
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert port.stops == 1 and chat.current is None
+
+    new = chat.respond(message("what time is it", 2))
+    collected = asyncio.ensure_future(_drain(new))
+    new_id = await next_submitted(port)
+    # What Hermes may still deliver for the old message: its partial answer and late drafts.
+    chat.on_send("Once upon a time", old_id, {"reply_to_message_id": old_id, "notify": True}, "o1")
+    chat.on_draft(10, "Once upon a time there")
+    chat.on_draft(11, "It is noon")
+    chat.on_send("It is noon.", new_id, {"reply_to_message_id": new_id, "notify": True}, "o2")
+    chat.on_processing(old_id, "success")
+    chat.on_processing(new_id, "success")
+    events = await collected
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "It is noon."
+
+
+async def test_approvals_become_confirmations_and_answers_are_once_or_deny_only():
+    chat, port = make_chat()
+    run = chat.respond(message("clean up", 1))
+    first = asyncio.ensure_future(run.__anext__())
+    await next_submitted(port)
+    assert chat.on_approval("rm -rf /tmp/x", "delete in root path", "agent:main:x:dm:conv-1")
+    request = await first
+    assert isinstance(request, ConfirmationRequest)
+    assert request.action == "Run the command rm -rf /tmp/x" and "delete in root path" in request.summary
+    await chat.resolve(request.id, ConfirmationDecision(True, "user"))
+    assert chat.on_approval("<write_file> (plugin approval rule)", "Write the file /tmp/n.txt", "sk")
+    second = await run.__anext__()
+    assert second.action == "Write the file /tmp/n.txt"
+    await chat.resolve(second.id, ConfirmationDecision(False, "timeout"))
+    await chat.resolve(second.id, ConfirmationDecision(False, "user"))  # already answered: ignored
+    assert port.resolved == [("agent:main:x:dm:conv-1", "once"), ("sk", "deny")]
+    await run.aclose()
+    assert port.stops == 1
+
+
+async def test_no_open_reply_means_no_approval_and_close_forgets_the_chat():
+    chat, port = make_chat()
+    assert not chat.on_approval("rm -rf /", "delete", "sk")
+    await chat.aclose()
+    assert port.forgotten
+
+
+async def _drain(run: Any) -> list[Any]:
+    return [event async for event in run]
+
+
+async def test_the_fake_llm_answers_the_newest_of_merged_utterances():
+    # Hermes keeps an interrupted run's unanswered utterance and merges it with the next user message
+    # (repair_message_sequence joins consecutive user messages with a newline); a model answers the newest.
+    from hermes_support import FakeLLM
+
+    old = f"<<caller-speech {BOUNDARY}>>\nTell me a SLOW story.\n<<end-caller-speech {BOUNDARY}>>"
+    new = f"<<caller-speech {BOUNDARY}>>\nWhat is the weather?\n<<end-caller-speech {BOUNDARY}>>"
+    body = {
+        "tools": [{}],
+        "messages": [{"role": "system", "content": "x"}, {"role": "user", "content": f"{old}\n{new}"}],
+    }
+    kind, _user_text, payload = FakeLLM().plan(body)
+    assert (kind, payload) == ("text", "You said What is the weather?")

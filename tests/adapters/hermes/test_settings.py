@@ -1,0 +1,66 @@
+"""Settings inside Hermes: platforms.elevenlabs_voice.extra as the config file, the environment above it."""
+
+from __future__ import annotations
+
+import pytest
+
+from voice_channel.settings import SettingsError, build_settings_class
+from voice_channel_hermes.prompting import approval_request, describe_tool_call
+from voice_channel_hermes.settings import DEFAULT_CONFIRM_TOOLS, HermesSettings, load_hermes_settings
+
+SETTINGS = build_settings_class({"hermes": HermesSettings})
+
+
+def test_extra_is_read_like_a_config_file_and_gateway_keys_are_ignored():
+    settings = load_hermes_settings(
+        {
+            "server": {"port": 9000, "path": "/voice"},
+            "hermes": {"confirm_tools": ["write_file", " patch "]},
+            "runtime": "echo",
+            "group_sessions_per_user": True,
+            "thread_sessions_per_user": False,
+        },
+        SETTINGS,
+    )
+    assert settings.server.port == 9000 and settings.server.path == "/voice"
+    assert settings.hermes.confirm_tools == ["patch", "write_file"]
+    assert settings.runtime == "hermes"
+
+
+def test_environment_wins_over_extra(monkeypatch):
+    monkeypatch.setenv("VOICE_CHANNEL_SERVER__PORT", "9100")
+    monkeypatch.setenv("ELEVENLABS_API_KEY", "sk_from_env")
+    settings = load_hermes_settings({"server": {"port": 9000}, "elevenlabs": {"api_key": "sk_from_yaml"}}, SETTINGS)
+    assert settings.server.port == 9100
+    assert settings.elevenlabs.api_key.get_secret_value() == "sk_from_env"
+
+
+def test_defaults_confirm_the_state_changing_tools():
+    settings = load_hermes_settings({}, SETTINGS)
+    assert set(settings.hermes.confirm_tools) == set(DEFAULT_CONFIRM_TOOLS)
+    assert {"write_file", "patch", "execute_code", "send_message", "cronjob"} <= set(DEFAULT_CONFIRM_TOOLS)
+    assert not {"read_file", "web_search", "terminal"} & set(DEFAULT_CONFIRM_TOOLS)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"server": {"port": "many"}}, "setting 'server.port'"),
+        ({"sever": {"port": 1}}, "unknown setting 'sever'"),
+        ({"hermes": {"stop_timeout_s": 0}}, "setting 'hermes.stop_timeout_s'"),
+    ],
+)
+def test_a_bad_setting_names_the_key_and_where_to_fix_it(extra, message):
+    with pytest.raises(SettingsError) as error:
+        load_hermes_settings(extra, SETTINGS)
+    assert message in str(error.value) and "platforms.elevenlabs_voice.extra" in str(error.value)
+
+
+def test_spoken_descriptions_of_approvals():
+    request = approval_request("r1", "rm -rf /tmp/" + "x" * 300, "delete in root path")
+    assert request.action.startswith("Run the command rm -rf /tmp/") and len(request.action) < 200
+    assert request.summary == "Hermes flagged it: delete in root path."
+    assert request.risk == "normal"
+    assert describe_tool_call("write_file", {"path": "/tmp/a.txt", "content": "secret"}) == "Write the file /tmp/a.txt"
+    assert describe_tool_call("execute_code", {"code": "import os"}) == "Run a piece of code"
+    assert describe_tool_call("kanban_create", None) == "Use the kanban create tool"
