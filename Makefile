@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.installed-core
 LOCAL_STAMP := $(VENV)/.installed-local
 
 .PHONY: demo test lint manifests bench clean web web-test test-hermes bench-hermes test-local bench-local
+.PHONY: openclaw-gateway test-openclaw
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -88,3 +89,22 @@ $(WEB_DEPS): web/package.json web/package-lock.json
 # One run of build.mjs writes all three files (a grouped target).
 $(WEB_BUILT) &: $(WEB_DEPS) web/build.mjs $(wildcard web/src/*.js)
 	cd web && $(NPM) run --silent build
+
+# --- runtime adapters (openai, openclaw) -------------------------------------------------------
+# Their test peers: the openclaw extra (cryptography), hermes-agent (its API server is the openai
+# runtime's real peer) and Node 24 from PyPI (for the real OpenClaw Gateway).
+ADAPTERS_STAMP := $(VENV)/.installed-adapters
+
+$(ADAPTERS_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[test,openclaw,hermes,test-openclaw]'
+	@touch $@
+
+test: $(ADAPTERS_STAMP)
+
+# The real OpenClaw Gateway (openclaw 2026.9.6 from npm) in .cache/openclaw; idempotent.
+openclaw-gateway: $(ADAPTERS_STAMP)
+	$(BIN)/python tests/adapters/openclaw/openclaw_sandbox.py install
+
+# The slow real-Gateway tier alone (`make test` runs it too once the Gateway is installed).
+test-openclaw: openclaw-gateway
+	CI=1 $(BIN)/pytest tests/adapters/openclaw tests/manifests

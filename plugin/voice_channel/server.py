@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 
 import structlog
@@ -17,7 +20,7 @@ from aiohttp import web
 
 from voice_channel.settings import Settings
 
-__all__ = ["running_app", "serve_until_stopped"]
+__all__ = ["running_app", "serve_until_stopped", "watch_stdin_eof"]
 
 log = structlog.get_logger("voice_channel.server")
 
@@ -38,15 +41,54 @@ async def running_app(app: web.Application, settings: Settings) -> AsyncIterator
         await runner.cleanup()
 
 
+def watch_stdin_eof(stop: asyncio.Event) -> threading.Thread:
+    """Set ``stop`` when standard input reaches end of file.
+
+    For a supervisor that keeps a pipe to our stdin and never writes to it (the OpenClaw plugin
+    does): when the supervisor dies, even by SIGKILL, the pipe closes and the server shuts down
+    instead of living on as an orphan. A dead supervisor took the other ends of our stdout and
+    stderr with it, so if the first log line fails, output goes to /dev/null from then on: the
+    shutdown must not fail on a broken pipe. (Whether the parent is alive cannot be asked
+    reliably at this point: the pipe closes before a dying parent's children are re-parented.)
+    """
+    loop = asyncio.get_running_loop()
+
+    def on_eof() -> None:
+        stop.set()  # first: whatever happens below, the server shuts down
+        try:
+            log.info("stdin_closed", action="shutting down")
+        except OSError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+
+    def read_until_eof() -> None:
+        try:
+            while sys.stdin.buffer.read1(65536):  # type: ignore[attr-defined]
+                pass
+        except (OSError, ValueError, AttributeError):  # closed, or no stdin at all
+            pass
+        with contextlib.suppress(RuntimeError):  # the loop may already be closed
+            loop.call_soon_threadsafe(on_eof)
+
+    thread = threading.Thread(target=read_until_eof, name="stdin-eof-watch", daemon=True)
+    thread.start()
+    return thread
+
+
 async def serve_until_stopped(
     app: web.Application,
     settings: Settings,
     *,
     on_ready: Callable[[int], None] | None = None,
     stop: asyncio.Event | None = None,
+    exit_on_stdin_eof: bool = False,
 ) -> None:
-    """Serve until SIGTERM/SIGINT (or ``stop`` is set), then shut down gracefully."""
+    """Serve until SIGTERM/SIGINT (or ``stop`` is set, or stdin ends), then shut down gracefully."""
     stop = stop or asyncio.Event()
+    if exit_on_stdin_eof:
+        watch_stdin_eof(stop)
     loop = asyncio.get_running_loop()
     installed = []
     for sig in (signal.SIGTERM, signal.SIGINT):

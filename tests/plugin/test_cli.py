@@ -199,3 +199,81 @@ async def test_demo_defaults_to_the_list_assistant_and_shows_a_pending_confirmat
         "you> yes",
         "agent> Removed milk.",
     ]
+
+
+async def test_serve_exits_when_its_supervisor_closes_stdin():
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        "serve",
+        "--port",
+        "0",
+        "--exit-on-stdin-eof",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env(VOICE_CHANNEL_LOG_FORMAT="json", ELEVENLABS_API_KEY="sk_cli_stdin"),
+    )
+    assert proc.stderr is not None and proc.stdin is not None
+    while json.loads(await asyncio.wait_for(proc.stderr.readline(), 30)).get("event") != "listening":
+        pass
+    proc.stdin.close()
+    assert await asyncio.wait_for(proc.wait(), 15) == 0
+    events = [json.loads(line)["event"] for line in (await proc.stderr.read()).decode().splitlines()]
+    assert events[0] == "stdin_closed" and events[-1] == "stopped"
+
+
+async def test_serve_does_not_outlive_a_killed_supervisor(tmp_path):
+    # The supervisor holds the pipe to serve's stdin and dies by SIGKILL (no chance to clean up):
+    # serve must notice the closed pipe and exit, although its stdout/stderr pipes are broken too.
+    supervisor = (
+        "import subprocess, sys\n"
+        f"p = subprocess.Popen({[*CLI, 'serve', '--port', '0', '--exit-on-stdin-eof']!r},"
+        " stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)\n"
+        "for line in p.stdout:\n"
+        "    if b'listening' in line:\n"
+        "        print(p.pid, flush=True)\n"
+        "        break\n"
+        "sys.stdin.read()\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        supervisor,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env=env(VOICE_CHANNEL_LOG_FORMAT="json", ELEVENLABS_API_KEY="sk_cli_orphan"),
+    )
+    assert proc.stdout is not None
+    child = int(await asyncio.wait_for(proc.stdout.readline(), 30))
+    proc.kill()
+    await proc.wait()
+    # serve is not our child: a pidfd becomes readable when it exits.
+    try:
+        pidfd = os.pidfd_open(child)
+    except ProcessLookupError:
+        return  # already gone
+    exited = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(pidfd, exited.set)
+    try:
+        await asyncio.wait_for(exited.wait(), 15)
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+
+
+async def test_a_runtime_that_cannot_start_is_one_clear_line(tmp_path):
+    key_file = tmp_path / "device.json"
+    key_file.write_text("not a key")
+    code, _out, err = await run(
+        "serve",
+        "--port",
+        "0",
+        "--runtime",
+        "openclaw",
+        ELEVENLABS_API_KEY="sk_x",
+        VOICE_CHANNEL_OPENCLAW__DEVICE_KEY_PATH=str(key_file),
+    )
+    assert code == 2
+    assert "setting 'openclaw.device_key_path'" in err and str(key_file) in err
+    assert "Traceback" not in err

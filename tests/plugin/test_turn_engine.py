@@ -211,3 +211,19 @@ async def test_many_interruptions_leave_one_answer_and_no_stale_frames(start_cha
     assert "".join(f["content"] for f in frames if f["event_id"] == 20) == (
         "You said: turn number 20 with a few more words to stream"
     )
+
+
+async def test_record_holds_the_whole_reply_including_the_held_tail(start_channel):
+    # The chunker holds "pizza" (no phrase boundary after it) until the turn finishes; the record
+    # must be written after that flush, or the next request's history loses the reply's end.
+    plugin = ScriptedPlugin(lambda m, r: words("Sure, ", "a large ", "pizza"))
+    channel = await start_channel(plugins=[plugin], runtime="scripted")
+    async with conversation(channel) as client:
+        await client.say("large")
+        reply = await client.reply()
+        conv = only_conversation(channel)
+        assert reply.text == "Sure, a large pizza"
+        assert conv.record.as_messages() == [
+            {"role": "user", "content": "large"},
+            {"role": "assistant", "content": "Sure, a large pizza"},
+        ]

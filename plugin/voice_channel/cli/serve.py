@@ -26,6 +26,12 @@ NO_KEY = (
 @click.option("--path", default=None, help="WebSocket path. Default: /ws.")
 @click.option("--insecure-no-auth", is_flag=True, default=None, help="Do not verify ElevenLabs' JWT. Dangerous.")
 @click.option("--ui/--no-ui", default=None, help="Serve the browser page at / (ui.enabled). Default: off.")
+@click.option(
+    "--exit-on-stdin-eof",
+    is_flag=True,
+    default=False,
+    help="Shut down when standard input is closed (for supervisors: their death closes the pipe).",
+)
 @config_option
 def serve(
     runtime: str | None,
@@ -34,6 +40,7 @@ def serve(
     path: str | None,
     insecure_no_auth: bool | None,
     ui: bool | None,
+    exit_on_stdin_eof: bool,
     config_file: str | None,
 ) -> None:
     """Serve the Speech Engine WebSocket endpoint (point your engine's ws_url here)."""
@@ -68,7 +75,7 @@ def serve(
             log.info("page", url=f"{shown}/")
 
     try:
-        asyncio.run(serve_until_stopped(app, settings, on_ready=ready))
+        asyncio.run(serve_until_stopped(app, settings, on_ready=ready, exit_on_stdin_eof=exit_on_stdin_eof))
     except SettingsError as exc:  # a runtime factory refusing the settings at start-up
         raise fail(str(exc)) from None
     except OSError as exc:

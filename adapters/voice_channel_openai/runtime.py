@@ -1,0 +1,227 @@
+"""The ``openai`` runtime: streamed chat completions over aiohttp.
+
+One :class:`aiohttp.ClientSession` is shared by all conversations (connection pooling); each turn
+is one ``POST {base_url}/chat/completions`` with ``stream: true``. The request carries the voice
+system prompt, the conversation so far *from the channel's own record* (never the history
+ElevenLabs sends back) and the new utterance, all caller text wrapped in the spotlighting
+boundary.
+
+Interruption: the channel cancels the turn task and closes this iterator; either way the
+``finally`` below closes the HTTP response, which closes its connection, so the server sees the
+client go away (and a server that watches for that stops generating).
+
+Upstream trouble (an HTTP error status, an ``error`` event in the stream, a refused connection, a
+timeout) is logged with what is known (the status, the start of the body) and answered with the
+channel's short apology; nothing of the server's error text is spoken.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import structlog
+
+from voice_channel.runtime import (
+    ConfirmationDecision,
+    ConversationContext,
+    Notice,
+    RuntimeEvent,
+    RuntimeMessage,
+    TextDelta,
+)
+from voice_channel.settings import Settings
+from voice_channel_openai.prompt import system_prompt, wrap_caller_text
+from voice_channel_openai.settings import OpenAISettings
+from voice_channel_openai.sse import iter_events
+
+__all__ = ["OpenAIRuntime", "OpenAISession", "UpstreamError"]
+
+log = structlog.get_logger("voice_channel_openai")
+
+_BODY_EXCERPT = 300
+
+
+class UpstreamError(Exception):
+    """The server answered, but not with a usable stream."""
+
+    def __init__(self, reason: str, *, status: int | None = None, detail: str = "") -> None:
+        super().__init__(f"{reason} (status {status})" if status else reason)
+        self.reason = reason
+        self.status = status
+        self.detail = detail
+
+
+class OpenAIRuntime:
+    """Shared HTTP client; one :class:`OpenAISession` per conversation."""
+
+    name = "openai"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings: OpenAISettings = settings.openai  # type: ignore[attr-defined]
+        self.apology = settings.turn.apology_text
+        self.http: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        headers = {"Accept": "text/event-stream"}
+        if s.api_key is not None:
+            headers["Authorization"] = f"Bearer {s.api_key.get_secret_value()}"
+        self.http = aiohttp.ClientSession(
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(
+                total=s.total_timeout_s, sock_connect=s.connect_timeout_s, sock_read=s.read_timeout_s
+            ),
+        )
+        log.info("openai_runtime_ready", base_url=s.base_url, model=s.model, api_key_set=s.api_key is not None)
+
+    async def open_session(self, context: ConversationContext) -> OpenAISession:
+        return OpenAISession(self, context)
+
+    async def aclose(self) -> None:
+        if self.http is not None:
+            await self.http.close()
+            self.http = None
+
+
+class OpenAISession:
+    """One conversation: builds each request from the channel's record and streams the reply."""
+
+    def __init__(self, runtime: OpenAIRuntime, context: ConversationContext) -> None:
+        self._runtime = runtime
+        self._context = context
+        self._settings = runtime.settings
+
+    def request_body(self, message: RuntimeMessage) -> dict[str, Any]:
+        """The chat-completions request for ``message`` (history from the channel's record)."""
+        s = self._settings
+        boundary = self._context.boundary
+        messages: list[dict[str, str]] = [{"role": "system", "content": system_prompt(boundary, s.system_prompt)}]
+        history = self._context.record.as_messages()
+        if s.max_history_messages < len(history):
+            history = history[len(history) - s.max_history_messages :]
+        for item in history:
+            if item["role"] == "user":
+                messages.append({"role": "user", "content": wrap_caller_text(item["content"], boundary)})
+            else:
+                messages.append({"role": "assistant", "content": item["content"]})
+        messages.append({"role": "user", "content": message.prompt})
+        body: dict[str, Any] = {"model": s.model, "messages": messages, "stream": True}
+        if s.temperature is not None:
+            body["temperature"] = s.temperature
+        if s.max_tokens is not None:
+            body["max_tokens"] = s.max_tokens
+        return body
+
+    async def respond(self, message: RuntimeMessage) -> AsyncIterator[RuntimeEvent]:
+        http = self._runtime.http
+        if http is None:
+            raise RuntimeError("the openai runtime was not started")
+        url = f"{self._settings.base_url}/chat/completions"
+        started = time.perf_counter()
+        response: aiohttp.ClientResponse | None = None
+        completed = False
+        try:
+            try:
+                response = await http.post(url, json=self.request_body(message))
+                if response.status != 200:
+                    detail = (await response.text(errors="replace"))[:_BODY_EXCERPT]
+                    raise UpstreamError("HTTP error", status=response.status, detail=detail)
+                async for event in self._events(response, started):
+                    yield event
+                completed = True
+            except UpstreamError as exc:
+                log.warning("openai_upstream_error", reason=exc.reason, status=exc.status, detail=exc.detail, url=url)
+                yield TextDelta(self._runtime.apology)
+            except (TimeoutError, aiohttp.ServerTimeoutError):
+                log.warning("openai_upstream_timeout", url=url, elapsed_s=round(time.perf_counter() - started, 2))
+                yield TextDelta(self._runtime.apology)
+            except aiohttp.ClientError as exc:
+                log.warning(
+                    "openai_upstream_unreachable",
+                    url=url,
+                    status=response.status if response is not None else None,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                yield TextDelta(self._runtime.apology)
+        finally:
+            # Interrupted (CancelledError while reading, GeneratorExit at a yield) or failed: close
+            # the connection now so the server stops; a completed stream goes back to the pool.
+            if response is not None:
+                if completed:
+                    response.release()
+                else:
+                    response.close()
+                    log.debug("openai_stream_closed", url=url)
+
+    async def _events(self, response: aiohttp.ClientResponse, started: float) -> AsyncIterator[RuntimeEvent]:
+        content_type = response.headers.get("Content-Type", "")
+        if "text/event-stream" not in content_type:
+            # A server that ignores ``stream: true`` answers with one JSON completion.
+            try:
+                body = await response.json(content_type=None)
+            except ValueError:
+                raise UpstreamError("not a stream and not JSON", detail=content_type) from None
+            text = _completion_text(body)
+            if text:
+                yield TextDelta(text)
+            return
+        first = True
+        tool_calls_seen = False
+        async for event in iter_events(response.content.iter_any()):
+            if event.event != "message":
+                yield Notice(event.data[:200], kind=event.event)
+                continue
+            if event.data.strip() == "[DONE]":
+                return
+            try:
+                chunk = json.loads(event.data)
+            except json.JSONDecodeError:
+                raise UpstreamError("malformed stream event", detail=event.data[:_BODY_EXCERPT]) from None
+            if not isinstance(chunk, dict):
+                continue
+            if chunk.get("error"):
+                raise UpstreamError("error in stream", detail=json.dumps(chunk["error"])[:_BODY_EXCERPT])
+            choice = _first_choice(chunk)
+            if choice is None:
+                continue  # usage-only chunk
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                if first:
+                    first = False
+                    log.debug("openai_first_token", ms=round((time.perf_counter() - started) * 1000, 1))
+                yield TextDelta(content)
+            if delta.get("tool_calls") and not tool_calls_seen:
+                # Plain chat completions: tools are the server's business; nothing to speak or confirm.
+                tool_calls_seen = True
+                yield Notice("the server streamed tool calls; they are not handled by the voice channel", "tool")
+            if choice.get("finish_reason") == "error":
+                raise UpstreamError("the server ended the reply with an error", detail=json.dumps(chunk)[:300])
+
+    async def resolve(self, request_id: str, decision: ConfirmationDecision) -> None:
+        """Plain chat completions never ask for confirmation."""
+
+    async def aclose(self) -> None:
+        """Nothing per conversation: the HTTP client belongs to the runtime."""
+
+
+def _first_choice(chunk: dict[str, Any]) -> dict[str, Any] | None:
+    choices = chunk.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        return choices[0]
+    return None
+
+
+def _completion_text(body: Any) -> str:
+    if not isinstance(body, dict):
+        return ""
+    if body.get("error"):
+        raise UpstreamError("error response", detail=json.dumps(body["error"])[:_BODY_EXCERPT])
+    choice = _first_choice(body)
+    message = (choice or {}).get("message") or {}
+    content = message.get("content")
+    return content if isinstance(content, str) else ""

@@ -1,0 +1,36 @@
+"""The ``openclaw`` runtime plugin: registered through the ``voice_channel`` entry-point group.
+
+The runtime module (and with it ``cryptography``, extra ``openclaw``) is imported by the
+factory, so listing plugins works without it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from voice_channel.markers import hookimpl
+from voice_channel_openclaw.settings import OpenClawSettings
+
+if TYPE_CHECKING:
+    from voice_channel.runtime import Runtime
+    from voice_channel.settings import Settings
+
+
+def _factory(settings: Settings) -> Runtime:
+    try:
+        from voice_channel_openclaw.runtime import OpenClawRuntime
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        from voice_channel.settings import SettingsError
+
+        raise SettingsError(f"runtime 'openclaw' needs {exc.name}: pip install 'voice-channel[openclaw]'") from None
+    return OpenClawRuntime(settings)
+
+
+@hookimpl
+def voice_channel_register_runtimes(register):  # type: ignore[no-untyped-def]
+    register("openclaw", _factory, "OpenClaw Gateway (WebSocket operator client, spoken exec approvals).")
+
+
+@hookimpl
+def voice_channel_register_settings(register):  # type: ignore[no-untyped-def]
+    register("openclaw", OpenClawSettings)
