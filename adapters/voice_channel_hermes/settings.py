@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource
 
 from voice_channel.settings import Settings, SettingsError, load_settings
 from voice_channel_hermes import PLATFORM
@@ -99,24 +98,8 @@ def load_hermes_settings(extra: Mapping[str, Any] | None, settings_cls: type[Set
     data = {key: value for key, value in (extra or {}).items() if key not in _GATEWAY_EXTRA_KEYS}
     data.pop("runtime", None)
 
-    class FromHermesConfig(settings_cls):  # type: ignore[misc, valid-type]
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            sources = super().settings_customise_sources(
-                settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
-            )
-            # Lowest priority, below the environment: the place of a config file.
-            return (*sources, InitSettingsSource(settings_cls, init_kwargs=data))
-
     try:
-        return load_settings(settings_cls=FromHermesConfig, overrides={"runtime": "hermes"})
+        return load_settings(settings_cls=settings_cls, config_data=data, overrides={"runtime": "hermes"})
     except SettingsError as exc:
         raise SettingsError(
             f"{PLATFORM}: {exc}\n(set them under platforms.{PLATFORM}.extra in Hermes's config.yaml,"

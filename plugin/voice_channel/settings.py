@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, c
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -274,9 +275,11 @@ class TokenSettings(_Section):
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
-# The config file of the settings being loaded; a context variable because pydantic-settings
-# builds its sources in a classmethod with no per-call arguments.
-_CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("voice_channel_config_file", default=None)
+# The config file (or config data) of the settings being loaded; a context variable because
+# pydantic-settings builds its sources in a classmethod with no per-call arguments.
+_CONFIG_FILE: contextvars.ContextVar[Path | dict[str, Any] | None] = contextvars.ContextVar(
+    "voice_channel_config_file", default=None
+)
 
 
 class _ElevenLabsEnvSource(PydanticBaseSettingsSource):
@@ -334,7 +337,9 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, _ElevenLabsEnvSource(settings_cls)]
         path = _CONFIG_FILE.get()
-        if path is not None:
+        if isinstance(path, dict):  # config given as data (a host's own config block)
+            sources.append(InitSettingsSource(settings_cls, init_kwargs=path))
+        elif path is not None:
             if path.suffix.lower() == ".toml":
                 sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
             else:
@@ -369,17 +374,25 @@ def build_settings_class(sections: dict[str, type[BaseModel]] | None = None) -> 
 def load_settings(
     *,
     config_file: str | Path | None = None,
+    config_data: dict[str, Any] | None = None,
     overrides: dict[str, Any] | None = None,
     settings_cls: type[Settings] = Settings,
 ) -> Settings:
-    """Load settings from all sources; raise :class:`SettingsError` with readable messages."""
+    """Load settings from all sources; raise :class:`SettingsError` with readable messages.
+
+    :param config_file: a YAML or TOML file, below the environment in priority.
+    :param config_data: the same, given as data instead of a file (e.g. a host's own config block).
+    :param overrides: values with the highest priority (command-line flags).
+    """
+    if config_file is not None and config_data is not None:
+        raise ValueError("give config_file or config_data, not both")
     path = Path(config_file) if config_file is not None else None
     if path is not None:
         if not path.is_file():
             raise SettingsError(f"config file not found: {path}")
         if path.suffix.lower() not in {".yaml", ".yml", ".toml"}:
             raise SettingsError(f"config file must be .yaml, .yml or .toml: {path}")
-    token = _CONFIG_FILE.set(path)
+    token = _CONFIG_FILE.set(config_data if config_data is not None else path)
     try:
         return settings_cls(**(overrides or {}))
     except ValidationError as exc:

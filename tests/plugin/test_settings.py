@@ -176,3 +176,11 @@ def test_origins_are_normalised_and_secrets_stay_hidden(monkeypatch):
     with pytest.raises(SettingsError) as error:
         load_settings(overrides={"token": {"bearer_secret": 12345678}})
     assert "12345678" not in str(error.value)
+
+
+def test_config_data_sits_where_a_file_would(monkeypatch):
+    monkeypatch.setenv("VOICE_CHANNEL_SERVER__PORT", "9002")
+    settings = load_settings(config_data={"server": {"port": 9001, "host": "0.0.0.0"}}, overrides={"runtime": "demo"})
+    assert (settings.server.port, settings.server.host, settings.runtime) == (9002, "0.0.0.0", "demo")
+    with pytest.raises(SettingsError, match="unknown setting 'nope'"):
+        load_settings(config_data={"nope": 1})
