@@ -10,113 +10,32 @@ under CI (``CI`` set), where they fail.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from chromium_support import GRANT_MICROPHONE, Browser, chromium_launcher
 from elevenlabs_standin import Fault, transcript_script
 from support import Channel, ElevenLabsStandin
-from voice_channel.ui import bundle_missing
 
-CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-device-for-media-stream",
-    # Every host but ours fails to resolve, whatever network the machine has (Playwright's request events do not
-    # see audio worklet fetches, so blocking is the only proof nothing foreign is loaded).
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
-]
-GRANT_MICROPHONE = "--use-fake-ui-for-media-stream"
 TIMEOUT_MS = 20_000
 
 pytestmark = pytest.mark.slow
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (required under CI)")
-    pytest.skip(reason)
-
-
-class Browser:
-    """One headless Chromium page and everything it said: console lines, uncaught errors, requests."""
-
-    def __init__(self, context: Any, page: Any) -> None:
-        self.context = context
-        self.page = page
-        self.console: list[Any] = []
-        self.errors: list[str] = []
-        self.requests: list[str] = []
-        page.on("console", lambda message: self.console.append(message))
-        page.on("pageerror", lambda error: self.errors.append(str(error)))
-        context.on("request", lambda request: self.requests.append(request.url))
-
-    def problems(self) -> list[str]:
-        """Console errors and warnings, and uncaught exceptions."""
-        lines = [
-            f"{m.type}: {m.text} @ {m.location.get('url')}" for m in self.console if m.type in ("error", "warning")
-        ]
-        return lines + [f"pageerror: {e}" for e in self.errors]
-
-    def foreign_requests(self) -> list[str]:
-        local = ("http://127.0.0.1:", "ws://127.0.0.1:", "data:", "blob:")
-        return [url for url in self.requests if not url.startswith(local)]
-
-
-def _require_tools() -> None:
-    if not Path(CHROMIUM).exists():
-        _unavailable(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
-    if bundle_missing():
-        _unavailable("the page is not built (make web)")
-    try:
-        import playwright.async_api  # noqa: F401
-    except ImportError:
-        _unavailable("playwright is not installed (pip install playwright)")
-
-
 @pytest.fixture
 async def chromium() -> AsyncIterator[Any]:
     """Start a Chromium: ``await chromium(microphone=True)`` returns a :class:`Browser`."""
-    _require_tools()
-    from playwright.async_api import async_playwright
+    async with chromium_launcher(Browser, timeout_ms=TIMEOUT_MS, profile_prefix="voice-channel-chromium-") as launch:
 
-    profiles: list[str] = []
-    contexts: list[Any] = []
-    async with async_playwright() as playwright:
+        async def start(*, microphone: bool = True) -> Browser:
+            args = [GRANT_MICROPHONE] if microphone else []
+            return await launch(args, viewport={"width": 360, "height": 740})  # a phone
 
-        async def launch(*, microphone: bool = True) -> Browser:
-            profile = tempfile.mkdtemp(prefix="voice-channel-chromium-")
-            profiles.append(profile)
-            context = await playwright.chromium.launch_persistent_context(
-                profile,
-                executable_path=CHROMIUM,
-                headless=True,
-                args=FLAGS + ([GRANT_MICROPHONE] if microphone else []),
-                viewport={"width": 360, "height": 740},  # a phone
-            )
-            context.set_default_timeout(TIMEOUT_MS)
-            contexts.append(context)
-            page = context.pages[0] if context.pages else await context.new_page()
-            return Browser(context, page)
-
-        yield launch
-        for context in contexts:
-            await context.close()
-    for profile in profiles:
-        shutil.rmtree(profile, ignore_errors=True)
+        yield start
 
 
 @pytest.fixture

@@ -10,9 +10,6 @@ Needs Debian ``chromium`` (``CHROMIUM_BIN``) and the built page (``make web``): 
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,37 +17,12 @@ from typing import Any
 
 import pytest
 
+from chromium_support import GRANT_MICROPHONE, Browser, chromium_launcher
 from voice_channel.local_engine.local_mode import channel_overrides
-from voice_channel.ui import bundle_missing
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
-CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
-]
 RATE = 16000
-
-
-def _require_tools() -> None:
-    reason = None
-    if not Path(CHROMIUM).exists():
-        reason = f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
-    elif bundle_missing():
-        reason = "the page is not built (make web)"
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (required under CI)")
-        pytest.skip(reason)
 
 
 def write_wav(path: Path, parts: list[bytes | float]) -> Path:
@@ -64,21 +36,11 @@ def write_wav(path: Path, parts: list[bytes | float]) -> Path:
     return path
 
 
-class Page:
-    def __init__(self, context: Any, page: Any) -> None:
-        self.context, self.page = context, page
-        self.console: list[Any] = []
-        self.errors: list[str] = []
-        self.requests: list[str] = []
-        page.on("console", lambda message: self.console.append(message))
-        page.on("pageerror", lambda error: self.errors.append(str(error)))
-        context.on("request", lambda request: self.requests.append(request.url))
+class Page(Browser):
+    """A page with a spoken conversation; here a foreign request is a problem too."""
 
     def problems(self) -> list[str]:
-        lines = [f"{m.type}: {m.text}" for m in self.console if m.type in ("error", "warning")]
-        local = ("http://127.0.0.1:", "ws://127.0.0.1:", "data:", "blob:")
-        foreign = [f"request: {url}" for url in self.requests if not url.startswith(local)]
-        return lines + [f"pageerror: {e}" for e in self.errors] + foreign
+        return super().problems() + [f"request: {url}" for url in self.foreign_requests()]
 
     async def transcript(self) -> list[tuple[str, str]]:
         items = await self.page.eval_on_selector_all(
@@ -94,34 +56,14 @@ class Page:
 
 
 @pytest.fixture
-async def chromium(tmp_path: Path) -> AsyncIterator[Any]:
+async def chromium() -> AsyncIterator[Any]:
     """``await chromium(wav)`` opens a page whose microphone plays ``wav`` once."""
-    _require_tools()
-    from playwright.async_api import async_playwright
+    async with chromium_launcher(Page, timeout_ms=30_000, profile_prefix="voice-channel-local-") as launch:
 
-    profiles: list[str] = []
-    contexts: list[Any] = []
-    async with async_playwright() as playwright:
+        async def start(wav: Path) -> Page:
+            return await launch([GRANT_MICROPHONE, f"--use-file-for-fake-audio-capture={wav}%noloop"])
 
-        async def launch(wav: Path) -> Page:
-            profile = tempfile.mkdtemp(prefix="voice-channel-local-")
-            profiles.append(profile)
-            context = await playwright.chromium.launch_persistent_context(
-                profile,
-                executable_path=CHROMIUM,
-                headless=True,
-                args=[*FLAGS, f"--use-file-for-fake-audio-capture={wav}%noloop"],
-            )
-            context.set_default_timeout(30_000)
-            contexts.append(context)
-            page = context.pages[0] if context.pages else await context.new_page()
-            return Page(context, page)
-
-        yield launch
-        for context in contexts:
-            await context.close()
-    for profile in profiles:
-        shutil.rmtree(profile, ignore_errors=True)
+        yield start
 
 
 @pytest.fixture
