@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestServer
 
 from support import BackgroundLoop, Channel, ElevenLabsStandin, start_standin
 from voice_channel.app import create_app
-from voice_channel.plugins import get_plugin_manager
-from voice_channel.settings import Settings
+from voice_channel.plugins import PluginHooks, get_plugin_manager
+from voice_channel.settings import Settings, build_settings_class
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
@@ -68,12 +68,14 @@ def make_settings(api_key: str) -> Callable[..., Settings]:
 
 
 @pytest.fixture
-async def start_channel(make_settings: Callable[..., Settings], api_key: str) -> AsyncIterator[Callable[..., Any]]:
+async def start_channel(api_key: str) -> AsyncIterator[Callable[..., Any]]:
     servers: list[TestServer] = []
 
     async def start(*, plugins: Iterable[Any] = (), **overrides: Any) -> Channel:
-        settings = make_settings(**overrides)
         pm = get_plugin_manager(load_entrypoints=False, extra_plugins=plugins)
+        # Built the way the CLI builds them: with the settings sections the plugins register.
+        overrides.setdefault("elevenlabs", {"api_key": api_key})
+        settings = build_settings_class(PluginHooks(pm).settings_sections())(**overrides)
         app = create_app(settings, pm)
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
@@ -81,7 +83,7 @@ async def start_channel(make_settings: Callable[..., Settings], api_key: str) ->
         return Channel(server, settings, api_key, app)
 
     yield start
-    for server in servers:
+    for server in reversed(servers):
         await server.close()
 
 
