@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 import structlog
+from pluggy import HookImpl
 from pydantic import BaseModel
 
 from voice_channel import hookspecs
@@ -128,13 +129,24 @@ class PluginHooks:
     def __init__(self, pm: PluginManager) -> None:
         self.pm = pm
 
+    # Each hook is iterated here rather than called through pluggy, so that async implementations
+    # are awaited one by one and one plugin's failure is handled per hook (see each method).
+
+    def _impls(self, hook: str) -> list[HookImpl]:
+        """The implementations of ``hook`` in pluggy's own call order (LIFO; tryfirst ... trylast)."""
+        return list(reversed(getattr(self.pm.hook, hook).get_hookimpls()))
+
+    @staticmethod
+    def _call(impl: HookImpl, **kwargs: Any) -> Any:
+        """Call one implementation with the arguments it accepts (specs can grow without breaking plugins)."""
+        return impl.function(**{name: kwargs[name] for name in impl.argnames})
+
     # --- registration ---
 
     def runtimes(self) -> dict[str, RuntimeEntry]:
         """All registered runtimes by name. Duplicate names are an error."""
         found: dict[str, RuntimeEntry] = {}
-        caller = self.pm.hook.voice_channel_register_runtimes
-        for impl in caller.get_hookimpls():
+        for impl in self._impls("voice_channel_register_runtimes"):
 
             def register(
                 name: str, factory: RuntimeFactory, description: str = "", _plugin: str = impl.plugin_name
@@ -143,7 +155,7 @@ class PluginHooks:
                     raise ValueError(f"runtime {name!r} registered by both {found[name].plugin} and {_plugin}")
                 found[name] = RuntimeEntry(name, factory, description, _plugin)
 
-            impl.function(**{k: v for k, v in {"register": register}.items() if k in impl.argnames})
+            self._call(impl, register=register)
         return found
 
     def settings_sections(self) -> dict[str, type[BaseModel]]:
@@ -175,10 +187,8 @@ class PluginHooks:
 
     async def transcript(self, message: RuntimeMessage, conversation: Conversation) -> RuntimeMessage | Refusal:
         """Run the transcript hooks in order; each sees the previous one's message."""
-        caller = self.pm.hook.voice_channel_transcript
-        for impl in reversed(caller.get_hookimpls()):  # pluggy's own call order: LIFO
-            kwargs = {"message": message, "conversation": conversation}
-            result = await await_me_maybe(impl.function(**{k: kwargs[k] for k in impl.argnames}))
+        for impl in self._impls("voice_channel_transcript"):
+            result = await await_me_maybe(self._call(impl, message=message, conversation=conversation))
             if isinstance(result, Refusal):
                 return result
             if isinstance(result, RuntimeMessage):
@@ -196,11 +206,9 @@ class PluginHooks:
         from voice_channel.confirmations import ConfirmationPolicy
 
         answers: list[ConfirmationPolicy] = []
-        caller = self.pm.hook.voice_channel_confirmation_policy
-        for impl in reversed(caller.get_hookimpls()):
-            kwargs = {"request": request, "conversation": conversation}
+        for impl in self._impls("voice_channel_confirmation_policy"):
             try:
-                result = await await_me_maybe(impl.function(**{k: kwargs[k] for k in impl.argnames}))
+                result = await await_me_maybe(self._call(impl, request=request, conversation=conversation))
             except Exception:
                 log.exception("hook_failed", hook="voice_channel_confirmation_policy", plugin=impl.plugin_name)
                 result = ConfirmationPolicy.NEVER
@@ -219,11 +227,9 @@ class PluginHooks:
         """
         from voice_channel.tokens import TokenDenied
 
-        caller = self.pm.hook.voice_channel_authorize_token
-        for impl in reversed(caller.get_hookimpls()):  # pluggy's call order: tryfirst ... trylast
+        for impl in self._impls("voice_channel_authorize_token"):
             try:
-                kwargs = {"request": request}
-                result = await await_me_maybe(impl.function(**{k: kwargs[k] for k in impl.argnames}))
+                result = await await_me_maybe(self._call(impl, request=request))
             except Exception:
                 log.exception("hook_failed", hook="voice_channel_authorize_token", plugin=impl.plugin_name)
                 return TokenDenied(reason=f"plugin {impl.plugin_name} failed")
@@ -244,9 +250,9 @@ class PluginHooks:
         return TokenDenied(reason="no plugin decided (the built-in token_policy is blocked?)")
 
     async def _notify(self, hook: str, **kwargs: Any) -> None:
-        for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
+        for impl in self._impls(hook):
             try:
-                await await_me_maybe(impl.function(**{k: kwargs[k] for k in impl.argnames}))
+                await await_me_maybe(self._call(impl, **kwargs))
             except Exception:
                 log.exception("hook_failed", hook=hook, plugin=impl.plugin_name)
 
