@@ -51,11 +51,9 @@ from voice_channel.speech import SpeechShaper, extract_text
 from voice_channel.turn import Turn, TurnState
 from voice_channel.untrusted import (
     Utterance,
-    cap_text,
-    defuse_markers,
+    clean_text,
     new_boundary,
     read_transcript,
-    sanitize,
     to_runtime_message,
 )
 
@@ -380,14 +378,14 @@ class Conversation:
             policies = await self._hooks.confirmation_policies(request, self)
         except asyncio.CancelledError:
             # Interrupted before the caller was even asked: the request is denied, not left hanging.
-            await self._resolve(run, request, ConfirmationDecision(False, "superseded"))
+            await self._resolve(request, ConfirmationDecision(False, "superseded"))
             raise
         policy = max([base_policy(request), *policies])
         log = turn.log.bind(request_id=request.id, risk=request.risk, policy=policy.name.lower())
         if policy is ConfirmationPolicy.NEVER:
             log.info("confirmation_refused_by_policy")
             await turn.say(_NEVER_BY_VOICE + " ")
-            await self._resolve(run, request, ConfirmationDecision(False, "policy"))
+            await self._resolve(request, ConfirmationDecision(False, "policy"))
             return False
         if self._paused is not None:
             stale, self._paused = self._paused, None
@@ -422,7 +420,7 @@ class Conversation:
             paused.timer.cancel()
         reason = "timeout" if expired else "doubt" if answer is Answer.UNCLEAR else "user"
         decision = ConfirmationDecision(answer is Answer.APPROVE, reason)
-        await self._resolve(paused.run, confirmation.request, decision)
+        await self._resolve(confirmation.request, decision)
         await self._speak_run(turn, paused.run)
 
     def _on_confirmation_timeout(self, paused: _Paused) -> None:
@@ -435,13 +433,13 @@ class Conversation:
         held.task = self._spawn(self._expire(paused, held))
 
     async def _expire(self, paused: _Paused, held: _Held) -> None:
-        await self._resolve(paused.run, paused.confirmation.request, ConfirmationDecision(False, "timeout"))
+        await self._resolve(paused.confirmation.request, ConfirmationDecision(False, "timeout"))
         shaper = SpeechShaper()
         try:
             async for event in paused.run.events:
                 if isinstance(event, ConfirmationRequest):
                     # No turn is open to ask in: a new request while nobody is listening is denied.
-                    await self._resolve(paused.run, event, ConfirmationDecision(False, "superseded"))
+                    await self._resolve(event, ConfirmationDecision(False, "superseded"))
                     continue
                 if isinstance(event, Notice):
                     continue
@@ -450,7 +448,7 @@ class Conversation:
                     held.text.append(shaper.feed(text))
             held.text.append(shaper.finish())
         finally:
-            await paused.run.aclose()
+            await self._close_run(paused.run)
 
     async def _take_held(self) -> str:
         """Stop the run that went on without a turn; return what it said, to be spoken first."""
@@ -469,7 +467,7 @@ class Conversation:
             await self._settle(held.task)
         await self._close_run(held.run)
 
-    async def _resolve(self, run: _Run, request: ConfirmationRequest, decision: ConfirmationDecision) -> None:
+    async def _resolve(self, request: ConfirmationRequest, decision: ConfirmationDecision) -> None:
         session = await self._session()
         self.log.info(
             "confirmation_decided",
@@ -483,7 +481,7 @@ class Conversation:
         if paused.timer is not None:
             paused.timer.cancel()
         try:
-            await self._resolve(paused.run, paused.confirmation.request, decision)
+            await self._resolve(paused.confirmation.request, decision)
         except Exception:
             self.log.exception("confirmation_resolve_failed", request_id=paused.confirmation.request.id)
         await self._close_run(paused.run)
@@ -494,17 +492,16 @@ class Conversation:
         """A hook's replacement goes through the trust boundary again and keeps the provenance."""
         if replacement is original:
             return original
-        text, _removed = sanitize(replacement.text)
-        text, flags = defuse_markers(text, self.boundary)
-        text, truncated = cap_text(text, self._settings.input.max_turn_chars)
-        extra = flags | ({"truncated"} if truncated else set()) | {"transformed"}
+        text, flags, _removed = clean_text(
+            replacement.text, boundary=self.boundary, max_chars=self._settings.input.max_turn_chars
+        )
         return RuntimeMessage(
             text=text,
             conversation_id=original.conversation_id,
             event_id=original.event_id,
             boundary=original.boundary,
             intent=original.intent,
-            flags=original.flags | extra,
+            flags=original.flags | flags | {"transformed"},
         )
 
     def _log_anomalies(self, turn: Turn, utterance: Utterance) -> None:

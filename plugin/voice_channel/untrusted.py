@@ -39,6 +39,8 @@ __all__ = [
     "INTENT_PHRASES",
     "NEGATIVE_WORDS",
     "Utterance",
+    "cap_text",
+    "clean_text",
     "defuse_markers",
     "match_intent",
     "new_boundary",
@@ -418,6 +420,22 @@ class Utterance:
     removed_chars: int = 0
 
 
+def clean_text(text: str, *, boundary: str, max_chars: int) -> tuple[str, frozenset[str], int]:
+    """Steps 2–4 for one piece of caller text: Unicode, role markers, cap.
+
+    Returns the clean text, the flags that fired and how many invisible characters were removed.
+    """
+    flags: set[str] = set()
+    text, removed = sanitize(text)
+    if removed:
+        flags.add("invisible_stripped")
+    text, marker_flags = defuse_markers(text, boundary)
+    text, truncated = cap_text(text, max_chars)
+    if truncated:
+        flags.add("truncated")
+    return text, frozenset(flags) | marker_flags, removed
+
+
 def read_transcript(
     items: Sequence[Any],
     *,
@@ -455,18 +473,11 @@ def read_transcript(
     if last_user is None:
         return Utterance("", None, frozenset(flags | {"no_user_text"}), None, skipped)
 
-    text, removed = sanitize(last_user)
-    if removed:
-        flags.add("invisible_stripped")
-    text, marker_flags = defuse_markers(text, boundary)
-    flags |= marker_flags
-    text, truncated = cap_text(text, max_chars)
-    if truncated:
-        flags.add("truncated")
+    text, text_flags, removed = clean_text(last_user, boundary=boundary, max_chars=max_chars)
     return Utterance(
         text=text,
         intent=match_intent(text),
-        flags=frozenset(flags),
+        flags=frozenset(flags) | text_flags,
         heard_reply=heard,
         skipped_items=skipped,
         removed_chars=removed,
