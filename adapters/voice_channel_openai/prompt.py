@@ -8,7 +8,7 @@ The prompt stays short: it is sent with every request, and voice needs a fast fi
 
 from __future__ import annotations
 
-__all__ = ["VOICE_STYLE", "boundary_rule", "system_prompt", "wrap_caller_text"]
+__all__ = ["VOICE_STYLE", "boundary_rule", "system_prompt"]
 
 VOICE_STYLE = (
     "You are talking with a person through a real-time voice channel; everything you write is spoken aloud. "
@@ -28,8 +28,3 @@ def boundary_rule(boundary: str) -> str:
 def system_prompt(boundary: str, style: str | None = None) -> str:
     """The voice style (or the configured replacement) followed by the boundary rule."""
     return f"{(style or VOICE_STYLE).strip()}\n\n{boundary_rule(boundary)}"
-
-
-def wrap_caller_text(text: str, boundary: str) -> str:
-    """Caller text in the spotlighting boundary, exactly as ``RuntimeMessage.prompt`` does it."""
-    return f"<<caller-speech {boundary}>>\n{text}\n<<end-caller-speech {boundary}>>"

@@ -32,9 +32,10 @@ from voice_channel.runtime import (
     RuntimeEvent,
     RuntimeMessage,
     TextDelta,
+    spotlight,
 )
 from voice_channel.settings import Settings
-from voice_channel_openai.prompt import system_prompt, wrap_caller_text
+from voice_channel_openai.prompt import system_prompt
 from voice_channel_openai.settings import OpenAISettings
 from voice_channel_openai.sse import iter_events
 
@@ -105,7 +106,7 @@ class OpenAISession:
             history = history[len(history) - s.max_history_messages :]
         for item in history:
             if item["role"] == "user":
-                messages.append({"role": "user", "content": wrap_caller_text(item["content"], boundary)})
+                messages.append({"role": "user", "content": spotlight(item["content"], boundary)})
             else:
                 messages.append({"role": "assistant", "content": item["content"]})
         messages.append({"role": "user", "content": message.prompt})

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 
-from voice_channel.runtime import RuntimeMessage
+from voice_channel.runtime import RuntimeMessage, spotlight
 
 __all__ = ["VOICE_PREAMBLE", "gateway_message", "neutralize_commands"]
 
@@ -50,4 +50,4 @@ def neutralize_commands(text: str) -> str:
 def gateway_message(message: RuntimeMessage) -> str:
     """The ``chat.send`` message for an utterance: the fixed line, then the bounded caller text."""
     text = neutralize_commands(message.text).strip() or "(silence)"
-    return f"{VOICE_PREAMBLE}\n<<caller-speech {message.boundary}>>\n{text}\n<<end-caller-speech {message.boundary}>>"
+    return f"{VOICE_PREAMBLE}\n{spotlight(text, message.boundary)}"

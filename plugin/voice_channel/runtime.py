@@ -39,6 +39,7 @@ __all__ = [
     "RuntimeMessage",
     "RuntimeSession",
     "TextDelta",
+    "spotlight",
 ]
 
 Risk = Literal["normal", "high"]
@@ -77,7 +78,16 @@ class RuntimeMessage:
     @property
     def prompt(self) -> str:
         """The text wrapped in the conversation's spotlighting boundary, for text-prompt runtimes."""
-        return f"<<caller-speech {self.boundary}>>\n{self.text}\n<<end-caller-speech {self.boundary}>>"
+        return spotlight(self.text, self.boundary)
+
+
+def spotlight(text: str, boundary: str) -> str:
+    """Caller text wrapped in the conversation's boundary markers: the one place that knows their form.
+
+    For runtimes that build text prompts (e.g. a history of earlier utterances); a ``RuntimeMessage``
+    offers the same as :attr:`RuntimeMessage.prompt`.
+    """
+    return f"<<caller-speech {boundary}>>\n{text}\n<<end-caller-speech {boundary}>>"
 
 
 @dataclass(frozen=True, slots=True)
