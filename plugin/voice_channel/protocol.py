@@ -22,7 +22,6 @@ PROTOCOL_NOTES
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter, ValidationError
@@ -33,7 +32,6 @@ __all__ = [
     "USER_ROLE",
     "CloseMessage",
     "ErrorMessage",
-    "HistoryItem",
     "InboundMessage",
     "InitMessage",
     "PingMessage",
@@ -42,8 +40,8 @@ __all__ = [
     "UserTranscriptMessage",
     "encode_agent_response",
     "encode_pong",
+    "is_history_item",
     "parse_frame",
-    "parse_history_item",
 ]
 
 USER_ROLE = "user"
@@ -97,14 +95,6 @@ class ProtocolError(ValueError):
     """A frame that is not valid JSON or does not match the protocol's schema."""
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryItem:
-    """One valid item of a ``user_transcript`` history."""
-
-    role: Literal["user", "agent"]
-    content: str
-
-
 def parse_frame(data: str | bytes) -> InboundMessage | UnknownMessage:
     """Parse one inbound text or binary frame.
 
@@ -128,19 +118,17 @@ def _describe(errors: list[Any]) -> str:
     return f"{where}: {first['msg']}{more}"
 
 
-def parse_history_item(item: Any) -> HistoryItem | None:
-    """Validate one ``user_transcript`` item; ``None`` when its role or content is unusable.
+def is_history_item(item: Any) -> bool:
+    """Whether one ``user_transcript`` item is usable: role ``user``/``agent``, string content.
 
-    Checked by hand (an object with role ``user``/``agent`` and string content; other keys
-    ignored): histories are re-sent in full every turn, so this runs for every item of every
-    transcript and must be cheap.
+    Other keys are ignored. Checked by hand and without building anything: histories are re-sent
+    in full every turn, so this runs for every item of every transcript.
     """
-    if type(item) is not dict:
-        return None
-    role, content = item.get("role"), item.get("content")
-    if (role != "user" and role != "agent") or type(content) is not str:
-        return None
-    return HistoryItem(role, content)
+    return (
+        type(item) is dict
+        and type(item.get("content")) is str
+        and (item.get("role") == "user" or item.get("role") == "agent")
+    )
 
 
 def encode_agent_response(content: str, event_id: int | None, is_final: bool) -> str:

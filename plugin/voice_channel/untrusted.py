@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from voice_channel.protocol import is_history_item
 from voice_channel.runtime import Intent, RuntimeMessage
 
 __all__ = [
@@ -456,18 +457,15 @@ def read_transcript(
     prev_role: object = None
     prev_content: str | None = None
     for raw in items:
-        # Same rule as protocol.parse_history_item, inlined: this loop runs for every item of
-        # every transcript, and most items are valid.
-        if type(raw) is dict:
-            role, content = raw.get("role"), raw.get("content")
-            if type(content) is str and (role == "user" or role == "agent"):
-                if role == "user":
-                    last_user = content
-                    # Only compared with the channel's own record, never passed on: not sanitised.
-                    heard = prev_content if prev_role == "agent" else None
-                prev_role, prev_content = role, content
-                continue
-        skipped += 1
+        if not is_history_item(raw):
+            skipped += 1
+            continue
+        role, content = raw["role"], raw["content"]
+        if role == "user":
+            last_user = content
+            # Only compared with the channel's own record, never passed on: not sanitised.
+            heard = prev_content if prev_role == "agent" else None
+        prev_role, prev_content = role, content
     if skipped:
         flags.add("malformed_items")
     if last_user is None:

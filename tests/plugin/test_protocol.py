@@ -16,8 +16,8 @@ from voice_channel.protocol import (
     UserTranscriptMessage,
     encode_agent_response,
     encode_pong,
+    is_history_item,
     parse_frame,
-    parse_history_item,
 )
 
 
@@ -87,7 +87,7 @@ def test_malformed_frames_raise_protocol_error(raw):
     ],
 )
 def test_history_items_are_validated_one_by_one(item, ok):
-    assert (parse_history_item(item) is not None) is ok
+    assert is_history_item(item) is ok
 
 
 def test_outbound_frames_always_carry_all_fields():
