@@ -10,9 +10,9 @@ and, with ``ui.enabled``, the page at ``/voice/``; the runtime starts and stops 
 
     host.add_subapp("/voice", create_app(settings, pm))
 
-Routes: ``settings.server.path`` (the Speech Engine WebSocket), ``/healthz``, ``/api/token`` (conversation
-credentials for a browser page, see :mod:`voice_channel.tokens`) and, with ``ui.enabled``, the page at ``/``
-(:mod:`voice_channel.ui`).
+Routes: ``settings.server.path`` (the Speech Engine WebSocket), ``/livez``, ``/readyz`` and ``/healthz``
+(:mod:`voice_channel.health`), ``/api/token`` (conversation credentials for a browser page, see
+:mod:`voice_channel.tokens`) and, with ``ui.enabled``, the page at ``/`` (:mod:`voice_channel.ui`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import pluggy
 import structlog
 from aiohttp import WSCloseCode, web
 
-from voice_channel import __version__
 from voice_channel.endpoint import speech_engine_endpoint
+from voice_channel.health import HEALTH_PATHS, add_health_routes
 from voice_channel.keys import STATE, TOKENS, ChannelState
 from voice_channel.plugins import PluginHooks, RuntimeEntry, get_plugin_manager
 from voice_channel.settings import Settings, SettingsError
@@ -62,14 +62,14 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> we
     """
     hooks = PluginHooks(pm if pm is not None else get_plugin_manager())
     entry = resolve_runtime(settings, hooks)
-    taken = {"/healthz", TOKEN_PATH} | ({"/"} if settings.ui.enabled else set())
+    taken = {*HEALTH_PATHS, TOKEN_PATH} | ({"/"} if settings.ui.enabled else set())
     if settings.server.path in taken or (settings.ui.enabled and settings.server.path.startswith("/static/")):
         raise SettingsError(f"setting 'server.path': {settings.server.path!r} is taken by another route; use e.g. /ws")
     app = web.Application()
     app[STATE] = ChannelState(settings=settings, hooks=hooks, runtime_entry=entry)
     app[TOKENS] = TokenService(settings, hooks)
     app.router.add_get(settings.server.path, speech_engine_endpoint)
-    app.router.add_get("/healthz", healthz)
+    add_health_routes(app)
     app.router.add_get(TOKEN_PATH, token_endpoint, allow_head=False)  # a HEAD must not spend a token
     if settings.ui.enabled:
         add_ui_routes(app)
@@ -108,14 +108,3 @@ async def _close_conversations(app: web.Application) -> None:
         task.cancel()
     await asyncio.gather(*state.socket_closes.values(), return_exceptions=True)
 
-
-async def healthz(request: web.Request) -> web.Response:
-    state = request.config_dict[STATE]
-    ready = state.runtime is not None and not state.shutting_down
-    body = {
-        "status": "ok" if ready else "starting" if not state.shutting_down else "stopping",
-        "version": __version__,
-        "runtime": state.runtime_entry.name,
-        "conversations": len(state.conversations),
-    }
-    return web.json_response(body, status=200 if ready else 503)

@@ -16,6 +16,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from voice_channel.auth import check_handshake, public_headers
 from voice_channel.conversation import Conversation
+from voice_channel.health import not_ready_reason
 from voice_channel.keys import STATE, ChannelState
 from voice_channel.outbox import Outbox
 from voice_channel.protocol import (
@@ -42,8 +43,10 @@ async def speech_engine_endpoint(request: web.Request) -> web.StreamResponse:
     if rejection is not None:
         log.warning("handshake_rejected", reason=rejection.reason, peer=request.remote)
         return web.Response(status=401, text=rejection.public + "\n")
-    if state.shutting_down or state.runtime is None:
-        return web.Response(status=503, text="not ready\n")
+    not_ready = not_ready_reason(state)
+    if not_ready is not None:
+        log.warning("conversation_refused_not_ready", reason=not_ready)
+        return web.Response(status=503, text=f"not ready: {not_ready}\n")
     if len(state.conversations) >= settings.server.max_conversations:
         log.warning("conversation_limit_reached", limit=settings.server.max_conversations)
         return web.Response(status=503, text="too many conversations\n")

@@ -24,7 +24,8 @@ class ChannelState:
     settings: Settings
     hooks: PluginHooks
     runtime_entry: RuntimeEntry
-    #: Set once the runtime has started (``cleanup_ctx``); ``/healthz`` reports ready from then on.
+    #: Set once the runtime has started (``cleanup_ctx``); ``/readyz`` reports ready from then on
+    #: (when the runtime itself says it can take a turn, see :mod:`voice_channel.health`).
     runtime: Runtime | None = None
     #: Open conversations and their sockets, closed with 1001 on shutdown.
     conversations: dict[Conversation, web.WebSocketResponse] = field(default_factory=dict)

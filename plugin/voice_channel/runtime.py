@@ -196,6 +196,11 @@ class Runtime(Protocol):
         """Release shared resources at shutdown."""
         ...
 
+    # Optional: ``def readiness(self) -> str | None``. ``None`` when the runtime can take a turn now,
+    # otherwise a short reason ("gateway starting"). Called, synchronously, by ``/readyz`` and before
+    # every WebSocket upgrade (503 while not ready); a runtime without it is ready once started.
+    # Not a Protocol member, so that runtimes written before it still satisfy ``isinstance``.
+
 
 #: Builds a runtime from the loaded settings. Registered through ``voice_channel_register_runtimes``.
 RuntimeFactory = Callable[["Settings"], Runtime]

@@ -233,13 +233,32 @@ async def test_server_sends_websocket_pings(start_channel, api_key):
             assert msg.type is WSMsgType.PING
 
 
-async def test_healthz_reports_ready(start_channel):
+@pytest.mark.parametrize("path", ["/readyz", "/healthz"])
+async def test_readiness_reports_ready_without_details(start_channel, path):
     channel = await start_channel()
     async with aiohttp.ClientSession() as session:
-        async with session.get(channel.server.make_url("/healthz")) as resp:
+        async with session.get(channel.server.make_url(path)) as resp:
             assert resp.status == 200
             body = await resp.json()
-    assert body["status"] == "ok" and body["runtime"] == "echo" and body["conversations"] == 0
+    assert body == {"status": "ok"}
+
+
+async def test_livez_answers(start_channel):
+    channel = await start_channel()
+    async with aiohttp.ClientSession() as session, session.get(channel.server.make_url("/livez")) as resp:
+        assert resp.status == 200 and (await resp.json()) == {"status": "alive"}
+
+
+async def test_runtime_not_ready_gives_503_on_readyz_and_handshake(start_channel, api_key):
+    channel = await start_channel()
+    runtime = channel.app[STATE].runtime
+    runtime.readiness = lambda: "warming up"  # the optional runtime method (voice_channel.health)
+    async with aiohttp.ClientSession() as session, session.get(channel.server.make_url("/readyz")) as resp:
+        assert resp.status == 503
+        assert await resp.json() == {"status": "not_ready", "reason": "warming up"}
+    assert await handshake_status(channel.url, {JWT_HEADER: sign_speech_engine_jwt(api_key)}) == 503
+    runtime.readiness = lambda: None
+    assert await handshake_status(channel.url, {JWT_HEADER: sign_speech_engine_jwt(api_key)}) == 101
 
 
 async def test_conversation_limit_answers_503(start_channel, api_key):

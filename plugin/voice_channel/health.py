@@ -1,0 +1,65 @@
+"""Liveness and readiness: ``/livez``, ``/readyz`` and the older ``/healthz``.
+
+* ``/livez`` answers 200 while the process serves HTTP at all (a liveness probe restarts a process
+  that stops answering it, nothing more).
+* ``/readyz`` answers 200 only when a new conversation would get a reply: the runtime has started,
+  says it can take a turn (:func:`runtime_not_ready`), and the server is not shutting down or
+  draining. Otherwise 503 with the reason. The Speech Engine endpoint refuses the upgrade with 503
+  for the same reasons, so a load balancer and ElevenLabs see one rule.
+* ``/healthz`` is kept for existing probes and means the same as ``/readyz``.
+
+None of them shows version, runtime or load to an anonymous caller.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from voice_channel.keys import STATE
+
+if TYPE_CHECKING:
+    from voice_channel.keys import ChannelState
+
+__all__ = ["HEALTH_PATHS", "add_health_routes", "not_ready_reason", "runtime_not_ready"]
+
+#: Paths these routes take; the Speech Engine endpoint cannot use them.
+HEALTH_PATHS = frozenset({"/livez", "/readyz", "/healthz"})
+
+
+def runtime_not_ready(runtime: object) -> str | None:
+    """Why ``runtime`` cannot take a turn now, or ``None`` when it can.
+
+    A runtime may implement ``readiness() -> str | None`` (synchronous, cheap: it is called on every
+    probe and every handshake); one that does not is ready once started.
+    """
+    readiness = getattr(runtime, "readiness", None)
+    return readiness() if callable(readiness) else None
+
+
+def not_ready_reason(state: ChannelState) -> str | None:
+    """Why this server should not take a new conversation now, or ``None`` when it should."""
+    if state.shutting_down:
+        return "shutting down"
+    if state.runtime is None:
+        return "runtime starting"
+    return runtime_not_ready(state.runtime)
+
+
+def add_health_routes(app: web.Application) -> None:
+    """Register ``/livez``, ``/readyz`` and ``/healthz`` on ``app``."""
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/healthz", readyz)
+
+
+async def livez(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    reason = not_ready_reason(request.config_dict[STATE])
+    if reason is None:
+        return web.json_response({"status": "ok"})
+    return web.json_response({"status": "not_ready", "reason": reason}, status=503)
