@@ -107,4 +107,3 @@ async def _close_conversations(app: web.Application) -> None:
     for task in state.socket_closes.values():
         task.cancel()
     await asyncio.gather(*state.socket_closes.values(), return_exceptions=True)
-
