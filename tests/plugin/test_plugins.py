@@ -524,3 +524,19 @@ def test_tracing_is_off_unless_asked_for():
         hooks.runtimes()
         hooks.settings_sections()
     assert not [e for e in logs if e["event"].startswith("hook_")]
+
+
+async def test_a_traced_call_that_fails_says_so(monkeypatch):
+    class Broken:
+        @hookimpl
+        async def voice_channel_transcript(self):
+            raise RuntimeError("plugin bug")
+
+    monkeypatch.setenv("VOICE_CHANNEL_TRACE_PLUGINS", "1")
+    hooks = PluginHooks(get_plugin_manager(load_entrypoints=False, extra_plugins=[Broken()]))
+    message = RuntimeMessage(text="my secret plan", conversation_id="c", event_id=1, boundary="b")
+    with capture_logs() as logs, pytest.raises(RuntimeError):
+        await hooks.transcript(message, object())
+    (done,) = [e for e in logs if e["event"] == "hook_done"]
+    assert (done["hook"], done["error"], done["log_level"]) == ("voice_channel_transcript", "RuntimeError", "info")
+    assert "my secret plan" not in str(logs), "arguments are never traced"
