@@ -56,6 +56,8 @@ class Recorder:
     """What a scripted runtime saw; events let tests wait for things without sleeping."""
 
     messages: list[RuntimeMessage] = field(default_factory=list)
+    #: The context of each session opened (the record in it is the conversation's, live).
+    contexts: list[ConversationContext] = field(default_factory=list)
     cancelled: list[int | None] = field(default_factory=list)
     resolved: list[tuple[str, ConfirmationDecision]] = field(default_factory=list)
     opened: int = 0
@@ -114,6 +116,7 @@ class _ScriptedRuntime:
 
     async def open_session(self, context: ConversationContext) -> _ScriptedSession:
         self._recorder.opened += 1
+        self._recorder.contexts.append(context)
         return _ScriptedSession(self._behaviour, self._recorder)
 
     async def aclose(self) -> None:

@@ -18,6 +18,25 @@ Conventions shared by every hook:
 * A hook that raises is logged with the plugin's name; what happens next is stated per hook,
   always failing towards the safe side.
 * The built-in runtimes (``echo``, ``demo``) are plugins using these same hooks.
+
+How hooks are called. The channel asks the implementations of a hook itself, one at a time, in
+pluggy's order (last registered first; ``tryfirst`` before, ``trylast`` after), and awaits an
+async answer before asking the next. That is what keeps each hook's rule true whatever mix of
+sync and async plugins is installed: ``firstresult`` stops at the first *awaited* answer that is
+not ``None`` (pluggy's own loop would stop at the first coroutine, before it knew the answer),
+the transcript hooks form a chain, every confirmation-policy answer counts, and one failing
+plugin does not stop the others. So:
+
+* ``tryfirst``, ``trylast``, ``optionalhook`` and ``specname`` work as in pluggy.
+* ``wrapper=True`` and ``hookwrapper=True`` are refused: registering such a plugin raises
+  :class:`pluggy.PluginValidationError` naming the plugin, the hook and the option, and nothing
+  of the plugin is registered. (Around async implementations a wrapper could only ever see
+  unawaited coroutines.) An ``async def`` registration hook is refused the same way.
+
+Tracing: with ``VOICE_CHANNEL_TRACE_PLUGINS=1`` every hook call is logged at info level, a
+``hook_call`` line (``hook``, ``plugins`` in call order) and a ``hook_done`` line (``hook`` and a
+short ``result``, or ``error``). The arguments are never logged: they hold what the caller said
+and the browser's request.
 """
 
 from __future__ import annotations

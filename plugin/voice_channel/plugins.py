@@ -1,8 +1,15 @@
 """Plugin manager factory and the typed, async-aware facade over the hook relay.
 
 pluggy is synchronous: an ``async def`` hook implementation returns a coroutine. The facade
-(:class:`PluginHooks`) awaits such results, so that the rest of the channel never touches the
-raw relay. There is no module-global manager: :func:`get_plugin_manager` builds one per app.
+(:class:`PluginHooks`) calls the implementations one by one, in pluggy's order, and awaits each
+answer before asking the next, so that the rest of the channel never touches the raw relay.
+pluggy's own call loop cannot do that: it would stop a ``firstresult`` hook at the first
+coroutine (before knowing whether it abstains), it cannot hand one transcript hook's message to
+the next, and it stops at the first exception, where our hooks isolate a failing plugin. What
+the facade's loop cannot honour is refused when a plugin registers (:class:`PluginManager`):
+wrappers, and ``async`` registration hooks. The facade also does the tracing
+(``VOICE_CHANNEL_TRACE_PLUGINS``), for every hook. There is no module-global manager:
+:func:`get_plugin_manager` builds one per app.
 """
 
 from __future__ import annotations
@@ -12,11 +19,12 @@ import inspect
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 import structlog
-from pluggy import HookImpl
+from pluggy import HookImpl, PluginValidationError
 from pydantic import BaseModel
 
 from voice_channel import hookspecs
@@ -47,8 +55,12 @@ ENTRY_POINT_GROUP = PROJECT
 DEFAULT_PLUGINS = ("voice_channel.runtimes.echo", "voice_channel.runtimes.demo", "voice_channel.token_policy")
 #: Comma-separated plugin names that must not be loaded.
 DISABLE_ENV = "VOICE_CHANNEL_DISABLE_PLUGINS"
-#: Set to log every hook call at debug level.
+#: Set to log every hook call (``hook_call`` and ``hook_done`` lines, at info level).
 TRACE_ENV = "VOICE_CHANNEL_TRACE_PLUGINS"
+#: Implementation options the facade's call loop cannot honour (see :class:`PluginHooks`).
+UNSUPPORTED_OPTIONS = ("wrapper", "hookwrapper")
+#: Hooks called at start-up, outside any event loop: their implementations must be synchronous.
+SYNC_HOOKS = frozenset(name for name in hookspecs.HOOK_NAMES if name.startswith("voice_channel_register_"))
 
 
 async def await_me_maybe(value: Any) -> Any:
@@ -59,7 +71,10 @@ async def await_me_maybe(value: Any) -> Any:
 
 
 class PluginManager(pluggy.PluginManager):
-    """pluggy's manager, plus what our tolerant entry-point loader learns."""
+    """pluggy's manager, plus what our tolerant entry-point loader learns.
+
+    :meth:`register` refuses implementations the channel cannot call as declared.
+    """
 
     def __init__(self) -> None:
         super().__init__(PROJECT)
@@ -67,6 +82,50 @@ class PluginManager(pluggy.PluginManager):
         self.failed_plugins: dict[str, str] = {}
         #: Distribution ("name version") of each entry-point plugin, by plugin name.
         self.distributions: dict[str, str] = {}
+        #: Log every hook call (set from ``VOICE_CHANNEL_TRACE_PLUGINS`` by :func:`get_plugin_manager`).
+        self.trace_calls = False
+
+    def register(self, plugin: Any, name: str | None = None) -> str | None:
+        """Register ``plugin`` as pluggy does, after refusing what the channel cannot call.
+
+        :raises PluginValidationError: an implementation is a wrapper (``wrapper=True`` or
+            ``hookwrapper=True``), or a registration hook is ``async``. Nothing is registered then.
+        """
+        plugin_name = name or self.get_canonical_name(plugin)
+        if plugin is not None and not self.is_blocked(plugin_name):
+            self._refuse_unsupported(plugin, plugin_name)
+        return super().register(plugin, name)
+
+    def _refuse_unsupported(self, plugin: Any, plugin_name: str) -> None:
+        for attr in dir(plugin):
+            opts = self.parse_hookimpl_opts(plugin, attr)
+            if opts is None:
+                continue
+            hook = opts.get("specname") or attr
+            for option in UNSUPPORTED_OPTIONS:
+                if opts.get(option):
+                    raise PluginValidationError(
+                        plugin,
+                        f"{_plugin_label(plugin, plugin_name)}: {hook} is declared @hookimpl({option}=True), which "
+                        "voice_channel does not support: the channel calls each implementation itself and awaits "
+                        "async ones, so a wrapper would only ever see unawaited coroutines. Implement the hook "
+                        f"without {option}=True.",
+                    )
+            if hook in SYNC_HOOKS and _is_async(getattr(plugin, attr)):
+                raise PluginValidationError(
+                    plugin,
+                    f"{_plugin_label(plugin, plugin_name)}: {hook} is async, but registration hooks run at start-up "
+                    "and must be synchronous. Make it a plain def.",
+                )
+
+
+def _plugin_label(plugin: Any, plugin_name: str) -> str:
+    kind = plugin.__name__ if inspect.ismodule(plugin) else f"{type(plugin).__module__}.{type(plugin).__qualname__}"
+    return f"plugin {plugin_name!r} ({kind})"
+
+
+def _is_async(function: Any) -> bool:
+    return inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function)
 
 
 def get_plugin_manager(
@@ -92,11 +151,7 @@ def get_plugin_manager(
     for plugin in extra_plugins:
         pm.register(plugin)
     pm.check_pending()
-    if os.environ.get(TRACE_ENV):
-        pm.add_hookcall_monitoring(
-            lambda name, impls, kwargs: log.debug("hook_call", hook=name, plugins=[i.plugin_name for i in impls]),
-            lambda outcome, name, impls, kwargs: log.debug("hook_done", hook=name),
-        )
+    pm.trace_calls = bool(os.environ.get(TRACE_ENV))
     return pm
 
 
@@ -123,43 +178,103 @@ class RuntimeEntry:
     plugin: str
 
 
+class _Trace:
+    """One traced hook call: a ``hook_call`` line naming the plugins asked, a ``hook_done`` line with the outcome.
+
+    Only plugin names and a summary of the answer are logged, never the arguments: they hold what
+    the caller said and the browser's request.
+    """
+
+    __slots__ = ("_hook", "_result")
+
+    def __init__(self, hook: str, impls: list[HookImpl]) -> None:
+        self._hook: str = hook
+        self._result: Any = None
+        log.info("hook_call", hook=hook, plugins=[impl.plugin_name for impl in impls])
+
+    def done(self, result: Any) -> None:
+        """Record the summary the ``hook_done`` line will carry."""
+        self._result = result
+
+    def __enter__(self) -> _Trace:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            log.info("hook_done", hook=self._hook, result=self._result)
+        else:
+            log.info("hook_done", hook=self._hook, error=exc_type.__name__)
+
+
+class _Untraced:
+    """Stands in for :class:`_Trace` when tracing is off; one shared instance, so an untraced call costs nothing."""
+
+    __slots__ = ()
+
+    def done(self, result: Any) -> None:
+        pass
+
+    def __enter__(self) -> _Untraced:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+_UNTRACED = _Untraced()
+
+
 class PluginHooks:
-    """Typed facade: one method per hook, awaiting async implementations."""
+    """Typed facade: one method per hook, awaiting async implementations.
+
+    Each method asks the implementations itself, one at a time in pluggy's order (LIFO, ``tryfirst``
+    first, ``trylast`` last), passes each only the arguments it accepts (specs can grow without
+    breaking plugins) and awaits an async answer before asking the next. Then it applies the hook's
+    rule (first result, chain, strictest answer) and its failure policy, per plugin. Why not
+    pluggy's call loop: see the module docstring.
+    """
 
     def __init__(self, pm: PluginManager) -> None:
         self.pm = pm
-
-    # Each hook is iterated here rather than called through pluggy, so that async implementations
-    # are awaited one by one and one plugin's failure is handled per hook (see each method).
 
     def _impls(self, hook: str) -> list[HookImpl]:
         """The implementations of ``hook`` in pluggy's own call order (LIFO; tryfirst ... trylast)."""
         return list(reversed(getattr(self.pm.hook, hook).get_hookimpls()))
 
+    def _trace(self, hook: str, impls: list[HookImpl]) -> _Trace | _Untraced:
+        return _Trace(hook, impls) if self.pm.trace_calls else _UNTRACED
+
     @staticmethod
     def _call(impl: HookImpl, **kwargs: Any) -> Any:
-        """Call one implementation with the arguments it accepts (specs can grow without breaking plugins)."""
+        """Call one implementation with the arguments it accepts."""
         return impl.function(**{name: kwargs[name] for name in impl.argnames})
 
     # --- registration ---
 
     def runtimes(self) -> dict[str, RuntimeEntry]:
         """All registered runtimes by name. Duplicate names are an error."""
+        hook = "voice_channel_register_runtimes"
         found: dict[str, RuntimeEntry] = {}
-        for impl in self._impls("voice_channel_register_runtimes"):
+        impls = self._impls(hook)
+        with self._trace(hook, impls) as trace:
+            for impl in impls:
 
-            def register(
-                name: str, factory: RuntimeFactory, description: str = "", _plugin: str = impl.plugin_name
-            ) -> None:
-                if name in found:
-                    raise ValueError(f"runtime {name!r} registered by both {found[name].plugin} and {_plugin}")
-                found[name] = RuntimeEntry(name, factory, description, _plugin)
+                def register(
+                    name: str, factory: RuntimeFactory, description: str = "", _plugin: str = impl.plugin_name
+                ) -> None:
+                    if name in found:
+                        raise ValueError(f"runtime {name!r} registered by both {found[name].plugin} and {_plugin}")
+                    found[name] = RuntimeEntry(name, factory, description, _plugin)
 
-            self._call(impl, register=register)
+                self._call(impl, register=register)
+            trace.done(sorted(found))
         return found
 
     def settings_sections(self) -> dict[str, type[BaseModel]]:
         """Settings sections contributed by plugins."""
+        hook = "voice_channel_register_settings"
         sections: dict[str, type[BaseModel]] = {}
 
         def register(section: str, model: type[BaseModel]) -> None:
@@ -167,7 +282,11 @@ class PluginHooks:
                 raise ValueError(f"settings section {section!r} registered twice")
             sections[section] = model
 
-        self.pm.hook.voice_channel_register_settings(register=register)
+        impls = self._impls(hook)
+        with self._trace(hook, impls) as trace:
+            for impl in impls:
+                self._call(impl, register=register)
+            trace.done(sorted(sections))
         return sections
 
     # --- lifecycle ---
@@ -187,16 +306,21 @@ class PluginHooks:
 
     async def transcript(self, message: RuntimeMessage, conversation: Conversation) -> RuntimeMessage | Refusal:
         """Run the transcript hooks in order; each sees the previous one's message."""
-        for impl in self._impls("voice_channel_transcript"):
-            result = await await_me_maybe(self._call(impl, message=message, conversation=conversation))
-            if isinstance(result, Refusal):
-                return result
-            if isinstance(result, RuntimeMessage):
-                message = result
-            elif result is not None:
-                raise TypeError(
-                    f"plugin {impl.plugin_name} returned {type(result).__name__} from voice_channel_transcript"
-                )
+        hook = "voice_channel_transcript"
+        impls = self._impls(hook)
+        with self._trace(hook, impls) as trace:
+            replaced_by: list[str] = []
+            for impl in impls:
+                result = await await_me_maybe(self._call(impl, message=message, conversation=conversation))
+                if isinstance(result, Refusal):
+                    trace.done(f"refused by plugin {impl.plugin_name}")
+                    return result
+                if isinstance(result, RuntimeMessage):
+                    message = result
+                    replaced_by.append(impl.plugin_name)
+                elif result is not None:
+                    raise TypeError(f"plugin {impl.plugin_name} returned {type(result).__name__} from {hook}")
+            trace.done(f"replaced by plugins {replaced_by}" if replaced_by else "passed")
         return message
 
     async def confirmation_policies(
@@ -205,15 +329,19 @@ class PluginHooks:
         """Every plugin's answer (``None`` left out); an exception counts as ``NEVER``."""
         from voice_channel.confirmations import ConfirmationPolicy
 
+        hook = "voice_channel_confirmation_policy"
         answers: list[ConfirmationPolicy] = []
-        for impl in self._impls("voice_channel_confirmation_policy"):
-            try:
-                result = await await_me_maybe(self._call(impl, request=request, conversation=conversation))
-            except Exception:
-                log.exception("hook_failed", hook="voice_channel_confirmation_policy", plugin=impl.plugin_name)
-                result = ConfirmationPolicy.NEVER
-            if result is not None:
-                answers.append(ConfirmationPolicy(result))
+        impls = self._impls(hook)
+        with self._trace(hook, impls) as trace:
+            for impl in impls:
+                try:
+                    result = await await_me_maybe(self._call(impl, request=request, conversation=conversation))
+                except Exception:
+                    log.exception("hook_failed", hook=hook, plugin=impl.plugin_name)
+                    result = ConfirmationPolicy.NEVER
+                if result is not None:
+                    answers.append(ConfirmationPolicy(result))
+            trace.done([answer.name for answer in answers])
         return answers
 
     # --- browser side ---
@@ -221,17 +349,25 @@ class PluginHooks:
     async def authorize_token(self, request: web.Request) -> TokenDenied | None:
         """``None`` if the first implementation with an opinion allows the request, else why not.
 
-        Iterated here rather than through pluggy's ``firstresult`` call: an ``async`` implementation returns a
-        coroutine, which pluggy would take as an answer before it has been awaited. Denied when nobody decides,
-        when an implementation raises, or when it returns something that is not a decision.
+        Not pluggy's ``firstresult`` call: an ``async`` implementation returns a coroutine, which pluggy would take
+        as an answer before it has been awaited. Denied when nobody decides, when an implementation raises, or when
+        it returns something that is not a decision.
         """
+        hook = "voice_channel_authorize_token"
+        impls = self._impls(hook)
+        with self._trace(hook, impls) as trace:
+            denied = await self._first_decision(hook, impls, request)
+            trace.done("allowed" if denied is None else f"denied: {denied.reason}")
+        return denied
+
+    async def _first_decision(self, hook: str, impls: list[HookImpl], request: web.Request) -> TokenDenied | None:
         from voice_channel.tokens import TokenDenied
 
-        for impl in self._impls("voice_channel_authorize_token"):
+        for impl in impls:
             try:
                 result = await await_me_maybe(self._call(impl, request=request))
             except Exception:
-                log.exception("hook_failed", hook="voice_channel_authorize_token", plugin=impl.plugin_name)
+                log.exception("hook_failed", hook=hook, plugin=impl.plugin_name)
                 return TokenDenied(reason=f"plugin {impl.plugin_name} failed")
             if result is None:
                 continue
@@ -240,21 +376,19 @@ class PluginHooks:
             if isinstance(result, TokenDenied):
                 return result
             if result is not False:
-                log.error(
-                    "hook_bad_result",
-                    hook="voice_channel_authorize_token",
-                    plugin=impl.plugin_name,
-                    result_type=type(result).__name__,
-                )
+                log.error("hook_bad_result", hook=hook, plugin=impl.plugin_name, result_type=type(result).__name__)
             return TokenDenied(reason=f"denied by plugin {impl.plugin_name}")
         return TokenDenied(reason="no plugin decided (the built-in token_policy is blocked?)")
 
     async def _notify(self, hook: str, **kwargs: Any) -> None:
-        for impl in self._impls(hook):
-            try:
-                await await_me_maybe(self._call(impl, **kwargs))
-            except Exception:
-                log.exception("hook_failed", hook=hook, plugin=impl.plugin_name)
+        """Tell every implementation; one that raises is logged and the others are still told."""
+        impls = self._impls(hook)
+        with self._trace(hook, impls):
+            for impl in impls:
+                try:
+                    await await_me_maybe(self._call(impl, **kwargs))
+                except Exception:
+                    log.exception("hook_failed", hook=hook, plugin=impl.plugin_name)
 
     # --- introspection ---
 

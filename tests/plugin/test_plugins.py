@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import inspect
 import re
 from pathlib import Path
 
 import pytest
+from pluggy import PluginValidationError
 from pydantic import BaseModel, Field
+from structlog.testing import capture_logs
 
 from support import ScriptedPlugin, conversation, get_token, words
 from voice_channel import Refusal, RuntimeMessage, hookimpl
@@ -361,3 +364,179 @@ def test_plugins_can_be_disabled_by_name(monkeypatch):
     monkeypatch.setenv("VOICE_CHANNEL_DISABLE_PLUGINS", "echo")
     pm = get_plugin_manager(load_entrypoints=False)
     assert "echo" not in PluginHooks(pm).runtimes()
+
+
+# --- how hooks are called: implementation options, async answers, tracing -------------------------
+
+
+class _Wraps:
+    @hookimpl(wrapper=True)
+    def voice_channel_transcript(self, message):
+        result = yield
+        return result
+
+
+class _OldStyleWraps:
+    @hookimpl(hookwrapper=True)
+    def voice_channel_transcript(self, message):
+        yield
+
+
+@pytest.mark.parametrize(("plugin_class", "option"), [(_Wraps, "wrapper"), (_OldStyleWraps, "hookwrapper")])
+def test_a_wrapper_implementation_is_refused_at_registration(plugin_class, option):
+    pm = get_plugin_manager(load_entrypoints=False)
+    with pytest.raises(PluginValidationError) as refused:
+        pm.register(plugin_class(), name="wrapping")
+    message = str(refused.value)
+    assert "plugin 'wrapping'" in message and plugin_class.__qualname__ in message
+    assert f"@hookimpl({option}=True)" in message and "voice_channel_transcript" in message
+    # Refused before anything changed: the manager is as it was, and turns still skip the hook.
+    assert pm.get_plugin("wrapping") is None
+    assert not PluginHooks(pm).has_transcript_hooks
+
+
+def test_a_wrapper_from_an_entry_point_is_refused_by_its_entry_point_name(monkeypatch):
+    point = _FakeEntryPoint("wrapping_ep", "x:wrapping", _Wraps)
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [point] if group == "voice_channel" else [])
+    with pytest.raises(PluginValidationError, match=r"plugin 'wrapping_ep'.*@hookimpl\(wrapper=True\)"):
+        get_plugin_manager()
+
+
+def test_an_async_registration_hook_is_refused_at_registration():
+    class AsyncRegistration:
+        @hookimpl
+        async def voice_channel_register_runtimes(self, register):
+            register("never", lambda settings: None)
+
+    pm = get_plugin_manager(load_entrypoints=False)
+    with pytest.raises(PluginValidationError, match=r"plugin 'late'.*voice_channel_register_runtimes.*synchronous"):
+        pm.register(AsyncRegistration(), name="late")
+    assert pm.get_plugin("late") is None
+
+
+async def test_async_answers_keep_first_result_and_strictest_semantics():
+    calls = []
+
+    class Abstains:
+        """Registered last, so asked first; async, and abstains: it must not decide."""
+
+        @hookimpl
+        async def voice_channel_authorize_token(self):
+            calls.append("abstains")
+            return None
+
+        @hookimpl
+        async def voice_channel_confirmation_policy(self):
+            return None
+
+    class Denies:
+        @hookimpl
+        def voice_channel_authorize_token(self, request):
+            calls.append("denies")
+            return False
+
+        @hookimpl
+        async def voice_channel_confirmation_policy(self, request, conversation):
+            return ConfirmationPolicy.PLAIN
+
+    class Strict:
+        @hookimpl
+        def voice_channel_confirmation_policy(self, request):
+            return ConfirmationPolicy.CODE_WORD
+
+    denies = Denies()
+    pm = get_plugin_manager(load_entrypoints=False, extra_plugins=[Strict(), denies, Abstains()])
+    hooks = PluginHooks(pm)
+    denied = await hooks.authorize_token(object())  # token_policy (trylast) is never reached
+    assert denied is not None and denied.reason == f"denied by plugin {pm.get_name(denies)}"
+    assert calls == ["abstains", "denies"]
+    request = ConfirmationRequest(id="r", action="Delete it")
+    answers = await hooks.confirmation_policies(request, conversation=object())
+    assert sorted(answers) == [ConfirmationPolicy.PLAIN, ConfirmationPolicy.CODE_WORD]
+
+
+class _EveryHook:
+    """One implementation of every hook, some async, most taking fewer arguments than the spec."""
+
+    @hookimpl
+    def voice_channel_register_runtimes(self, register):
+        register("traced", lambda settings: None)
+
+    @hookimpl
+    def voice_channel_register_settings(self, register):
+        register("traced", _MySection)
+
+    @hookimpl
+    async def voice_channel_conversation_started(self):
+        return None
+
+    @hookimpl
+    def voice_channel_conversation_ended(self, reason):
+        return None
+
+    @hookimpl
+    async def voice_channel_transcript(self, message):
+        return None
+
+    @hookimpl
+    async def voice_channel_confirmation_policy(self):
+        return ConfirmationPolicy.CODE_WORD
+
+    @hookimpl
+    async def voice_channel_authorize_token(self):
+        return True
+
+
+_CALL_EACH_HOOK = {
+    "voice_channel_register_runtimes": lambda hooks: hooks.runtimes(),
+    "voice_channel_register_settings": lambda hooks: hooks.settings_sections(),
+    "voice_channel_conversation_started": lambda hooks: hooks.conversation_started(object()),
+    "voice_channel_conversation_ended": lambda hooks: hooks.conversation_ended(object(), "close"),
+    "voice_channel_transcript": lambda hooks: hooks.transcript(
+        RuntimeMessage(text="hi", conversation_id="c", event_id=1, boundary="b"), object()
+    ),
+    "voice_channel_confirmation_policy": lambda hooks: hooks.confirmation_policies(
+        ConfirmationRequest(id="r", action="Delete it"), object()
+    ),
+    "voice_channel_authorize_token": lambda hooks: hooks.authorize_token(object()),
+}
+
+
+@pytest.mark.parametrize("name", specs.HOOK_NAMES)
+async def test_tracing_logs_every_hook_call(name, monkeypatch):
+    monkeypatch.setenv("VOICE_CHANNEL_TRACE_PLUGINS", "1")
+    plugin = _EveryHook()
+    pm = get_plugin_manager(load_entrypoints=False, extra_plugins=[plugin])
+    hooks = PluginHooks(pm)
+    with capture_logs() as logs:
+        result = _CALL_EACH_HOOK[name](hooks)
+        if inspect.isawaitable(result):
+            await result
+    traced = [(e["event"], e["hook"]) for e in logs if e["event"] in ("hook_call", "hook_done")]
+    assert traced == [("hook_call", name), ("hook_done", name)]
+    call = next(e for e in logs if e["event"] == "hook_call")
+    assert pm.get_name(plugin) in call["plugins"]
+
+
+def test_tracing_is_off_unless_asked_for():
+    hooks = PluginHooks(get_plugin_manager(load_entrypoints=False, extra_plugins=[_EveryHook()]))
+    with capture_logs() as logs:
+        hooks.runtimes()
+        hooks.settings_sections()
+    assert not [e for e in logs if e["event"].startswith("hook_")]
+
+
+async def test_a_traced_call_that_fails_says_so(monkeypatch):
+    class Broken:
+        @hookimpl
+        async def voice_channel_transcript(self):
+            raise RuntimeError("plugin bug")
+
+    monkeypatch.setenv("VOICE_CHANNEL_TRACE_PLUGINS", "1")
+    hooks = PluginHooks(get_plugin_manager(load_entrypoints=False, extra_plugins=[Broken()]))
+    message = RuntimeMessage(text="my secret plan", conversation_id="c", event_id=1, boundary="b")
+    with capture_logs() as logs, pytest.raises(RuntimeError):
+        await hooks.transcript(message, object())
+    (done,) = [e for e in logs if e["event"] == "hook_done"]
+    assert (done["hook"], done["error"], done["log_level"]) == ("voice_channel_transcript", "RuntimeError", "info")
+    assert "my secret plan" not in str(logs), "arguments are never traced"

@@ -227,3 +227,35 @@ async def test_record_holds_the_whole_reply_including_the_held_tail(start_channe
             {"role": "user", "content": "large"},
             {"role": "assistant", "content": "Sure, a large pizza"},
         ]
+
+
+async def test_the_next_runtime_call_sees_only_what_the_caller_heard_of_an_interrupted_reply(start_channel):
+    records = []
+
+    async def story(message, rec):
+        records.append(rec.contexts[-1].record.as_messages())  # what the runtime is given with this message
+        if message.text == "tell me a story":
+            yield "Once upon a time, "
+            yield "there was a dragon. "
+            await rec.release.wait()  # still talking when the caller cuts in
+            yield "never sent"
+        else:
+            yield "It was green."
+
+    plugin = ScriptedPlugin(story)
+    channel = await start_channel(plugins=[plugin], runtime="scripted")
+    async with conversation(channel) as client:
+        await client.say("tell me a story")
+        sent = ""
+        while "dragon" not in sent:
+            sent += (await client.receive())["content"]
+        # ElevenLabs reports, in the next history, the part of the reply the caller heard.
+        client.heard("Once upon a ti")
+        await client.say("what color was it")
+        assert (await client.reply(2)).text == "It was green."
+        await plugin.recorder.cancel_seen.wait()
+    assert records[1] == [
+        {"role": "user", "content": "tell me a story"},
+        {"role": "assistant", "content": "Once upon a ti"},
+    ]
+    assert plugin.recorder.contexts[0].record.entries[1].interrupted

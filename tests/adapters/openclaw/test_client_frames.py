@@ -44,8 +44,8 @@ async def fake() -> AsyncIterator[FakeGateway]:
     await server.close()
 
 
-@pytest.fixture
-async def runtime(fake: FakeGateway, tmp_path: Path) -> AsyncIterator[OpenClawRuntime]:
+async def start_runtime(fake: FakeGateway, tmp_path: Path, **openclaw: Any) -> OpenClawRuntime:
+    """A started openclaw runtime connected to ``fake``; ``openclaw`` overrides settings. The caller closes it."""
     settings = adapter_settings(
         [openclaw_plugin],
         runtime="openclaw",
@@ -55,12 +55,18 @@ async def runtime(fake: FakeGateway, tmp_path: Path) -> AsyncIterator[OpenClawRu
             "device_key_path": str(tmp_path / "device.json"),
             "reconnect_initial_s": 0.01,
             "reconnect_max_s": 0.05,
-            "unavailable_wait_s": 5,
+            **openclaw,
         },
     )
     rt = OpenClawRuntime(settings)
     rt.context_settings = settings  # type: ignore[attr-defined]
     await rt.start()
+    return rt
+
+
+@pytest.fixture
+async def runtime(fake: FakeGateway, tmp_path: Path) -> AsyncIterator[OpenClawRuntime]:
+    rt = await start_runtime(fake, tmp_path, unavailable_wait_s=5)
     yield rt
     await rt.aclose()
 
@@ -126,7 +132,7 @@ async def test_starting_gateway_unavailable_is_retried(fake, tmp_path):
     }
     fake.connect_errors = [(unavailable, 1013), (unavailable, 1013)]
     with capture_logs() as logs:
-        rt = await _runtime(fake, tmp_path)
+        rt = await start_runtime(fake, tmp_path)
         try:
             await rt.client.wait_connected(5)
         finally:
@@ -137,32 +143,13 @@ async def test_starting_gateway_unavailable_is_retried(fake, tmp_path):
     assert not [e for e in logs if e["event"] == "openclaw_connect_failed"]
 
 
-async def _runtime(fake: FakeGateway, tmp_path: Path, **openclaw: Any) -> OpenClawRuntime:
-    settings = adapter_settings(
-        [openclaw_plugin],
-        runtime="openclaw",
-        openclaw={
-            "gateway_url": fake.url,  # type: ignore[attr-defined]
-            "token": "test-token",
-            "device_key_path": str(tmp_path / "device.json"),
-            "reconnect_initial_s": 0.01,
-            "reconnect_max_s": 0.05,
-            **openclaw,
-        },
-    )
-    rt = OpenClawRuntime(settings)
-    rt.context_settings = settings  # type: ignore[attr-defined]
-    await rt.start()
-    return rt
-
-
 async def test_wrong_token_recorded_error_is_logged_with_its_fix(fake, tmp_path):
     from openclaw_replay import load
 
     (recorded,) = [it["frame"]["error"] for it in load("wrong_token") if it.get("frame", {}).get("ok") is False]
     fake.connect_errors = [(recorded, 1008)] * 1000
     with capture_logs() as logs:
-        rt = await _runtime(fake, tmp_path)
+        rt = await start_runtime(fake, tmp_path)
         try:
             with pytest.raises(Exception, match="AUTH_TOKEN_MISMATCH"):
                 await rt.client.wait_connected(0.5)
@@ -177,7 +164,7 @@ async def test_wrong_token_recorded_error_is_logged_with_its_fix(fake, tmp_path)
 async def test_protocol_version_is_checked(fake, tmp_path):
     fake.hello = {**fake.hello, "protocol": 5}
     with capture_logs() as logs:
-        rt = await _runtime(fake, tmp_path)
+        rt = await start_runtime(fake, tmp_path)
         try:
             with pytest.raises(Exception, match=r"PROTOCOL_MISMATCH|protocol 5"):
                 await rt.client.wait_connected(0.3)
@@ -441,7 +428,7 @@ async def test_a_run_that_survives_a_connection_blip_goes_on(runtime, fake):
 
 async def test_unavailable_gateway_is_an_apology(fake, tmp_path):
     fake.connect_errors = [({"code": "UNAVAILABLE", "message": "starting", "retryable": True}, 1013)] * 100
-    rt = await _runtime(fake, tmp_path, unavailable_wait_s=0.2)
+    rt = await start_runtime(fake, tmp_path, unavailable_wait_s=0.2)
     try:
         with capture_logs() as logs:
             events = await collect((await session(rt)).respond(message("hello")))
