@@ -402,6 +402,19 @@ def test_a_wrapper_from_an_entry_point_is_refused_by_its_entry_point_name(monkey
         get_plugin_manager()
 
 
+def test_the_cli_reports_a_refused_plugin_in_one_line(monkeypatch):
+    from click.testing import CliRunner
+
+    from voice_channel.cli.plugins import plugins
+
+    point = _FakeEntryPoint("wrapping_ep", "x:wrapping", _Wraps)
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [point] if group == "voice_channel" else [])
+    result = CliRunner().invoke(plugins, [])
+    assert result.exit_code == 2
+    assert "plugin refused: " in result.output and "wrapping_ep" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_an_async_registration_hook_is_refused_at_registration():
     class AsyncRegistration:
         @hookimpl

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import click
+import pluggy
 
 from voice_channel.logging import configure_logging
 from voice_channel.plugins import PluginHooks, PluginManager, get_plugin_manager
 from voice_channel.settings import Settings, SettingsError, build_settings_class, load_settings
 
-__all__ = ["config_option", "fail", "load", "nested", "setup_logging"]
+__all__ = ["config_option", "fail", "load", "nested", "plugin_manager", "setup_logging"]
 
 config_option = click.option(
     "--config",
@@ -42,9 +43,17 @@ def nested(**flags: Any) -> dict[str, Any]:
     return overrides
 
 
+def plugin_manager() -> PluginManager:
+    """The installed plugins; a plugin the host refuses (e.g. a hook wrapper) is a clear error, not a traceback."""
+    try:
+        return get_plugin_manager()
+    except pluggy.PluginValidationError as exc:
+        raise fail(f"plugin refused: {exc}") from None
+
+
 def load(config_file: str | None, overrides: dict[str, Any]) -> tuple[Settings, PluginManager]:
     """Plugins first (they contribute settings sections), then the settings."""
-    pm = get_plugin_manager()
+    pm = plugin_manager()
     try:
         settings_cls = build_settings_class(PluginHooks(pm).settings_sections())
         settings = load_settings(config_file=config_file, overrides=overrides, settings_cls=settings_cls)

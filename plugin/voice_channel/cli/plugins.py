@@ -6,14 +6,15 @@ import json
 
 import click
 
-from voice_channel.plugins import PluginHooks, get_plugin_manager
+from voice_channel.cli.common import plugin_manager
+from voice_channel.plugins import PluginHooks
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins(as_json: bool) -> None:
     """List plugins, the runtimes they register, and their hooks."""
-    hooks = PluginHooks(get_plugin_manager())
+    hooks = PluginHooks(plugin_manager())
     runtimes = hooks.runtimes()
     sections = hooks.settings_sections()
     described = hooks.describe()
