@@ -33,6 +33,7 @@ from gateway.platforms.base import (
 from gateway.session import build_session_key
 
 from voice_channel.app import create_app
+from voice_channel.auth import protection
 from voice_channel.cli.serve import NO_KEY
 from voice_channel.logging import SecretRedactor
 from voice_channel.plugins import PluginHooks, get_plugin_manager
@@ -98,11 +99,13 @@ class ElevenLabsVoiceAdapter(BasePlatformAdapter):
         self._policy.configure(settings.hermes.confirm_tools)
         if settings.auth.insecure_no_auth:
             logger.warning(
-                "[%s] JWT verification is OFF (auth.insecure_no_auth): anyone who can reach %s:%s can talk to "
-                "this Hermes. Voice callers then need ELEVENLABS_VOICE_ALLOWED_USERS.",
+                "[%s] JWT verification is OFF (auth.insecure_no_auth); protected by: %s. Anyone who can reach"
+                " %s:%s%s can talk to this Hermes. Voice callers then need ELEVENLABS_VOICE_ALLOWED_USERS.",
                 self.name,
+                protection(settings),
                 settings.server.host,
                 settings.server.port,
+                " and has the shared secret" if settings.auth.header_secret is not None else "",
             )
         serving = contextlib.AsyncExitStack()
         try:

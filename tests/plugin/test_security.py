@@ -192,6 +192,24 @@ async def test_a_rebinding_page_does_not_pass_the_origin_check(anonymous_tokens,
     assert elevenlabs.state.calls("GET", "token") == []
 
 
+async def test_a_rebinding_page_fetching_same_origin_does_not_pass_either(anonymous_tokens, elevenlabs):
+    """A same-origin GET carries no Origin: the page's origin is then the Host, held to the same rule."""
+    channel = await anonymous_tokens()
+    headers = {"Sec-Fetch-Site": "same-origin", "Host": f"attacker.example:{channel.server.port}"}
+    status, body, _ = await get_token(channel, headers)
+    assert (status, body["code"]) == (403, "origin_not_allowed")
+    assert elevenlabs.state.calls("GET", "token") == []
+
+
+async def test_behind_a_tls_proxy_a_same_origin_page_on_the_public_url_gets_a_token(anonymous_tokens):
+    channel = await anonymous_tokens(server={"public_url": "https://voice.example.com"})
+    # The proxy forwards Host (nginx: proxy_set_header Host $host); the server itself sees plain http.
+    status, _, _ = await get_token(channel, {"Sec-Fetch-Site": "same-origin", "Host": "voice.example.com"})
+    assert status == 200
+    status, _, _ = await get_token(channel, {"Sec-Fetch-Site": "same-origin", "Host": "other.example.com"})
+    assert status == 403
+
+
 @pytest.mark.parametrize(
     "origin",
     [
@@ -220,8 +238,8 @@ async def test_doctor_says_only_loopback_pages_get_tokens_and_what_to_set(make_s
 
     settings = make_settings(token={"allow_anonymous": True})
     check = _check_browser(settings)
-    assert "loopback" in check.detail
-    assert "token.allowed_origins" in check.detail and "server.public_url" in check.detail
+    assert check.status == "warn" and "loopback" in check.detail
+    assert "token.allowed_origins" in check.fix and "server.public_url" in check.fix
 
 
 # --- 12. the insecure-mode warning says what protects the endpoint --------------------------------------
