@@ -3,7 +3,6 @@ endpoint's default origins, the insecure-mode warning and the operator-only ``/s
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import aiohttp
@@ -12,6 +11,7 @@ from pydantic import BaseModel
 from structlog.testing import capture_logs
 
 from cli_process import run, serve
+from raw_http import raw_request, upgrade_request
 from support import ElevenLabsStandin, get_token
 from voice_channel.auth import JWT_HEADER
 from voice_channel.client import sign_speech_engine_jwt
@@ -106,26 +106,6 @@ async def test_a_jwt_signed_with_a_blank_key_opens_nothing(start_channel, api_ke
 
 
 # --- 10. undecodable bytes in the shared-secret header --------------------------------------------------
-
-
-async def raw_request(port: int, head: bytes) -> tuple[int, bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(head)
-    await writer.drain()
-    data = await reader.read()
-    writer.close()
-    await writer.wait_closed()
-    status = int(data.split(b" ", 2)[1])
-    return status, data
-
-
-def upgrade_request(path: str, extra: bytes) -> bytes:
-    return (
-        b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade, close\r\n"
-        b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        + extra
-        + b"\r\n"
-    )
 
 
 @pytest.mark.parametrize("value", [b"\xff\xfe-secret", b"caf\xc3", b"s3cret-\xe9t\xe9"])
