@@ -131,7 +131,8 @@ class ServerSettings(_Section):
     public_url: str | None = Field(
         None,
         description="This server's public base URL as browsers and ElevenLabs reach it, e.g. https://voice.example.com"
-        " (`engine create` derives ws_url from it; `doctor` checks it; default allowed origin of token requests).",
+        " (`engine create` derives ws_url from it; `doctor` checks it; allowed origin of token requests unless"
+        " token.allowed_origins is set).",
     )
     trusted_proxy_hops: int = Field(
         0,
@@ -299,8 +300,8 @@ class TokenSettings(_Section):
     )
     allowed_origins: list[str] = Field(
         default_factory=list,
-        description="Origins (scheme://host[:port]) whose pages may get a conversation token; empty: this server's"
-        " own origin (server.public_url, else the request's host).",
+        description="Origins (scheme://host[:port]) whose pages may get a conversation token; empty:"
+        " server.public_url's origin, else only loopback pages (http(s)://127.0.0.1, localhost or [::1], any port).",
     )
     bearer_secret: Secret | None = Field(
         None,
