@@ -89,6 +89,16 @@ def test_a_secret_keeps_its_value_and_an_empty_variable_still_means_unset(monkey
     assert settings.auth.header_secret is None
 
 
+@pytest.mark.parametrize("name", ["OPENCLAW_GATEWAY_TOKEN", "OPENCLAW_GATEWAY_PASSWORD"])
+async def test_the_openclaw_environment_fallbacks_follow_the_same_rule(monkeypatch, tmp_path, name):
+    from voice_channel_openclaw.runtime import OpenClawRuntime
+
+    monkeypatch.setenv(name, "  ")
+    settings = _with_adapters()(openclaw={"device_key_path": str(tmp_path / "device.json")})
+    with pytest.raises(SettingsError, match=rf"environment variable {name} is empty or only whitespace"):
+        await OpenClawRuntime(settings).start()
+
+
 async def test_serve_with_a_blank_key_refuses_to_start():
     for extra in ({"ELEVENLABS_API_KEY": "   "}, {"VOICE_CHANNEL_ELEVENLABS__API_KEY": " \t"}):
         code, _out, err = await run("serve", "--port", "0", **extra)
