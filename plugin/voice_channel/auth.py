@@ -22,7 +22,15 @@ from pydantic import SecretStr
 
 from voice_channel.settings import Settings
 
-__all__ = ["JWT_HEADER", "Rejection", "check_handshake", "protection", "public_headers", "secret_matches"]
+__all__ = [
+    "JWT_HEADER",
+    "Rejection",
+    "bearer_credential",
+    "check_handshake",
+    "protection",
+    "public_headers",
+    "secret_matches",
+]
 
 JWT_HEADER = "X-Elevenlabs-Speech-Engine-Authorization"
 
@@ -47,6 +55,13 @@ def secret_matches(given: str | None, secret: SecretStr) -> bool:
     if not expected.strip():  # a blank secret matches nothing
         return False
     return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode("utf-8"))
+
+
+def bearer_credential(headers: Mapping[str, str]) -> str | None:
+    """The credential of an ``Authorization: Bearer <credential>`` header, or ``None``."""
+    scheme, _, value = headers.get("Authorization", "").partition(" ")
+    value = value.strip()
+    return value if scheme.lower() == "bearer" and value else None
 
 
 def check_handshake(headers: Mapping[str, str], settings: Settings) -> Rejection | None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from voice_channel import __version__
-from voice_channel.auth import secret_matches
+from voice_channel.auth import bearer_credential, secret_matches
 from voice_channel.keys import STATE
 
 if TYPE_CHECKING:
@@ -76,8 +76,7 @@ async def readyz(request: web.Request) -> web.Response:
 async def status(request: web.Request) -> web.Response:
     state = request.config_dict[STATE]
     secret = state.settings.status.bearer_secret
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if secret is None or scheme.lower() != "bearer" or not secret_matches(given.strip(), secret):
+    if secret is None or not secret_matches(bearer_credential(request.headers), secret):
         raise web.HTTPNotFound()
     reason = not_ready_reason(state)
     return web.json_response(

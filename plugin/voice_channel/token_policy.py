@@ -21,7 +21,7 @@ from __future__ import annotations
 from aiohttp import web
 from yarl import URL
 
-from voice_channel.auth import secret_matches
+from voice_channel.auth import bearer_credential, secret_matches
 from voice_channel.keys import STATE
 from voice_channel.markers import hookimpl
 from voice_channel.settings import Settings
@@ -42,7 +42,7 @@ def authorize(request: web.Request, settings: Settings) -> bool | TokenDenied:
         return denied
     secret = settings.token.bearer_secret
     if secret is not None:
-        given = _bearer(request)
+        given = bearer_credential(request.headers)
         if given is None:
             return TokenDenied(
                 "This page needs an access code. Enter it, then press Start.",
@@ -134,9 +134,3 @@ def _normalise(origin: str) -> str | None:
     if not url.scheme or not url.host:  # includes the literal "null" of sandboxed and file: pages
         return None
     return str(url.origin())
-
-
-def _bearer(request: web.Request) -> str | None:
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    value = value.strip()
-    return value if scheme.lower() == "bearer" and value else None

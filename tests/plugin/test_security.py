@@ -134,6 +134,28 @@ async def test_undecodable_shared_secret_header_is_401_and_one_clean_line(start_
     assert channel.app[STATE].conversations == {}
 
 
+async def test_undecodable_jwt_header_is_401(start_channel):
+    channel = await start_channel()
+    with capture_logs() as logs:
+        status, _ = await raw_request(
+            channel.server.port, upgrade_request("/ws", JWT_HEADER.encode() + b": ey\xff\xfe.x.y\r\n")
+        )
+    assert status == 401
+    assert [e["event"] for e in logs] == ["handshake_rejected"]
+
+
+async def test_undecodable_access_code_is_401_not_500(start_channel, elevenlabs):
+    channel = await start_channel(
+        elevenlabs=elevenlabs.settings(speech_engine_id=elevenlabs.add_engine()), token={"bearer_secret": "abcd1234"}
+    )
+    head = (
+        b"GET /api/token HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        b"Sec-Fetch-Site: same-origin\r\nAuthorization: Bearer abcd\xff\xfe\r\n\r\n"
+    )
+    status, body = await raw_request(channel.server.port, head)
+    assert status == 401 and b"access_code_wrong" in body
+
+
 async def test_the_right_non_ascii_shared_secret_still_opens(start_channel, api_key):
     channel = await start_channel(auth={"header_secret": "s3cret-\u00e9t\u00e9"})
     jwt_header = f"{JWT_HEADER}: {sign_speech_engine_jwt(api_key)}\r\n".encode()
