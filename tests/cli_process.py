@@ -25,8 +25,18 @@ async def run(*args: str, stdin: bytes = b"", timeout: float = 30, **extra: str)
         stderr=asyncio.subprocess.PIPE,
         env=env(**extra),
     )
-    out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    except BaseException:
+        await _kill(proc)  # e.g. a server that started when the test expected a refusal
+        raise
     return proc.returncode, out.decode(), err.decode()
+
+
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
 
 
 class Served:
@@ -51,10 +61,14 @@ async def serve(*args: str, **extra: str) -> Served:
     )
     assert proc.stderr is not None
     startup = []
-    while True:
-        line = await asyncio.wait_for(proc.stderr.readline(), 30)
-        assert line, "serve exited before it was ready"
-        event = json.loads(line)
-        startup.append(event)
-        if event.get("event") == "listening":
-            return Served(proc, event["port"], startup)
+    try:
+        while True:
+            line = await asyncio.wait_for(proc.stderr.readline(), 30)
+            assert line, "serve exited before it was ready"
+            event = json.loads(line)
+            startup.append(event)
+            if event.get("event") == "listening":
+                return Served(proc, event["port"], startup)
+    except BaseException:
+        await _kill(proc)
+        raise
