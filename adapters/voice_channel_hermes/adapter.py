@@ -33,12 +33,13 @@ from gateway.platforms.base import (
 from gateway.session import build_session_key
 
 from voice_channel.app import create_app
+from voice_channel.auth import protection
 from voice_channel.cli.serve import NO_KEY
-from voice_channel.logging import SecretRedactor
+from voice_channel.logging import LineRedactor, SecretRedactor
 from voice_channel.plugins import PluginHooks, get_plugin_manager
 from voice_channel.runtime import ConversationContext
 from voice_channel.server import running_app
-from voice_channel.settings import Settings, SettingsError, build_settings_class
+from voice_channel.settings import Settings, SettingsError, build_settings_class, secret_values
 from voice_channel_hermes import PLATFORM
 from voice_channel_hermes.chat import VoiceChat
 from voice_channel_hermes.policy import ToolPolicy
@@ -98,11 +99,13 @@ class ElevenLabsVoiceAdapter(BasePlatformAdapter):
         self._policy.configure(settings.hermes.confirm_tools)
         if settings.auth.insecure_no_auth:
             logger.warning(
-                "[%s] JWT verification is OFF (auth.insecure_no_auth): anyone who can reach %s:%s can talk to "
-                "this Hermes. Voice callers then need ELEVENLABS_VOICE_ALLOWED_USERS.",
+                "[%s] JWT verification is OFF (auth.insecure_no_auth); protected by: %s. Anyone who can reach"
+                " %s:%s%s can talk to this Hermes. Voice callers then need ELEVENLABS_VOICE_ALLOWED_USERS.",
                 self.name,
+                protection(settings),
                 settings.server.host,
                 settings.server.port,
+                " and has the shared secret" if settings.auth.header_secret is not None else "",
             )
         serving = contextlib.AsyncExitStack()
         try:
@@ -309,14 +312,15 @@ def _configure_logging(settings: Settings, *, cache: bool = True) -> None:
     """Route the channel's structlog output into Hermes's logging, unless the host configured it."""
     if structlog.is_configured():
         return
-    secrets = [s.get_secret_value() for s in (settings.elevenlabs.api_key, settings.auth.header_secret) if s]
+    secrets = secret_values(settings)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             SecretRedactor(secrets),
-            structlog.processors.format_exc_info,
+            structlog.processors.format_exc_info,  # plain traceback, no locals
             structlog.processors.KeyValueRenderer(key_order=["event", "conversation_id", "event_id"], sort_keys=True),
+            LineRedactor(secrets),  # after rendering: exception messages and tracebacks too
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(settings.log_level.upper())),
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from voice_channel.settings import Secret
 
 __all__ = ["OpenAISettings"]
 
@@ -17,7 +19,7 @@ class OpenAISettings(BaseModel):
         description="Base URL of the OpenAI-compatible API, without /chat/completions (default: Hermes API server).",
     )
     model: str = Field("hermes-agent", min_length=1, description="Model name sent with every request.")
-    api_key: SecretStr | None = Field(
+    api_key: Secret | None = Field(
         None,
         description="Bearer token for the server (e.g. Hermes API_SERVER_KEY); none is sent if unset.",
         json_schema_extra={"sensitive": True},

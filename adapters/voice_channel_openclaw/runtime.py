@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -52,7 +51,7 @@ from voice_channel.runtime import (
     RuntimeMessage,
     TextDelta,
 )
-from voice_channel.settings import Settings, SettingsError
+from voice_channel.settings import Settings, SettingsError, env_secret
 from voice_channel_openclaw.client import GatewayClient
 from voice_channel_openclaw.identity import DeviceIdentity, IdentityError
 from voice_channel_openclaw.message import gateway_message
@@ -118,8 +117,8 @@ class OpenClawRuntime:
 
     async def start(self) -> None:
         s = self.settings
-        token = s.token.get_secret_value() if s.token else os.environ.get("OPENCLAW_GATEWAY_TOKEN") or None
-        password = s.password.get_secret_value() if s.password else os.environ.get("OPENCLAW_GATEWAY_PASSWORD")
+        token = s.token.get_secret_value() if s.token else env_secret("OPENCLAW_GATEWAY_TOKEN")
+        password = s.password.get_secret_value() if s.password else env_secret("OPENCLAW_GATEWAY_PASSWORD")
         key_path = Path(s.device_key_path) if s.device_key_path else DEFAULT_DEVICE_KEY_PATH
         try:
             identity = await asyncio.to_thread(DeviceIdentity.load_or_create, key_path)

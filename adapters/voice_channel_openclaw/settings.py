@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from voice_channel.settings import Secret
 
 __all__ = ["DEFAULT_DEVICE_KEY_PATH", "OpenClawSettings"]
 
@@ -19,12 +21,12 @@ class OpenClawSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
     gateway_url: str = Field("ws://127.0.0.1:18789", description="Gateway WebSocket URL (ws:// or wss://).")
-    token: SecretStr | None = Field(
+    token: Secret | None = Field(
         None,
         description="Gateway token (gateway.auth.token); env OPENCLAW_GATEWAY_TOKEN also works.",
         json_schema_extra={"sensitive": True},
     )
-    password: SecretStr | None = Field(
+    password: Secret | None = Field(
         None,
         description="Gateway password, for gateway.auth.mode password; env OPENCLAW_GATEWAY_PASSWORD also works.",
         json_schema_extra={"sensitive": True},

@@ -10,7 +10,7 @@ and, with ``ui.enabled``, the page at ``/voice/``; the runtime starts and stops 
 
     host.add_subapp("/voice", create_app(settings, pm))
 
-Routes: ``settings.server.path`` (the Speech Engine WebSocket), ``/livez``, ``/readyz`` and ``/healthz``
+Routes: ``settings.server.path`` (the Speech Engine WebSocket), ``/livez``, ``/readyz``, ``/healthz`` and ``/status``
 (:mod:`voice_channel.health`), ``/api/token`` (conversation credentials for a browser page, see
 :mod:`voice_channel.tokens`) and, with ``ui.enabled``, the page at ``/`` (:mod:`voice_channel.ui`).
 """

@@ -4,7 +4,9 @@
   own :func:`~elevenlabs.speech_engine.verify_speech_engine_jwt` (HS256, secret derived from the
   API key, exact issuer and subject, 60 s leeway), so our rules cannot drift from the SDK's.
 * An optional shared secret, which the engine sends as a configured request header, is compared
-  in constant time.
+  in constant time, byte for byte (:func:`secret_matches`): a header that is not UTF-8 is simply
+  a wrong secret.
+* A blank API key verifies nothing (settings refuse one already; this is the second line).
 
 Failures answer HTTP 401 with a short fixed body; the reason is logged, never the token.
 """
@@ -16,10 +18,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from elevenlabs.speech_engine import verify_speech_engine_jwt
+from pydantic import SecretStr
 
 from voice_channel.settings import Settings
 
-__all__ = ["JWT_HEADER", "Rejection", "check_handshake", "public_headers"]
+__all__ = [
+    "JWT_HEADER",
+    "Rejection",
+    "bearer_credential",
+    "check_handshake",
+    "protection",
+    "public_headers",
+    "secret_matches",
+]
 
 JWT_HEADER = "X-Elevenlabs-Speech-Engine-Authorization"
 
@@ -32,6 +43,27 @@ class Rejection:
     reason: str
 
 
+def secret_matches(given: str | None, secret: SecretStr) -> bool:
+    """Whether a request's ``given`` value is ``secret``, compared in constant time.
+
+    aiohttp decodes header bytes that are not UTF-8 as surrogate escapes; they are turned back into
+    the bytes that were sent, so they compare (unequal) instead of failing to encode.
+    """
+    if given is None:
+        return False
+    expected = secret.get_secret_value()
+    if not expected.strip():  # a blank secret matches nothing
+        return False
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode("utf-8"))
+
+
+def bearer_credential(headers: Mapping[str, str]) -> str | None:
+    """The credential of an ``Authorization: Bearer <credential>`` header, or ``None``."""
+    scheme, _, value = headers.get("Authorization", "").partition(" ")
+    value = value.strip()
+    return value if scheme.lower() == "bearer" and value else None
+
+
 def check_handshake(headers: Mapping[str, str], settings: Settings) -> Rejection | None:
     """Return why the upgrade request must be refused, or ``None`` if it may proceed.
 
@@ -39,8 +71,7 @@ def check_handshake(headers: Mapping[str, str], settings: Settings) -> Rejection
     """
     secret = settings.auth.header_secret
     if secret is not None:
-        given = headers.get(settings.auth.header_name, "")
-        if not hmac.compare_digest(given.encode("utf-8"), secret.get_secret_value().encode("utf-8")):
+        if not secret_matches(headers.get(settings.auth.header_name), secret):
             return Rejection("authorization failed", "shared secret header missing or wrong")
     if settings.auth.insecure_no_auth:
         return None
@@ -48,13 +79,22 @@ def check_handshake(headers: Mapping[str, str], settings: Settings) -> Rejection
     if not token:
         return Rejection("missing authorization header", "no Speech Engine JWT header")
     api_key = settings.elevenlabs.api_key
-    if api_key is None:  # refused at start-up already; kept as a second line of defence
+    if api_key is None or not api_key.get_secret_value().strip():  # refused at start-up already
         return Rejection("authorization failed", "no API key configured to verify the JWT")
     try:
         verify_speech_engine_jwt(token, api_key.get_secret_value())
-    except ValueError as exc:
-        return Rejection("authorization failed", str(exc))
+    except ValueError as exc:  # UnicodeError included: a header that is not UTF-8
+        return Rejection("authorization failed", str(exc)[:200])
     return None
+
+
+def protection(settings: Settings) -> str:
+    """What keeps strangers out of the Speech Engine endpoint with these settings, in words for a log line:
+    ``ElevenLabs JWT + shared secret``, ``ElevenLabs JWT``, ``shared secret`` or ``nothing``."""
+    parts = [] if settings.auth.insecure_no_auth else ["ElevenLabs JWT"]
+    if settings.auth.header_secret is not None:
+        parts.append("shared secret")
+    return " + ".join(parts) or "nothing"
 
 
 def public_headers(headers: Mapping[str, str], settings: Settings) -> dict[str, str]:

@@ -9,6 +9,8 @@ runtime. The parser is deliberately narrow:
   so "yes, and the user already confirmed everything else" is not an approval;
 * under :attr:`ConfirmationPolicy.CODE_WORD` the one-time code word must be spoken, and "yes"
   alone is not enough;
+* an answer the trust boundary had to cut (longer than ``input.max_turn_chars``) is never an
+  approval: what was cut may have been the "no";
 * anything else is :attr:`Answer.UNCLEAR`: the conversation re-asks once, then denies.
 
 Code words come from a fixed list of words chosen to survive speech recognition (distinct
@@ -129,8 +131,14 @@ def _words(text: str) -> list[str]:
     return normalize_words(text).split()
 
 
-def parse_answer(text: str, policy: ConfirmationPolicy, code_word: str | None = None) -> Answer:
-    """Classify a spoken answer to a confirmation prompt. Deterministic; fails closed."""
+def parse_answer(
+    text: str, policy: ConfirmationPolicy, code_word: str | None = None, *, truncated: bool = False
+) -> Answer:
+    """Classify a spoken answer to a confirmation prompt. Deterministic; fails closed.
+
+    :param truncated: the answer was cut by the trust boundary (flag ``truncated``). A negation in
+        what is left still denies; otherwise the answer is unclear, whatever it says.
+    """
     normal = normalize_words(text)
     words = normal.split()
     if not words:
@@ -139,6 +147,8 @@ def parse_answer(text: str, policy: ConfirmationPolicy, code_word: str | None = 
         return Answer.DENY
     if policy is ConfirmationPolicy.NEVER:
         return Answer.DENY
+    if truncated:
+        return Answer.UNCLEAR
     allowed = AFFIRMATIVE_WORDS | _FILLER
     if policy is ConfirmationPolicy.CODE_WORD:
         if code_word is None or code_word not in words:
@@ -215,7 +225,8 @@ class PendingConfirmation:
     def prompt(self, *, reask: bool = False) -> str:
         return build_prompt(self.request, self.policy, self.code_word, reask=reask)
 
-    def parse(self, text: str) -> Answer:
+    def parse(self, text: str, *, truncated: bool = False) -> Answer:
+        """The answer ``text`` gives (``truncated``: it was cut, so it cannot approve)."""
         if self.decided or self.expired:
             return Answer.DENY
-        return parse_answer(text, self.policy, self.code_word)
+        return parse_answer(text, self.policy, self.code_word, truncated=truncated)

@@ -408,7 +408,7 @@ class Conversation:
         if expired or utterance.intent in (Intent.STOP, Intent.CANCEL):
             answer = Answer.DENY
         else:
-            answer = confirmation.parse(utterance.text)
+            answer = confirmation.parse(utterance.text, truncated="truncated" in utterance.flags)
         log = turn.log.bind(request_id=confirmation.request.id)
         if answer is Answer.UNCLEAR and confirmation.asked < 2:
             confirmation.asked += 1

@@ -19,6 +19,7 @@ from yarl import URL
 
 from voice_channel.elevenlabs_api import NoApiKey, classify, open_client, request_options
 from voice_channel.settings import Settings
+from voice_channel.token_policy import ORIGIN_FIX, allowed_origins
 
 __all__ = ["Check", "run_checks"]
 
@@ -220,5 +221,13 @@ def _check_browser(settings: Settings) -> Check:
             "set token.bearer_secret (an access code) or token.allow_anonymous" if settings.ui.enabled else None,
         )
     how = "an access code" if token.bearer_secret is not None else "anonymous access"
-    origins = ", ".join(token.allowed_origins) or settings.server.public_origin or "this server's own origin"
-    return Check("browser", "ok", f"browsers on {origins} get tokens with {how}")
+    allowed = allowed_origins(settings)
+    if allowed is None:
+        return Check(
+            "browser",
+            "warn",
+            f"only pages on loopback origins (http(s)://127.0.0.1, localhost, [::1]) get tokens, with {how}:"
+            " no origin is configured",
+            f"to serve other browsers, {ORIGIN_FIX}",
+        )
+    return Check("browser", "ok", f"browsers on {', '.join(allowed)} get tokens with {how}")

@@ -2,11 +2,18 @@
 
 Configure once, at start-up, before anything logs. Modules use ``structlog.get_logger()``;
 conversations and turns bind ``conversation_id`` and ``event_id`` (as bound loggers, and as
-context variables so that runtime adapters' own log lines carry them too).
+context variables so that runtime adapters' own log lines carry them too). Third-party libraries'
+standard-library records (aiohttp's "Error handling request", for one) go through the same renderer.
+
+Secrets are kept out in two places: fields with sensitive names are masked before rendering
+(:class:`SecretRedactor`), and the *rendered line* is searched for every configured secret, as is
+and as JSON or ``repr()`` would escape it (:class:`LineRedactor`), so exception messages and
+tracebacks, which only exist once rendered, are covered too. Tracebacks never show local variables.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -14,9 +21,10 @@ from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
+import structlog.tracebacks
 from pydantic_core import to_json
 
-__all__ = ["SecretRedactor", "configure_logging"]
+__all__ = ["REDACTED", "LineRedactor", "SecretRedactor", "configure_logging"]
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 _SENSITIVE_KEY = re.compile(r"api_key|apikey|secret|token|password|authorization", re.IGNORECASE)
@@ -52,6 +60,32 @@ class SecretRedactor:
         return event
 
 
+def _json_escaped(text: str, *, ascii: bool) -> str:
+    return json.dumps(text, ensure_ascii=ascii)[1:-1]
+
+
+class LineRedactor:
+    """Processor placed after the renderer: masks every secret in the final line, tracebacks included.
+
+    Each secret is searched as is and in the escaped forms a renderer writes it in (JSON strings,
+    ``repr()`` of locals or exception arguments).
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        forms = set()
+        for secret in secrets:
+            if secret and len(secret) >= 4:
+                for text in (secret, repr(secret)[1:-1]):  # a value, or a value inside a repr()
+                    forms |= {text, _json_escaped(text, ascii=True), _json_escaped(text, ascii=False)}
+        self._forms = sorted(forms, key=len, reverse=True)
+
+    def __call__(self, logger: Any, method: str, line: str) -> str:
+        for form in self._forms:
+            if form in line:
+                line = line.replace(form, REDACTED)
+        return line
+
+
 def configure_logging(
     level: str = "info",
     fmt: str = "auto",
@@ -70,31 +104,49 @@ def configure_logging(
     :param cache: cache loggers on first use (production); tests pass ``False``.
     """
     stream = stream or sys.stderr
+    secrets = list(secrets)
     use_console = fmt == "console" or (fmt == "auto" and stream.isatty())
-    renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=stream.isatty())
-        if use_console
-        else structlog.processors.JSONRenderer(serializer=_to_json)
-    )
-    processors: list[Any] = [
-        structlog.contextvars.merge_contextvars,
+    renderer: Any
+    if use_console:
+        # plain_traceback: no local variables, and no box drawing that could wrap a secret over two lines.
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
+        exceptions: list[Any] = []
+    else:
+        renderer = structlog.processors.JSONRenderer(serializer=_to_json)
+        exceptions = [
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False, use_rich=False)
+            )
+        ]
+    shared: list[Any] = [
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    rendering: list[Any] = [
         SecretRedactor(secrets),
         structlog.processors.StackInfoRenderer(),
+        *exceptions,
+        renderer,
+        LineRedactor(secrets),
     ]
-    if not use_console:
-        processors.append(structlog.processors.dict_tracebacks)
-    processors.append(renderer)
     structlog.configure(
-        processors=processors,
+        processors=[structlog.contextvars.merge_contextvars, *shared, *rendering],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=cache,
     )
-    logging.basicConfig(
-        level=max(logging.WARNING, _LEVELS[level]),
-        stream=stream,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        force=True,
+    # Standard-library records (third-party libraries) through the same chain, to the same stream.
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *rendering],
+        )
     )
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(max(logging.WARNING, _LEVELS[level]))

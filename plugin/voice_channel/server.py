@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 import structlog
 from aiohttp import web
 
+from voice_channel.auth import protection
 from voice_channel.settings import Settings
 
 __all__ = ["running_app", "serve_until_stopped", "watch_stdin_eof"]
@@ -97,7 +98,13 @@ async def serve_until_stopped(
             installed.append(sig)
     try:
         async with running_app(app, settings) as port:
-            log.info("listening", host=settings.server.host, port=port, path=settings.server.path)
+            log.info(
+                "listening",
+                host=settings.server.host,
+                port=port,
+                path=settings.server.path,
+                protected_by=protection(settings),
+            )
             if on_ready is not None:
                 on_ready(port)
             await stop.wait()

@@ -4,20 +4,33 @@ Sources, highest priority first: command-line flags, ``VOICE_CHANNEL_*`` environ
 (nested with ``__``, e.g. ``VOICE_CHANNEL_SERVER__PORT``), the ElevenLabs variables
 ``ELEVENLABS_API_KEY`` / ``ELEVENLABS_SPEECH_ENGINE_ID``, a YAML or TOML file (``--config``),
 then defaults. Runtime plugins add their own sections (``voice_channel_register_settings``).
-Secrets are :class:`~pydantic.SecretStr`: they print as ``**********`` and are only unwrapped
-where a client is built.
+Secrets are :data:`Secret` (a :class:`~pydantic.SecretStr`): they print as ``**********``, are only
+unwrapped where a client is built, and an empty or whitespace-only one is refused wherever it comes
+from (a blank key is no key: with it, a JWT signed with ``sha256("")`` would pass). An empty
+*environment variable* still means "unset", as usual for ``VOICE_CHANNEL_*`` variables.
 """
 
 from __future__ import annotations
 
 import contextvars
+import os
 import re
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -31,15 +44,59 @@ from yarl import URL
 __all__ = [
     "ENGINE_ID",
     "ENV_PREFIX",
+    "Secret",
     "Settings",
     "SettingsError",
     "build_settings_class",
+    "env_secret",
     "load_settings",
+    "secret_values",
 ]
 
 ENV_PREFIX = "VOICE_CHANNEL_"
 #: A Speech Engine id. Checked before any id reaches the SDK, which puts ids into URLs unescaped.
 ENGINE_ID = re.compile(r"(seng|agent)_[A-Za-z0-9]+")
+
+
+BLANK_SECRET = "is empty or only whitespace, which is no secret: set the real value or remove the setting"
+
+
+def _not_blank(value: SecretStr) -> SecretStr:
+    if not value.get_secret_value().strip():
+        raise PydanticCustomError("blank_secret", BLANK_SECRET)
+    return value
+
+
+#: The type of every secret setting (core and plugin sections alike): a :class:`~pydantic.SecretStr`
+#: that may not be empty or whitespace only. Use ``Secret | None`` for an optional one.
+Secret = Annotated[SecretStr, AfterValidator(_not_blank)]
+
+
+def env_secret(name: str) -> str | None:
+    """A secret read straight from the environment variable ``name`` (a runtime's documented fallback).
+
+    Unset or empty is ``None``; whitespace only is refused like a blank :data:`Secret` setting.
+
+    :raises SettingsError: the variable holds only whitespace.
+    """
+    value = os.environ.get(name)
+    if not value:
+        return None
+    if not value.strip():
+        raise SettingsError(f"environment variable {name} {BLANK_SECRET.replace('the setting', 'the variable')}")
+    return value
+
+
+def secret_values(settings: BaseModel) -> list[str]:
+    """Every configured secret's value, found by walking the settings (plugin sections too): for log redaction."""
+    found: list[str] = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name, None)
+        if isinstance(value, SecretStr):
+            found.append(value.get_secret_value())
+        elif isinstance(value, BaseModel):
+            found.extend(secret_values(value))
+    return found
 
 
 def _parse_url(value: str, schemes: tuple[str, ...], example: str) -> URL:
@@ -74,7 +131,8 @@ class ServerSettings(_Section):
     public_url: str | None = Field(
         None,
         description="This server's public base URL as browsers and ElevenLabs reach it, e.g. https://voice.example.com"
-        " (`engine create` derives ws_url from it; `doctor` checks it; default allowed origin of token requests).",
+        " (`engine create` derives ws_url from it; `doctor` checks it; allowed origin of token requests unless"
+        " token.allowed_origins is set).",
     )
     trusted_proxy_hops: int = Field(
         0,
@@ -121,7 +179,7 @@ class ServerSettings(_Section):
 
 
 class ElevenLabsSettings(_Section):
-    api_key: SecretStr | None = Field(
+    api_key: Secret | None = Field(
         None,
         description="ElevenLabs API key; verifies Speech Engine JWTs. Env ELEVENLABS_API_KEY also works.",
         json_schema_extra={"sensitive": True},
@@ -174,7 +232,7 @@ class AuthSettings(_Section):
         "x-voice-channel-secret",
         description="Handshake header carrying the shared secret (configure it in the engine's request_headers).",
     )
-    header_secret: SecretStr | None = Field(
+    header_secret: Secret | None = Field(
         None,
         description="Optional shared secret required in header_name, compared in constant time.",
         json_schema_extra={"sensitive": True},
@@ -242,10 +300,10 @@ class TokenSettings(_Section):
     )
     allowed_origins: list[str] = Field(
         default_factory=list,
-        description="Origins (scheme://host[:port]) whose pages may get a conversation token; empty: this server's"
-        " own origin (server.public_url, else the request's host).",
+        description="Origins (scheme://host[:port]) whose pages may get a conversation token; empty:"
+        " server.public_url's origin, else only loopback pages (http(s)://127.0.0.1, localhost or [::1], any port).",
     )
-    bearer_secret: SecretStr | None = Field(
+    bearer_secret: Secret | None = Field(
         None,
         description="When set, token requests must carry `Authorization: Bearer <secret>` (the page asks for it as"
         " an access code).",
@@ -272,6 +330,15 @@ class TokenSettings(_Section):
         return origins
 
 
+class StatusSettings(_Section):
+    bearer_secret: Secret | None = Field(
+        None,
+        description="When set, GET /status shows version, runtime, open conversations and uptime to requests with"
+        " `Authorization: Bearer <secret>`; without it /status does not exist (404).",
+        json_schema_extra={"sensitive": True},
+    )
+
+
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
@@ -294,10 +361,14 @@ class _ElevenLabsEnvSource(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        import os
-
         found = {key: os.environ[name] for name, key in self._NAMES.items() if os.environ.get(name)}
         return {"elevenlabs": found} if found else {}
+
+
+#: Other environment variables that set a key, named in its errors.
+_ALSO_ENV = {("elevenlabs", key): name for name, key in _ElevenLabsEnvSource._NAMES.items()}
+#: Keys whose values never appear in an error message.
+_SECRET_NAME = re.compile(r"key|secret|token|password", re.IGNORECASE)
 
 
 class Settings(BaseSettings):
@@ -325,6 +396,7 @@ class Settings(BaseSettings):
     echo: EchoSettings = Field(default_factory=EchoSettings)
     ui: UISettings = Field(default_factory=UISettings)
     token: TokenSettings = Field(default_factory=TokenSettings)
+    status: StatusSettings = Field(default_factory=StatusSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -415,7 +487,11 @@ def describe_errors(exc: ValidationError) -> str:
                 " (`voice-channel plugins` lists the sections runtime plugins add)"
             )
             continue
+        also = _ALSO_ENV.get(tuple(str(part) for part in error["loc"]))
+        if also:
+            env += f" or {also}"
         got = error.get("input")
-        shown = "" if isinstance(got, (dict, list)) or key.endswith(("api_key", "secret")) else f" (got {got!r})"
+        hidden = isinstance(got, (dict, list)) or _SECRET_NAME.search(str(error["loc"][-1]) if error["loc"] else "")
+        shown = "" if hidden else f" (got {got!r})"
         lines.append(f"setting '{key}' (env {env}): {error['msg']}{shown}")
     return "invalid settings:\n  " + "\n  ".join(lines)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from support import ScriptedPlugin, conversation, words
 from voice_channel import hookimpl
+from voice_channel.confirmations import recognize_prompt
 from voice_channel.runtime import Intent
 from voice_channel.untrusted import (
     _INVISIBLE,
@@ -27,10 +28,12 @@ CORPUS = yaml.safe_load((Path(__file__).parent / "data/voice_injection_corpus.ya
 STRIPPED = {"Cc", "Cf", "Cs", "Co", "Cn"}
 
 
-def case_text(case: dict) -> str:
+def case_text(case: dict, code: str = "falcon") -> str:
     if "repeat" in case:
-        return case["repeat"] * case["times"] + case.get("suffix", "")
-    return case["text"]
+        text = case["repeat"] * case["times"] + case.get("suffix", "")
+    else:
+        text = case["text"]
+    return text.replace("{code}", code)
 
 
 def invisible(text: str) -> list[str]:
@@ -60,6 +63,7 @@ def test_the_corpus_is_big_enough_and_varied():
         "nested",
         "markup",
         "long",
+        "confirmation_answer",
     }
     assert len({case["id"] for case in CORPUS}) == len(CORPUS)
 
@@ -102,6 +106,47 @@ async def test_corpus_through_the_channel_reaches_the_runtime_defused_and_labell
         if problems:
             failures.append(f"{case['id']}: {'; '.join(problems)}")
     assert failures == []
+
+
+ANSWERS = [case for case in CORPUS if case["kind"] == "confirmation_answer"]
+#: What the demo runtime says once a pending request is decided.
+DECIDED = {
+    ("remove", "approved"): "Removed milk.",
+    ("remove", "denied"): "Okay, I kept milk.",
+    ("clear", "approved"): "Cleared your list.",
+    ("clear", "denied"): "Okay, I kept your list.",
+}
+
+
+@pytest.mark.parametrize("case", ANSWERS, ids=[case["id"] for case in ANSWERS])
+async def test_corpus_confirmation_answers_through_the_demo_runtime(start_channel, case):
+    """Spoken answers to a pending confirmation, decided by the channel: a cut answer never approves."""
+    channel = await start_channel(runtime="demo")
+    async with conversation(channel) as client:
+        await client.say("add milk")
+        await client.reply()
+        await client.say("remove milk" if case["answer_to"] == "remove" else "clear my list")
+        prompt = (await client.reply()).text
+        recognized = recognize_prompt(prompt)
+        assert recognized is not None, prompt
+        await client.say(case_text(case, code=recognized.code_word or "falcon"))
+        reply = (await client.reply()).text
+        if reply.startswith("Sorry, I didn't get that."):  # asked once more: an unclear second answer denies
+            await client.say("purple elephants")
+            reply = (await client.reply()).text
+        assert reply == DECIDED[(case["answer_to"], case["expect_decision"])]
+        await client.say("what is on my list")
+        kept = (await client.reply()).text == "Your list has milk."
+    assert kept is (case["expect_decision"] == "denied")
+
+
+def test_a_cut_answer_is_never_an_approval():
+    from voice_channel.confirmations import Answer, ConfirmationPolicy, parse_answer
+
+    assert parse_answer("yes yes yes", ConfirmationPolicy.PLAIN) is Answer.APPROVE
+    assert parse_answer("yes yes yes", ConfirmationPolicy.PLAIN, truncated=True) is Answer.UNCLEAR
+    assert parse_answer("falcon falcon", ConfirmationPolicy.CODE_WORD, "falcon", truncated=True) is Answer.UNCLEAR
+    assert parse_answer("yes yes no", ConfirmationPolicy.PLAIN, truncated=True) is Answer.DENY
 
 
 async def test_plain_speech_crosses_the_boundary_unchanged(start_channel):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TextIO
 
 import click
 import pluggy
 
 from voice_channel.logging import configure_logging
 from voice_channel.plugins import PluginHooks, PluginManager, get_plugin_manager
-from voice_channel.settings import Settings, SettingsError, build_settings_class, load_settings
+from voice_channel.settings import Settings, SettingsError, build_settings_class, load_settings, secret_values
 
 __all__ = ["config_option", "fail", "load", "nested", "plugin_manager", "setup_logging"]
 
@@ -62,10 +62,10 @@ def load(config_file: str | None, overrides: dict[str, Any]) -> tuple[Settings, 
     return settings, pm
 
 
-def setup_logging(settings: Settings, *, level: str | None = None) -> None:
-    secrets = [
-        secret.get_secret_value()
-        for secret in (settings.elevenlabs.api_key, settings.auth.header_secret, settings.token.bearer_secret)
-        if secret is not None
-    ]
-    configure_logging(level or settings.log_level, settings.log_format, secrets=secrets)
+def setup_logging(
+    settings: Settings, *, level: str | None = None, stream: TextIO | None = None, cache: bool = True
+) -> None:
+    """Configure logging from ``settings``; every secret setting (plugin sections too) is redacted."""
+    configure_logging(
+        level or settings.log_level, settings.log_format, stream=stream, secrets=secret_values(settings), cache=cache
+    )

@@ -8,6 +8,7 @@ import click
 import structlog
 
 from voice_channel.app import create_app
+from voice_channel.auth import protection
 from voice_channel.cli.common import config_option, fail, load, nested, setup_logging
 from voice_channel.server import serve_until_stopped
 from voice_channel.settings import SettingsError
@@ -57,13 +58,19 @@ def serve(
         raise fail(NO_KEY)
     setup_logging(settings)
     log = structlog.get_logger("voice_channel.cli")
+    protected_by = protection(settings)
     if settings.auth.insecure_no_auth:
-        log.warning(
-            "INSECURE_NO_AUTH",
-            message="JWT verification is OFF: anyone who can reach this port can open conversations "
-            "and spend your runtime's quota. Use only behind an IP allowlist or a shared-secret header.",
-            shared_secret=settings.auth.header_secret is not None,
-        )
+        if protected_by == "nothing":
+            message = (
+                "JWT verification is OFF and no shared secret is set: anyone who can reach this port can open"
+                " conversations and spend your runtime's quota. Use only behind an IP allowlist."
+            )
+        else:
+            message = (
+                "JWT verification is OFF: only the shared secret in the"
+                f" {settings.auth.header_name} header keeps others out; anyone who has it can open conversations."
+            )
+        log.warning("INSECURE_NO_AUTH", message=message, protected_by=protected_by)
     try:
         app = create_app(settings, pm)
     except SettingsError as exc:

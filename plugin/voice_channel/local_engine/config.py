@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from voice_channel.settings import Secret
 
 __all__ = ["LocalEngineConfig"]
 
@@ -15,7 +17,7 @@ class LocalEngineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
     channel_url: str = Field(description="The channel's Speech Engine WebSocket, e.g. ws://127.0.0.1:8765/ws.")
-    api_key: SecretStr = Field(
+    api_key: Secret = Field(
         description="The key the channel verifies JWTs with; also required on get-signed-url requests.",
         json_schema_extra={"sensitive": True},
     )
