@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from typing import Any
 
 import structlog
@@ -42,8 +43,10 @@ from voice_channel.settings import Settings, SettingsError, build_settings_class
 from voice_channel_hermes import PLATFORM
 from voice_channel_hermes.chat import VoiceChat
 from voice_channel_hermes.policy import ToolPolicy
+from voice_channel_hermes.runs import RunTracker
 from voice_channel_hermes.runtime import AdapterRuntimePlugin
 from voice_channel_hermes.settings import load_hermes_settings
+from voice_channel_hermes.transcript import amend_last_reply
 
 __all__ = ["ElevenLabsVoiceAdapter"]
 
@@ -68,9 +71,13 @@ class ElevenLabsVoiceAdapter(BasePlatformAdapter):
     #: A voice caller is there to answer a resumed session.
     interactive_resume = True
 
-    def __init__(self, config: PlatformConfig, policy: ToolPolicy | None = None) -> None:
+    def __init__(
+        self, config: PlatformConfig, policy: ToolPolicy | None = None, runs: RunTracker | None = None
+    ) -> None:
         super().__init__(config, Platform(PLATFORM))
         self._policy = policy or ToolPolicy()
+        #: Hermes agent runs in flight, from the plugin's run hooks (see :mod:`voice_channel_hermes.runs`).
+        self._runs = runs or RunTracker()
         self._settings: Settings | None = None
         self._chats: dict[str, VoiceChat] = {}
         self._serving: contextlib.AsyncExitStack | None = None
@@ -206,10 +213,32 @@ class ElevenLabsVoiceAdapter(BasePlatformAdapter):
             task = self._session_tasks.get(chat.session_key)
             remaining = deadline - loop.time()
             if task is None or task.done() or remaining <= 0:
-                return not self._busy(chat.session_key)
+                break
             # Wait on Hermes's processing task itself (not a poll); a follow-up task may take over.
             await asyncio.wait({task}, timeout=remaining)
-        return True
+        if self._busy(chat.session_key):
+            return False
+        # A /stop frees the session before the agent's thread has persisted the interrupted turn;
+        # a message submitted then would be built on a transcript without it.
+        if await self._runs.wait_finished(chat.session_key, max(deadline - loop.time(), 0.0)):
+            return True
+        chat.log.warning("hermes_run_not_finished", timeout_s=timeout)
+        self._runs.forget(chat.session_key)
+        return False
+
+    async def amend_reply(self, chat: VoiceChat, heard_words: int) -> None:
+        store = getattr(getattr(self, "gateway_runner", None), "session_store", None)
+        if store is None:
+            return
+        started = time.perf_counter()
+        removed = await asyncio.to_thread(amend_last_reply, store, chat.session_key, heard_words)
+        if removed is not None:
+            chat.log.info(
+                "hermes_reply_cut_to_heard",
+                heard_words=heard_words,
+                removed_words=removed,
+                took_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
 
     def resolve_approval(self, session_key: str, choice: str) -> int:
         from tools.approval import resolve_gateway_approval

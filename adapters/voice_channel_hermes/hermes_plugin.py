@@ -5,6 +5,8 @@
   ``ELEVENLABS_VOICE_ALLOWED_USERS`` / ``ELEVENLABS_VOICE_ALLOW_ALL_USERS`` (used only when callers
   are not authorized upstream, see ``hermes.trust_voice_callers``);
 * the ``pre_tool_call`` hook of :class:`~voice_channel_hermes.policy.ToolPolicy`;
+* the ``pre_llm_call`` and ``on_session_end`` hooks of :class:`~voice_channel_hermes.runs.RunTracker`
+  (when an agent run of a call has really ended);
 * voice defaults for Hermes's per-platform display settings (token streaming on, tool progress,
   interim messages and busy-ack details off), which explicit ``display.platforms.elevenlabs_voice``
   settings in ``config.yaml`` override.
@@ -19,6 +21,7 @@ from typing import Any
 from voice_channel_hermes import PLATFORM
 from voice_channel_hermes.policy import ToolPolicy
 from voice_channel_hermes.prompting import PLATFORM_HINT
+from voice_channel_hermes.runs import RunTracker
 
 __all__ = ["VOICE_DISPLAY_DEFAULTS", "register_plugin"]
 
@@ -58,11 +61,12 @@ def _install_display_defaults() -> None:
 def register_plugin(ctx: Any) -> None:
     """Register the platform, the tool policy hook and the display defaults with Hermes."""
     policy = ToolPolicy()
+    runs = RunTracker()
 
     def adapter_factory(config: Any) -> Any:
         from voice_channel_hermes.adapter import ElevenLabsVoiceAdapter
 
-        return ElevenLabsVoiceAdapter(config, policy)
+        return ElevenLabsVoiceAdapter(config, policy, runs)
 
     ctx.register_platform(
         name=PLATFORM,
@@ -79,4 +83,6 @@ def register_plugin(ctx: Any) -> None:
         platform_hint=PLATFORM_HINT,
     )
     ctx.register_hook("pre_tool_call", policy)
+    ctx.register_hook("pre_llm_call", runs.on_run_start)
+    ctx.register_hook("on_session_end", runs.on_run_end)
     _install_display_defaults()
