@@ -307,13 +307,18 @@ class ElevenLabsVoiceAdapter(BasePlatformAdapter):
         allow_permanent: bool = True,
         smart_denied: bool = False,
     ) -> SendResult:
-        """Hermes's approval gate: the caller is asked by voice; "always" is never offered.
+        """Hermes's approval gate: the caller is asked by voice; "always" is never offered. What Hermes
+        flags as dangerous needs the confirmation's code word (:func:`~voice_channel_hermes.prompting.hermes_risk`).
 
         Returns at once (Hermes waits at most 15 s for this call); the decision comes later through
         :meth:`VoiceChat.resolve`. With no open reply to ask in, the request is denied right away
         rather than left to Hermes's timeout."""
         chat = self._chats.get(str(chat_id))
-        if chat is None or chat.session_key != session_key or not chat.on_approval(command, description, session_key):
+        if (
+            chat is None
+            or chat.session_key != session_key
+            or not chat.on_approval(command, description, session_key, smart_denied=smart_denied)
+        ):
             logger.warning("[%s] approval for %s with no open call: denied", self.name, chat_id)
             self.resolve_approval(session_key, "deny")
         return SendResult(success=True)

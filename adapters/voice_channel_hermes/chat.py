@@ -190,12 +190,14 @@ class VoiceChat:
         else:
             stream.complete(outcome)
 
-    def on_approval(self, command: str, description: str, session_key: str) -> bool:
+    def on_approval(self, command: str, description: str, session_key: str, *, smart_denied: bool = False) -> bool:
         """Hermes waits on an approval for this chat; False if no reply is open to ask it in."""
         stream = self.current
         if stream is None or stream.closed or stream.outcome is not None or self._closed:
             return False
-        request = approval_request(f"hermes-approval-{next(self._ids)}", command, description)
+        request = approval_request(
+            f"hermes-approval-{next(self._ids)}", command, description, smart_denied=smart_denied
+        )
         self._approvals[request.id] = _Approval(session_key, stream)
         self.log.info("hermes_approval_requested", request_id=request.id)
         stream.confirm(request)

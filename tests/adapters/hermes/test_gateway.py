@@ -11,7 +11,7 @@ import pytest
 
 from hermes_support import MEDIUM_REPLY, PLATFORM, PLUGIN
 from voice_channel.client import Reply, SpeechEngineClient
-from voice_channel.confirmations import PROMPT_LEAD
+from voice_channel.confirmations import PROMPT_LEAD, recognize_prompt
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -126,7 +126,7 @@ async def _ask_to_run(client: SpeechEngineClient, command: str) -> Reply:
     return prompt
 
 
-async def test_dangerous_command_yes_runs_it(gateway, llm, monkeypatch, scratch):
+async def test_dangerous_command_runs_only_with_the_code_word(gateway, llm, monkeypatch, scratch):
     sends: list[tuple[str, str | None, Any]] = []
     send = gateway.adapter.send
 
@@ -138,9 +138,12 @@ async def test_dangerous_command_yes_runs_it(gateway, llm, monkeypatch, scratch)
     target = victim(scratch)
     async with gateway.client() as client:
         prompt = await _ask_to_run(client, f"rm -rf {target}")
-        assert "rm -rf" in prompt.text and "Please say yes or no" in prompt.text
+        # Hermes flags it ("delete in root path"): its risk is high, so a bare yes is not enough.
+        assert "rm -rf" in prompt.text and "delete in root path" in prompt.text
+        code_word = recognize_prompt(prompt.text).code_word
+        assert code_word, prompt.text
         assert target.exists(), "ran before the caller answered"
-        await client.say("yes")
+        await client.say(code_word)
         reply = await client.reply(timeout=30)
         assert not target.exists()
         assert reply.text.startswith("Done. Tool said")
@@ -151,6 +154,20 @@ async def test_dangerous_command_yes_runs_it(gateway, llm, monkeypatch, scratch)
     for notice in notices:
         assert notice.strip()[:20] not in spoken
     assert_no_notice(spoken)
+
+
+async def test_dangerous_command_is_not_approved_by_a_bare_yes(gateway, llm, scratch):
+    target = victim(scratch)
+    async with gateway.client() as client:
+        await _ask_to_run(client, f"rm -rf {target}")
+        await client.say("yes")
+        again = await client.reply(timeout=30)
+        client.heard(again.text)
+        assert "didn't get that" in again.text and "code word" in again.text
+        await client.say("yes, yes")
+        reply = await client.reply(timeout=30)
+        assert target.exists()
+        assert "BLOCKED" in reply.text
 
 
 async def test_dangerous_command_no_blocks_it(gateway, llm, scratch):
