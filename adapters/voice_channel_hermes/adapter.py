@@ -34,18 +34,17 @@ from gateway.platforms.base import (
 from gateway.session import build_session_key
 
 from voice_channel.app import create_app
-from voice_channel.cli.serve import NO_KEY
 from voice_channel.logging import SecretRedactor
 from voice_channel.plugins import PluginHooks, get_plugin_manager
 from voice_channel.runtime import ConversationContext
 from voice_channel.server import running_app
-from voice_channel.settings import Settings, SettingsError, build_settings_class
+from voice_channel.settings import Settings, SettingsError
 from voice_channel_hermes import PLATFORM
 from voice_channel_hermes.chat import VoiceChat
 from voice_channel_hermes.policy import ToolPolicy
 from voice_channel_hermes.runs import RunTracker
 from voice_channel_hermes.runtime import AdapterRuntimePlugin
-from voice_channel_hermes.settings import load_hermes_settings
+from voice_channel_hermes.settings import channel_settings
 from voice_channel_hermes.transcript import amend_last_reply
 
 __all__ = ["ElevenLabsVoiceAdapter"]
@@ -91,11 +90,7 @@ class ElevenLabsVoiceAdapter(BasePlatformAdapter):
     async def connect(self, *, is_reconnect: bool = False) -> bool:
         try:
             pm = get_plugin_manager(blocked=("hermes",), extra_plugins=(AdapterRuntimePlugin(self.open_chat),))
-            settings = load_hermes_settings(
-                self.config.extra, build_settings_class(PluginHooks(pm).settings_sections())
-            )
-            if settings.elevenlabs.api_key is None and not settings.auth.insecure_no_auth:
-                raise SettingsError(f"{PLATFORM}: {NO_KEY}")
+            settings = channel_settings(self.config.extra, PluginHooks(pm))
             app = create_app(settings, pm)
         except (SettingsError, ValueError) as exc:
             logger.error("[%s] %s", self.name, exc)

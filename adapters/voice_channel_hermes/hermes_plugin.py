@@ -58,6 +58,31 @@ def _install_display_defaults() -> None:
     table.setdefault(PLATFORM, dict(VOICE_DISPLAY_DEFAULTS))
 
 
+def validate_platform_config(config: Any) -> bool:
+    """Hermes's ``validate_config`` for the platform: the channel's settings load and a key is set.
+
+    A platform whose config does not validate is not created, and Hermes goes on without it (with
+    other platforms, or for cron jobs when it was the only one). Failing in ``connect`` instead is a
+    non-retryable startup error, which stops the whole gateway when voice is its only platform.
+    """
+    from voice_channel.plugins import PluginHooks, get_plugin_manager
+    from voice_channel.settings import SettingsError
+    from voice_channel_hermes.runtime import AdapterRuntimePlugin
+    from voice_channel_hermes.settings import channel_settings
+
+    pm = get_plugin_manager(blocked=("hermes",), extra_plugins=(AdapterRuntimePlugin(_no_chat),))
+    try:
+        channel_settings(getattr(config, "extra", None), PluginHooks(pm))
+    except (SettingsError, ValueError) as exc:
+        logger.error("%s", exc)
+        return False
+    return True
+
+
+def _no_chat(context: Any) -> Any:  # pragma: no cover - the settings check opens no conversation
+    raise RuntimeError("validation only")
+
+
 def register_plugin(ctx: Any) -> None:
     """Register the platform, the tool policy hook and the display defaults with Hermes."""
     policy = ToolPolicy()
@@ -73,6 +98,7 @@ def register_plugin(ctx: Any) -> None:
         label="ElevenLabs Voice",
         adapter_factory=adapter_factory,
         check_fn=_requirements_met,
+        validate_config=validate_platform_config,
         required_env=["ELEVENLABS_API_KEY"],
         install_hint="pip install 'voice-channel[hermes]' into Hermes's environment",
         allowed_users_env="ELEVENLABS_VOICE_ALLOWED_USERS",
