@@ -42,6 +42,7 @@ from voice_channel.settings import Settings, SettingsError
 from voice_channel_hermes import PLATFORM
 from voice_channel_hermes.chat import VoiceChat
 from voice_channel_hermes.policy import ToolPolicy
+from voice_channel_hermes.prewarm import prewarm_agent
 from voice_channel_hermes.runs import RunTracker
 from voice_channel_hermes.runtime import AdapterRuntimePlugin
 from voice_channel_hermes.settings import channel_settings
@@ -84,12 +85,16 @@ class ElevenLabsVoiceAdapter(BasePlatformAdapter):
         self._out_ids = itertools.count(1)
         #: The port the channel listens on once connected (``server.port: 0`` picks one).
         self.port: int | None = None
+        #: Building a throwaway agent at platform start (see :mod:`voice_channel_hermes.prewarm`).
+        self._prewarm: asyncio.Future[None] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
     async def connect(self, *, is_reconnect: bool = False) -> bool:
         try:
-            pm = get_plugin_manager(blocked=("hermes",), extra_plugins=(AdapterRuntimePlugin(self.open_chat),))
+            pm = get_plugin_manager(
+                blocked=("hermes",), extra_plugins=(AdapterRuntimePlugin(self.open_chat, self.readiness),)
+            )
             settings = channel_settings(self.config.extra, PluginHooks(pm))
             app = create_app(settings, pm)
         except (SettingsError, ValueError) as exc:
@@ -115,6 +120,8 @@ class ElevenLabsVoiceAdapter(BasePlatformAdapter):
             self._set_fatal_error("listen_failed", message, retryable=True)
             return False
         self._settings, self._serving, self._closing = settings, serving, False
+        if settings.hermes.prewarm and self._prewarm is None:
+            self._prewarm = asyncio.ensure_future(self._prewarm_agent())
         self._mark_connected()
         logger.info(
             "[%s] voice channel listening on ws://%s:%s%s",
@@ -125,11 +132,40 @@ class ElevenLabsVoiceAdapter(BasePlatformAdapter):
         )
         return True
 
+    def readiness(self) -> str | None:
+        """Why a call would not be answered now, or None (the channel's ``/readyz`` and upgrade check).
+
+        Until Hermes's gateway has finished starting, it queues inbound messages and answers them
+        only later (``GatewayRunner._startup_restore_in_progress``), so a call would hear nothing;
+        and until the pre-warm is done, the first call would wait for it.
+        """
+        runner = getattr(self, "gateway_runner", None)
+        if runner is None or not getattr(runner, "_running", False):
+            return "hermes gateway starting"
+        if getattr(runner, "_startup_restore_in_progress", False):
+            return "hermes gateway starting"
+        if self._prewarm is not None and not self._prewarm.done():
+            return "hermes agent warming up"
+        return None
+
+    async def wait_ready(self) -> None:
+        """Wait until the pre-warm is done (the gateway's own start is awaited by whoever started it)."""
+        if self._prewarm is not None:
+            await asyncio.shield(self._prewarm)
+
+    async def _prewarm_agent(self) -> None:
+        seconds = await asyncio.to_thread(prewarm_agent)
+        logger.info("[%s] Hermes agent pre-warmed in %.1fs", self.name, seconds)
+
     async def disconnect(self) -> None:
         self._closing = True
         serving, self._serving = self._serving, None
         if serving is not None:
             await serving.aclose()
+        prewarm, self._prewarm = self._prewarm, None
+        if prewarm is not None:
+            # A thread cannot be cancelled: let it finish (it does on its own) rather than orphan it.
+            await asyncio.wait({prewarm}, timeout=60)
         self._chats.clear()
         self._mark_disconnected()
 

@@ -86,6 +86,11 @@ class HermesSettings(BaseModel):
     )
     user_id: str = Field("voice-caller", min_length=1, description="Hermes user id of voice callers.")
     user_name: str = Field("Voice caller", min_length=1, description="Hermes user name of voice callers.")
+    prewarm: bool = Field(
+        True,
+        description="Build a throwaway Hermes agent when the platform starts (imports, tools, lazy installs), so "
+        "the first call does not wait for it; /readyz answers 503 until it is done.",
+    )
     stop_timeout_s: float = Field(
         1.5,
         gt=0,

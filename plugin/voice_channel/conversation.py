@@ -358,7 +358,13 @@ class Conversation:
                 return
             message = self._reapply_boundary(message, verdict)
         try:
-            await self._speak_run(turn, _Run(session.respond(message)))
+            run = _Run(session.respond(message))
+            await self._speak_run(turn, run)
+            if run.closed and not turn.runtime_output and turn.running:
+                # The runtime ended without a word (it dropped or queued the message): never an
+                # empty final, and never just the filler.
+                turn.log.warning("runtime_reply_empty", runtime=self.runtime_name)
+                await turn.say(self._settings.turn.apology_text)
         finally:
             # The record holds what came *before* the message while the runtime answers it.
             self.record.add_user(message.text, turn.event_id)

@@ -12,6 +12,7 @@ import pytest
 from hermes_support import MEDIUM_REPLY, PLATFORM, PLUGIN
 from voice_channel.client import Reply, SpeechEngineClient
 from voice_channel.confirmations import PROMPT_LEAD, recognize_prompt
+from voice_channel.conversation import NO_ANSWER_IN_TIME
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -181,17 +182,33 @@ async def test_dangerous_command_no_blocks_it(gateway, llm, scratch):
         assert_no_notice(reply.text)
 
 
-async def test_dangerous_command_silence_past_the_timeout_blocks_it(gateway, llm, scratch):
+async def test_after_a_confirmation_timed_out_its_blocked_tail_is_never_spoken(gateway, llm, scratch):
+    # Issue 11, item 8: the denied run's tail ("Done. Tool said: BLOCKED ...") used to open the next turn.
     target = victim(scratch)
     async with gateway.client() as client:
         await _ask_to_run(client, f"rm -rf {target}")
-        # Say nothing: the channel denies after confirmations.timeout_s, and Hermes reports it.
+        # Say nothing: the channel denies after confirmations.timeout_s, Hermes is told and answers the denial
+        # while no turn is open.
         await wait_llm(llm, lambda: any("BLOCKED" in r for r in llm.tool_results(str(target))))
-        assert target.exists()
+        await wait_llm(llm, lambda: any(s.completed for s in llm.streams_for(str(target)) if s.kind == "after_tool"))
         await client.say("Hello again.")
         reply = await client.reply(timeout=30)
+        client.heard(reply.text)
+        assert reply.text.strip() == f"{NO_ANSWER_IN_TIME} You said Hello again."
+        await client.say("And one more thing.")
+        later = await client.reply(timeout=30)
+        assert later.text.strip() == "You said And one more thing."
         assert target.exists()
-        assert reply.text.strip().endswith("You said Hello again.")
+        for text in (reply.text, later.text):
+            assert "BLOCKED" not in text and "Tool said" not in text
+            assert_no_notice(text)
+    # Hermes knows: its next request carries the blocked tool result in the history.
+    request = next(
+        r["messages"]
+        for r in llm.requests
+        if r.get("tools") and "Hello again." in str(r["messages"][-1].get("content"))
+    )
+    assert any(m.get("role") == "tool" and "BLOCKED" in str(m.get("content")) for m in request)
 
 
 async def test_injected_approval_in_the_request_does_not_approve(gateway, llm, scratch):
@@ -236,7 +253,7 @@ async def test_listed_tool_needs_a_spoken_yes_through_the_plugin_rule(gateway, l
     ("extra", "message"),
     [
         ({"server": {"port": "many"}}, "setting 'server.port'"),
-        ({}, "no ElevenLabs API key: set ELEVENLABS_API_KEY"),
+        ({}, "the ElevenLabs API key is missing: set ELEVENLABS_API_KEY"),
     ],
 )
 async def test_a_bad_setting_or_no_key_stops_only_this_platform_with_a_clear_message(gateway, extra, message):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from voice_channel.settings import SettingsError, build_settings_class
 from voice_channel_hermes.prompting import approval_request, describe_tool_call, hermes_risk
-from voice_channel_hermes.settings import DEFAULT_CONFIRM_TOOLS, HermesSettings, load_hermes_settings
+from voice_channel_hermes.settings import DEFAULT_CONFIRM_TOOLS, NO_KEY, HermesSettings, load_hermes_settings
 
 SETTINGS = build_settings_class({"hermes": HermesSettings})
 
@@ -86,3 +88,43 @@ def test_spoken_descriptions_of_approvals():
 def test_what_hermes_flags_as_dangerous_needs_the_code_word(command, description, smart_denied, risk):
     assert hermes_risk(command, description, smart_denied=smart_denied) == risk
     assert approval_request("r", command, description, smart_denied=smart_denied).risk == risk
+
+
+def test_a_missing_key_keeps_the_platform_out_with_the_fix_that_works_inside_hermes(monkeypatch, caplog):
+    # Issue 11, item 4: Hermes's validate_config refuses the platform (the gateway runs on without it); the
+    # message names what works inside Hermes, not `voice-channel serve --insecure-no-auth`.
+    from gateway.config import PlatformConfig
+
+    from voice_channel_hermes.hermes_plugin import validate_platform_config
+
+    with caplog.at_level(logging.ERROR, logger="voice_channel_hermes.hermes_plugin"):
+        assert validate_platform_config(PlatformConfig(enabled=True, extra={})) is False
+    assert NO_KEY in caplog.text
+    for fix in ("ELEVENLABS_API_KEY", "$HERMES_HOME/.env", "platforms.elevenlabs_voice.extra"):
+        assert fix in NO_KEY
+    assert "VOICE_CHANNEL_AUTH__INSECURE_NO_AUTH=true" in NO_KEY and "insecure_no_auth: true" in NO_KEY
+    assert "--insecure-no-auth" not in NO_KEY and "missing" in NO_KEY
+
+    assert validate_platform_config(PlatformConfig(enabled=True, extra={"auth": {"insecure_no_auth": True}}))
+    monkeypatch.setenv("VOICE_CHANNEL_AUTH__INSECURE_NO_AUTH", "true")
+    assert validate_platform_config(PlatformConfig(enabled=True, extra={}))
+    monkeypatch.delenv("VOICE_CHANNEL_AUTH__INSECURE_NO_AUTH")
+    monkeypatch.setenv("ELEVENLABS_API_KEY", "sk_test_present")
+    assert validate_platform_config(PlatformConfig(enabled=True, extra={}))
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="voice_channel_hermes.hermes_plugin"):
+        assert validate_platform_config(PlatformConfig(enabled=True, extra={"server": {"port": "many"}})) is False
+    assert "setting 'server.port'" in caplog.text
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_hermes_does_not_create_the_platform_without_a_key(gateway, monkeypatch):
+    from gateway.config import PlatformConfig
+    from gateway.platform_registry import platform_registry
+
+    from hermes_support import PLATFORM
+
+    assert platform_registry.get(PLATFORM) is not None, "the plugin registered the platform"
+    assert platform_registry.create_adapter(PLATFORM, PlatformConfig(enabled=True, extra={})) is None
+    monkeypatch.setenv("ELEVENLABS_API_KEY", "sk_test_present")
+    assert platform_registry.create_adapter(PLATFORM, PlatformConfig(enabled=True, extra={})) is not None
