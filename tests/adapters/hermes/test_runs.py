@@ -1,4 +1,4 @@
-"""RunTracker: Hermes's run hooks, called in an agent thread, tell the gateway loop when a voice call's run has ended."""
+"""RunTracker: Hermes's run hooks, called in an agent thread, tell the gateway loop when a call's run ended."""
 
 from __future__ import annotations
 
