@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from typing import Any
 
 import structlog
@@ -34,17 +35,19 @@ from gateway.session import build_session_key
 
 from voice_channel.app import create_app
 from voice_channel.auth import protection
-from voice_channel.cli.serve import NO_KEY
 from voice_channel.logging import LineRedactor, SecretRedactor
 from voice_channel.plugins import PluginHooks, get_plugin_manager
 from voice_channel.runtime import ConversationContext
 from voice_channel.server import running_app
-from voice_channel.settings import Settings, SettingsError, build_settings_class, secret_values
+from voice_channel.settings import Settings, SettingsError, secret_values
 from voice_channel_hermes import PLATFORM
 from voice_channel_hermes.chat import VoiceChat
 from voice_channel_hermes.policy import ToolPolicy
+from voice_channel_hermes.prewarm import prewarm_agent
+from voice_channel_hermes.runs import RunTracker
 from voice_channel_hermes.runtime import AdapterRuntimePlugin
-from voice_channel_hermes.settings import load_hermes_settings
+from voice_channel_hermes.settings import channel_settings
+from voice_channel_hermes.transcript import amend_last_reply
 
 __all__ = ["ElevenLabsVoiceAdapter"]
 
@@ -69,9 +72,13 @@ class ElevenLabsVoiceAdapter(BasePlatformAdapter):
     #: A voice caller is there to answer a resumed session.
     interactive_resume = True
 
-    def __init__(self, config: PlatformConfig, policy: ToolPolicy | None = None) -> None:
+    def __init__(
+        self, config: PlatformConfig, policy: ToolPolicy | None = None, runs: RunTracker | None = None
+    ) -> None:
         super().__init__(config, Platform(PLATFORM))
         self._policy = policy or ToolPolicy()
+        #: Hermes agent runs in flight, from the plugin's run hooks (see :mod:`voice_channel_hermes.runs`).
+        self._runs = runs or RunTracker()
         self._settings: Settings | None = None
         self._chats: dict[str, VoiceChat] = {}
         self._serving: contextlib.AsyncExitStack | None = None
@@ -79,17 +86,17 @@ class ElevenLabsVoiceAdapter(BasePlatformAdapter):
         self._out_ids = itertools.count(1)
         #: The port the channel listens on once connected (``server.port: 0`` picks one).
         self.port: int | None = None
+        #: Building a throwaway agent at platform start (see :mod:`voice_channel_hermes.prewarm`).
+        self._prewarm: asyncio.Future[None] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
     async def connect(self, *, is_reconnect: bool = False) -> bool:
         try:
-            pm = get_plugin_manager(blocked=("hermes",), extra_plugins=(AdapterRuntimePlugin(self.open_chat),))
-            settings = load_hermes_settings(
-                self.config.extra, build_settings_class(PluginHooks(pm).settings_sections())
+            pm = get_plugin_manager(
+                blocked=("hermes",), extra_plugins=(AdapterRuntimePlugin(self.open_chat, self.readiness),)
             )
-            if settings.elevenlabs.api_key is None and not settings.auth.insecure_no_auth:
-                raise SettingsError(f"{PLATFORM}: {NO_KEY}")
+            settings = channel_settings(self.config.extra, PluginHooks(pm))
             app = create_app(settings, pm)
         except (SettingsError, ValueError) as exc:
             logger.error("[%s] %s", self.name, exc)
@@ -116,6 +123,8 @@ class ElevenLabsVoiceAdapter(BasePlatformAdapter):
             self._set_fatal_error("listen_failed", message, retryable=True)
             return False
         self._settings, self._serving, self._closing = settings, serving, False
+        if settings.hermes.prewarm and self._prewarm is None:
+            self._prewarm = asyncio.ensure_future(self._prewarm_agent())
         self._mark_connected()
         logger.info(
             "[%s] voice channel listening on ws://%s:%s%s",
@@ -126,11 +135,40 @@ class ElevenLabsVoiceAdapter(BasePlatformAdapter):
         )
         return True
 
+    def readiness(self) -> str | None:
+        """Why a call would not be answered now, or None (the channel's ``/readyz`` and upgrade check).
+
+        Until Hermes's gateway has finished starting, it queues inbound messages and answers them
+        only later (``GatewayRunner._startup_restore_in_progress``), so a call would hear nothing;
+        and until the pre-warm is done, the first call would wait for it.
+        """
+        runner = getattr(self, "gateway_runner", None)
+        if runner is None or not getattr(runner, "_running", False):
+            return "hermes gateway starting"
+        if getattr(runner, "_startup_restore_in_progress", False):
+            return "hermes gateway starting"
+        if self._prewarm is not None and not self._prewarm.done():
+            return "hermes agent warming up"
+        return None
+
+    async def wait_ready(self) -> None:
+        """Wait until the pre-warm is done (the gateway's own start is awaited by whoever started it)."""
+        if self._prewarm is not None:
+            await asyncio.shield(self._prewarm)
+
+    async def _prewarm_agent(self) -> None:
+        seconds = await asyncio.to_thread(prewarm_agent)
+        logger.info("[%s] Hermes agent pre-warmed in %.1fs", self.name, seconds)
+
     async def disconnect(self) -> None:
         self._closing = True
         serving, self._serving = self._serving, None
         if serving is not None:
             await serving.aclose()
+        prewarm, self._prewarm = self._prewarm, None
+        if prewarm is not None:
+            # A thread cannot be cancelled: let it finish (it does on its own) rather than orphan it.
+            await asyncio.wait({prewarm}, timeout=60)
         self._chats.clear()
         self._mark_disconnected()
 
@@ -209,10 +247,32 @@ class ElevenLabsVoiceAdapter(BasePlatformAdapter):
             task = self._session_tasks.get(chat.session_key)
             remaining = deadline - loop.time()
             if task is None or task.done() or remaining <= 0:
-                return not self._busy(chat.session_key)
+                break
             # Wait on Hermes's processing task itself (not a poll); a follow-up task may take over.
             await asyncio.wait({task}, timeout=remaining)
-        return True
+        if self._busy(chat.session_key):
+            return False
+        # A /stop frees the session before the agent's thread has persisted the interrupted turn;
+        # a message submitted then would be built on a transcript without it.
+        if await self._runs.wait_finished(chat.session_key, max(deadline - loop.time(), 0.0)):
+            return True
+        chat.log.warning("hermes_run_not_finished", timeout_s=timeout)
+        self._runs.forget(chat.session_key)
+        return False
+
+    async def amend_reply(self, chat: VoiceChat, heard_words: int) -> None:
+        store = getattr(getattr(self, "gateway_runner", None), "session_store", None)
+        if store is None:
+            return
+        started = time.perf_counter()
+        removed = await asyncio.to_thread(amend_last_reply, store, chat.session_key, heard_words)
+        if removed is not None:
+            chat.log.info(
+                "hermes_reply_cut_to_heard",
+                heard_words=heard_words,
+                removed_words=removed,
+                took_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
 
     def resolve_approval(self, session_key: str, choice: str) -> int:
         from tools.approval import resolve_gateway_approval
@@ -281,13 +341,18 @@ class ElevenLabsVoiceAdapter(BasePlatformAdapter):
         allow_permanent: bool = True,
         smart_denied: bool = False,
     ) -> SendResult:
-        """Hermes's approval gate: the caller is asked by voice; "always" is never offered.
+        """Hermes's approval gate: the caller is asked by voice; "always" is never offered. What Hermes
+        flags as dangerous needs the confirmation's code word (:func:`~voice_channel_hermes.prompting.hermes_risk`).
 
         Returns at once (Hermes waits at most 15 s for this call); the decision comes later through
         :meth:`VoiceChat.resolve`. With no open reply to ask in, the request is denied right away
         rather than left to Hermes's timeout."""
         chat = self._chats.get(str(chat_id))
-        if chat is None or chat.session_key != session_key or not chat.on_approval(command, description, session_key):
+        if (
+            chat is None
+            or chat.session_key != session_key
+            or not chat.on_approval(command, description, session_key, smart_denied=smart_denied)
+        ):
             logger.warning("[%s] approval for %s with no open call: denied", self.name, chat_id)
             self.resolve_approval(session_key, "deny")
         return SendResult(success=True)

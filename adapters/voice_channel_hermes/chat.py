@@ -16,7 +16,9 @@ Routing rules (the facts behind them are in the README's Hermes section):
   pairing, tool progress, errors) is a notice: logged, never spoken;
 * drafts belong to the message in flight unless their id predates it;
 * after an interruption the old reply is closed first, so nothing Hermes delivers for it later,
-  including the partial answer it re-delivers on an interrupt, reaches any turn.
+  including the partial answer it re-delivers on an interrupt, reaches any turn;
+* before the next message goes in, Hermes's transcript is made to hold what the caller heard of
+  the previous reply (the channel's record says how much), so the model is not told it said more.
 
 The adapter side is the :class:`HermesPort` protocol, so this logic is tested without a gateway.
 """
@@ -52,7 +54,12 @@ class HermesPort(Protocol):
         ...
 
     async def wait_idle(self, chat: VoiceChat, timeout: float) -> bool:
-        """Wait (bounded) until Hermes processes nothing for the chat; False on timeout."""
+        """Wait (bounded) until Hermes processes nothing for the chat and its agent run has ended
+        (and was persisted); False on timeout."""
+        ...
+
+    async def amend_reply(self, chat: VoiceChat, heard_words: int) -> None:
+        """Cut the last reply in the chat's Hermes transcript to its first ``heard_words`` words."""
         ...
 
     def resolve_approval(self, session_key: str, choice: str) -> int:
@@ -68,6 +75,15 @@ class HermesPort(Protocol):
 class _Approval:
     session_key: str
     stream: ReplyStream
+
+
+@dataclass(frozen=True, slots=True)
+class _Answered:
+    """The previous message: whose reply the record's last entry may be."""
+
+    event_id: int | None
+    #: A confirmation was asked in its reply: the spoken text is not only Hermes's.
+    asked: bool
 
 
 class VoiceChat:
@@ -95,6 +111,7 @@ class VoiceChat:
         self._approvals: dict[str, _Approval] = {}
         self._max_draft_id = 0
         self._closed = False
+        self._previous: _Answered | None = None
         self.log = structlog.get_logger("voice_channel_hermes").bind(
             conversation_id=context.conversation_id, hermes_chat_id=chat_id
         )
@@ -173,12 +190,14 @@ class VoiceChat:
         else:
             stream.complete(outcome)
 
-    def on_approval(self, command: str, description: str, session_key: str) -> bool:
+    def on_approval(self, command: str, description: str, session_key: str, *, smart_denied: bool = False) -> bool:
         """Hermes waits on an approval for this chat; False if no reply is open to ask it in."""
         stream = self.current
         if stream is None or stream.closed or stream.outcome is not None or self._closed:
             return False
-        request = approval_request(f"hermes-approval-{next(self._ids)}", command, description)
+        request = approval_request(
+            f"hermes-approval-{next(self._ids)}", command, description, smart_denied=smart_denied
+        )
         self._approvals[request.id] = _Approval(session_key, stream)
         self.log.info("hermes_approval_requested", request_id=request.id)
         stream.confirm(request)
@@ -192,8 +211,11 @@ class VoiceChat:
             # Still busy (a run that ignored /stop): the message would be queued behind it.
             self.log.warning("hermes_chat_busy_stopping", timeout_s=self._stop_timeout_s)
             await self._port.stop(self, self._stop_timeout_s)
+        await self._amend_previous_reply()
         message_id = f"{self.chat_id}:{message.event_id}:{next(self._ids)}"
-        stream = ReplyStream(message_id, cursor=self._port.cursor, draft_floor=self._max_draft_id)
+        stream = ReplyStream(
+            message_id, cursor=self._port.cursor, draft_floor=self._max_draft_id, event_id=message.event_id
+        )
         self.current = stream
         self.log.debug("hermes_message_submitted", message_id=message_id)
         return stream
@@ -205,6 +227,7 @@ class VoiceChat:
         if stream.closed:
             return
         stream.close()
+        self._previous = _Answered(stream.event_id, stream.confirmations > 0)
         for request_id in [rid for rid, approval in self._approvals.items() if approval.stream is stream]:
             # Nobody will answer these any more; /stop below makes Hermes deny them.
             del self._approvals[request_id]
@@ -215,3 +238,36 @@ class VoiceChat:
                 await self._port.stop(self, self._stop_timeout_s)
             except Exception:
                 self.log.exception("hermes_stop_failed", message_id=stream.message_id)
+
+    async def _amend_previous_reply(self) -> None:
+        """Make Hermes's transcript hold only what the caller heard of the previous reply."""
+        previous, self._previous = self._previous, None
+        if previous is None or previous.asked or previous.event_id is None:
+            return
+        heard = self._heard_words(previous.event_id)
+        if heard is None:
+            return
+        try:
+            await self._port.amend_reply(self, heard)
+        except Exception:
+            self.log.exception("hermes_reply_amend_failed", heard_words=heard)
+
+    def _heard_words(self, event_id: int) -> int | None:
+        """How many words of the reply to ``event_id`` the caller heard; None if all of it (or unknown).
+
+        The record ends with that message and its reply as heard (cut short, or removed when nothing
+        was heard). The filler phrase the channel may have said first is not Hermes's text.
+        """
+        entries = self._context.record.entries
+        last = entries[-1] if entries else None
+        if last is None or last.event_id != event_id:
+            return None
+        if last.role == "user":
+            return 0
+        if not last.interrupted:
+            return None
+        words = last.text.split()
+        filler = self._context.settings.turn.filler_text.split()
+        if filler and [w.casefold() for w in words[: len(filler)]] == [w.casefold() for w in filler]:
+            words = words[len(filler) :]
+        return len(words)

@@ -5,6 +5,8 @@
   ``ELEVENLABS_VOICE_ALLOWED_USERS`` / ``ELEVENLABS_VOICE_ALLOW_ALL_USERS`` (used only when callers
   are not authorized upstream, see ``hermes.trust_voice_callers``);
 * the ``pre_tool_call`` hook of :class:`~voice_channel_hermes.policy.ToolPolicy`;
+* the ``pre_llm_call`` and ``on_session_end`` hooks of :class:`~voice_channel_hermes.runs.RunTracker`
+  (when an agent run of a call has really ended);
 * voice defaults for Hermes's per-platform display settings (token streaming on, tool progress,
   interim messages and busy-ack details off), which explicit ``display.platforms.elevenlabs_voice``
   settings in ``config.yaml`` override.
@@ -19,6 +21,7 @@ from typing import Any
 from voice_channel_hermes import PLATFORM
 from voice_channel_hermes.policy import ToolPolicy
 from voice_channel_hermes.prompting import PLATFORM_HINT
+from voice_channel_hermes.runs import RunTracker
 
 __all__ = ["VOICE_DISPLAY_DEFAULTS", "register_plugin"]
 
@@ -55,20 +58,47 @@ def _install_display_defaults() -> None:
     table.setdefault(PLATFORM, dict(VOICE_DISPLAY_DEFAULTS))
 
 
+def validate_platform_config(config: Any) -> bool:
+    """Hermes's ``validate_config`` for the platform: the channel's settings load and a key is set.
+
+    A platform whose config does not validate is not created, and Hermes goes on without it (with
+    other platforms, or for cron jobs when it was the only one). Failing in ``connect`` instead is a
+    non-retryable startup error, which stops the whole gateway when voice is its only platform.
+    """
+    from voice_channel.plugins import PluginHooks, get_plugin_manager
+    from voice_channel.settings import SettingsError
+    from voice_channel_hermes.runtime import AdapterRuntimePlugin
+    from voice_channel_hermes.settings import channel_settings
+
+    pm = get_plugin_manager(blocked=("hermes",), extra_plugins=(AdapterRuntimePlugin(_no_chat),))
+    try:
+        channel_settings(getattr(config, "extra", None), PluginHooks(pm))
+    except (SettingsError, ValueError) as exc:
+        logger.error("%s", exc)
+        return False
+    return True
+
+
+def _no_chat(context: Any) -> Any:  # pragma: no cover - the settings check opens no conversation
+    raise RuntimeError("validation only")
+
+
 def register_plugin(ctx: Any) -> None:
     """Register the platform, the tool policy hook and the display defaults with Hermes."""
     policy = ToolPolicy()
+    runs = RunTracker()
 
     def adapter_factory(config: Any) -> Any:
         from voice_channel_hermes.adapter import ElevenLabsVoiceAdapter
 
-        return ElevenLabsVoiceAdapter(config, policy)
+        return ElevenLabsVoiceAdapter(config, policy, runs)
 
     ctx.register_platform(
         name=PLATFORM,
         label="ElevenLabs Voice",
         adapter_factory=adapter_factory,
         check_fn=_requirements_met,
+        validate_config=validate_platform_config,
         required_env=["ELEVENLABS_API_KEY"],
         install_hint="pip install 'voice-channel[hermes]' into Hermes's environment",
         allowed_users_env="ELEVENLABS_VOICE_ALLOWED_USERS",
@@ -79,4 +109,6 @@ def register_plugin(ctx: Any) -> None:
         platform_hint=PLATFORM_HINT,
     )
     ctx.register_hook("pre_tool_call", policy)
+    ctx.register_hook("pre_llm_call", runs.on_run_start)
+    ctx.register_hook("on_session_end", runs.on_run_end)
     _install_display_defaults()

@@ -28,11 +28,20 @@ class HermesRuntime:
 
     name = "hermes"
 
-    def __init__(self, open_chat: Callable[[ConversationContext], RuntimeSession]) -> None:
+    def __init__(
+        self,
+        open_chat: Callable[[ConversationContext], RuntimeSession],
+        readiness: Callable[[], str | None] = lambda: None,
+    ) -> None:
         self._open_chat = open_chat
+        self._readiness = readiness
 
     async def start(self) -> None:
         """The gateway is already running: nothing to start."""
+
+    def readiness(self) -> str | None:
+        """Why Hermes cannot take a turn yet (the gateway still starting, the agent warming up), or None."""
+        return self._readiness()
 
     async def open_session(self, context: ConversationContext) -> RuntimeSession:
         return self._open_chat(context)
@@ -44,8 +53,13 @@ class HermesRuntime:
 class AdapterRuntimePlugin:
     """A ``voice_channel`` plugin object registering the ``hermes`` runtime for one adapter."""
 
-    def __init__(self, open_chat: Callable[[ConversationContext], RuntimeSession]) -> None:
+    def __init__(
+        self,
+        open_chat: Callable[[ConversationContext], RuntimeSession],
+        readiness: Callable[[], str | None] = lambda: None,
+    ) -> None:
         self._open_chat = open_chat
+        self._readiness = readiness
 
     @hookimpl
     def voice_channel_register_runtimes(self, register: Callable[..., None]) -> None:
@@ -57,7 +71,7 @@ class AdapterRuntimePlugin:
 
     def _factory(self, settings: Settings) -> HermesRuntime:
         del settings
-        return HermesRuntime(self._open_chat)
+        return HermesRuntime(self._open_chat, self._readiness)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"

@@ -14,10 +14,21 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from voice_channel.settings import Settings, SettingsError, load_settings
+from voice_channel.plugins import PluginHooks
+from voice_channel.settings import Settings, SettingsError, build_settings_class, load_settings
 from voice_channel_hermes import PLATFORM
 
-__all__ = ["DEFAULT_CONFIRM_TOOLS", "HermesSettings", "load_hermes_settings"]
+__all__ = ["DEFAULT_CONFIRM_TOOLS", "NO_KEY", "HermesSettings", "channel_settings", "load_hermes_settings"]
+
+#: Why the platform does not start without an API key, and the fixes that work inside Hermes
+#: (``voice-channel serve``'s ``--insecure-no-auth`` flag does not exist here).
+NO_KEY = (
+    f"{PLATFORM}: the ElevenLabs API key is missing: set ELEVENLABS_API_KEY in Hermes's environment or in "
+    f"$HERMES_HOME/.env (or elevenlabs.api_key under platforms.{PLATFORM}.extra in config.yaml); it verifies that "
+    "calls really come from ElevenLabs. To run without that check (only behind an IP allowlist or a shared-secret "
+    f"header), set auth: {{insecure_no_auth: true}} under platforms.{PLATFORM}.extra, or "
+    "VOICE_CHANNEL_AUTH__INSECURE_NO_AUTH=true. The voice platform is not started; the rest of the gateway runs on."
+)
 
 #: Hermes tools that change something outside the conversation: each call needs the caller's spoken
 #: yes. ``terminal`` is not listed: Hermes's own dangerous-command approval already asks for the
@@ -75,6 +86,11 @@ class HermesSettings(BaseModel):
     )
     user_id: str = Field("voice-caller", min_length=1, description="Hermes user id of voice callers.")
     user_name: str = Field("Voice caller", min_length=1, description="Hermes user name of voice callers.")
+    prewarm: bool = Field(
+        True,
+        description="Build a throwaway Hermes agent when the platform starts (imports, tools, lazy installs), so "
+        "the first call does not wait for it; /readyz answers 503 until it is done.",
+    )
     stop_timeout_s: float = Field(
         1.5,
         gt=0,
@@ -105,3 +121,15 @@ def load_hermes_settings(extra: Mapping[str, Any] | None, settings_cls: type[Set
             f"{PLATFORM}: {exc}\n(set them under platforms.{PLATFORM}.extra in Hermes's config.yaml,"
             " or with the VOICE_CHANNEL_* variables)"
         ) from None
+
+
+def channel_settings(extra: Mapping[str, Any] | None, hooks: PluginHooks) -> Settings:
+    """The channel's settings inside Hermes, checked as the platform needs them (an API key, or
+    ``auth.insecure_no_auth``). Used both by the platform's ``validate_config`` and by ``connect``.
+
+    :raises SettingsError: a setting is invalid or the key is missing; the message says how to fix it.
+    """
+    settings = load_hermes_settings(extra, build_settings_class(hooks.settings_sections()))
+    if settings.elevenlabs.api_key is None and not settings.auth.insecure_no_auth:
+        raise SettingsError(NO_KEY)
+    return settings

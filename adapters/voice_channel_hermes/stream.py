@@ -45,8 +45,12 @@ class _End:
 class ReplyStream:
     """The events of the reply to one message (see the module docstring)."""
 
-    def __init__(self, message_id: str, *, cursor: str = "", draft_floor: int = 0) -> None:
+    def __init__(self, message_id: str, *, cursor: str = "", draft_floor: int = 0, event_id: int | None = None) -> None:
         self.message_id = message_id
+        #: The ``event_id`` of the transcript the message came from.
+        self.event_id = event_id
+        #: Confirmations asked in this reply.
+        self.confirmations = 0
         #: Drafts with an id at or below this belong to earlier runs (Hermes's ids only grow).
         self.draft_floor = draft_floor
         self.started = False
@@ -110,6 +114,7 @@ class ReplyStream:
 
     def confirm(self, request: ConfirmationRequest) -> None:
         """Hermes waits for the caller's approval: the channel asks and resolves it."""
+        self.confirmations += 1
         self._queue.put_nowait(request)
 
     def complete(self, outcome: str) -> None:

@@ -12,10 +12,12 @@ For a ``user_transcript`` with ``event_id`` E, while the current turn T has id T
 A conversation owns at most one turn task, the runtime *run* (the iterator of
 ``RuntimeSession.respond``) that the turn speaks, and any run paused on a confirmation. A run
 can outlive its turn: when the runtime asks for a confirmation the turn ends with the prompt,
-and the run continues in the turn of the utterance that answered it. Output produced while no
-turn is open (a run that goes on after a timeout-deny) is held and spoken at the start of the
-next turn, never under an old ``event_id``. :meth:`Conversation.close` cancels and awaits all
-of it and closes the runtime session.
+and the run continues in the turn of the utterance that answered it (its reaction to a "no"
+included). A confirmation that times out is denied while no turn is open: the runtime is told
+(``resolve(..., deny)``) and its run is drained *silently*, since nothing a denied run says may
+be spoken later, under any ``event_id``. The protocol cannot speak outside a turn, so the next
+turn starts with one short sentence of the channel's own about it, then stops that run.
+:meth:`Conversation.close` cancels and awaits all of it and closes the runtime session.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -47,7 +49,7 @@ from voice_channel.runtime import (
     RuntimeSession,
     TextDelta,
 )
-from voice_channel.speech import SpeechShaper, extract_text
+from voice_channel.speech import extract_text
 from voice_channel.turn import Turn, TurnState
 from voice_channel.untrusted import (
     Utterance,
@@ -66,6 +68,9 @@ __all__ = ["Conversation"]
 _SLOW_DOWN = "Please slow down a little; I can only take so many requests at once."
 _NOTHING_TO_REPEAT = "I haven't said anything yet."
 _NEVER_BY_VOICE = "I can't approve that by voice, so I won't do it."
+#: Said at the start of the turn after a confirmation timed out (the protocol has no way to speak
+#: between turns); the denied run's own words after the denial are never spoken.
+NO_ANSWER_IN_TIME = "I didn't hear an answer in time, so I didn't do it."
 
 
 @dataclass(eq=False)
@@ -94,12 +99,14 @@ class _Paused:
 
 
 @dataclass(eq=False)
-class _Held:
-    """A run that goes on while no turn is open; its text is spoken at the next turn."""
+class _Unanswered:
+    """A run whose confirmation timed out: denied, then drained silently until the next turn."""
 
     run: _Run
-    text: list[str] = field(default_factory=list)
-    task: asyncio.Task[None] | None = None
+    #: Sends the denial; never cancelled by the next turn, so the runtime always learns of it.
+    denial: asyncio.Task[None] | None = None
+    #: Reads (and drops) what the run says after the denial.
+    drain: asyncio.Task[None] | None = None
 
 
 class Conversation:
@@ -132,7 +139,7 @@ class Conversation:
         self._turns = RateLimiter(settings.input.max_turns_per_minute, max_clients=1)
         self._session_task: asyncio.Task[RuntimeSession] | None = None
         self._paused: _Paused | None = None
-        self._held: _Held | None = None
+        self._unanswered: _Unanswered | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         #: The runtime session opened and ``conversation_started`` was announced.
@@ -250,8 +257,8 @@ class Conversation:
         if self._paused is not None:
             paused, self._paused = self._paused, None
             await self._decide_and_close(paused, ConfirmationDecision(False, "closed"))
-        if self._held is not None:
-            await self._drop_held()
+        if self._unanswered is not None:
+            await self._end_unanswered()
         session = await self._close_session_task()
         for task in list(self._tasks):
             task.cancel()
@@ -301,8 +308,9 @@ class Conversation:
             )
             self._log_anomalies(turn, utterance)
             self.record.reconcile_last_reply(utterance.heard_reply)
-            if self._held is not None:
-                await turn.say(await self._take_held())
+            if self._unanswered is not None:
+                await self._end_unanswered()
+                await turn.say(NO_ANSWER_IN_TIME + " ")
             if self._paused is not None:
                 await self._answer_confirmation(turn, utterance)
             else:
@@ -350,7 +358,13 @@ class Conversation:
                 return
             message = self._reapply_boundary(message, verdict)
         try:
-            await self._speak_run(turn, _Run(session.respond(message)))
+            run = _Run(session.respond(message))
+            await self._speak_run(turn, run)
+            if run.closed and not turn.runtime_output and turn.running:
+                # The runtime ended without a word (it dropped or queued the message): never an
+                # empty final, and never just the filler.
+                turn.log.warning("runtime_reply_empty", runtime=self.runtime_name)
+                await turn.say(self._settings.turn.apology_text)
         finally:
             # The record holds what came *before* the message while the runtime answers it.
             self.record.add_user(message.text, turn.event_id)
@@ -424,48 +438,50 @@ class Conversation:
         await self._speak_run(turn, paused.run)
 
     def _on_confirmation_timeout(self, paused: _Paused) -> None:
-        # Timer callback: no answer in time. Deny, and let the run go on without a turn.
+        # Timer callback: no answer in time, and no turn is open to say so. Deny, and let the run
+        # react to the denial unheard.
         if self._paused is not paused or self._closed:
             return
         self._paused = None
-        held = _Held(paused.run)
-        self._held = held
-        held.task = self._spawn(self._expire(paused, held))
+        unanswered = _Unanswered(paused.run)
+        self._unanswered = unanswered
+        unanswered.denial = self._spawn(
+            self._resolve_or_log(paused.confirmation.request, ConfirmationDecision(False, "timeout"))
+        )
+        unanswered.drain = self._spawn(self._drain(unanswered))
 
-    async def _expire(self, paused: _Paused, held: _Held) -> None:
-        await self._resolve(paused.confirmation.request, ConfirmationDecision(False, "timeout"))
-        shaper = SpeechShaper()
+    async def _drain(self, unanswered: _Unanswered) -> None:
+        """Read what a denied run says while no turn is open, and drop it."""
+        assert unanswered.denial is not None
+        # The run resumes only once the runtime has the decision (asyncio.wait never cancels it).
+        await asyncio.wait({unanswered.denial})
+        dropped = 0
         try:
-            async for event in paused.run.events:
+            async for event in unanswered.run.events:
                 if isinstance(event, ConfirmationRequest):
-                    # No turn is open to ask in: a new request while nobody is listening is denied.
+                    # Nobody is listening to ask: a new request of the denied run is denied too.
                     await self._resolve(event, ConfirmationDecision(False, "superseded"))
-                    continue
-                if isinstance(event, Notice):
-                    continue
-                text = event.text if isinstance(event, TextDelta) else extract_text(event)
-                if text:
-                    held.text.append(shaper.feed(text))
-            held.text.append(shaper.finish())
+                elif isinstance(event, TextDelta):
+                    dropped += len(event.text)
+                elif not isinstance(event, Notice):
+                    dropped += len(extract_text(event) or "")
         finally:
-            await self._close_run(paused.run)
+            self.log.info("denied_run_unspoken", reason="timeout", dropped_chars=dropped)
+            await self._close_run(unanswered.run)
 
-    async def _take_held(self) -> str:
-        """Stop the run that went on without a turn; return what it said, to be spoken first."""
-        held = self._held
-        assert held is not None
-        await self._drop_held()
-        text = "".join(held.text).strip()
-        return f"{text} " if text else ""
-
-    async def _drop_held(self) -> None:
-        held, self._held = self._held, None
-        if held is None:
+    async def _end_unanswered(self) -> None:
+        """Make sure the runtime has the denial, then stop the drained run."""
+        unanswered, self._unanswered = self._unanswered, None
+        if unanswered is None:
             return
-        if held.task is not None and not held.task.done():
-            held.task.cancel()
-            await self._settle(held.task)
-        await self._close_run(held.run)
+        if unanswered.denial is not None:
+            done, _pending = await asyncio.wait({unanswered.denial}, timeout=self._settings.turn.cancel_grace_s)
+            if not done:  # still owned by self._tasks: close() awaits it
+                self.log.warning("confirmation_resolve_slow", grace_s=self._settings.turn.cancel_grace_s)
+        if unanswered.drain is not None and not unanswered.drain.done():
+            unanswered.drain.cancel()
+            await self._settle(unanswered.drain)
+        await self._close_run(unanswered.run)
 
     async def _resolve(self, request: ConfirmationRequest, decision: ConfirmationDecision) -> None:
         session = await self._session()
@@ -477,13 +493,16 @@ class Conversation:
         )
         await session.resolve(request.id, decision)
 
+    async def _resolve_or_log(self, request: ConfirmationRequest, decision: ConfirmationDecision) -> None:
+        try:
+            await self._resolve(request, decision)
+        except Exception:
+            self.log.exception("confirmation_resolve_failed", request_id=request.id)
+
     async def _decide_and_close(self, paused: _Paused, decision: ConfirmationDecision) -> None:
         if paused.timer is not None:
             paused.timer.cancel()
-        try:
-            await self._resolve(paused.confirmation.request, decision)
-        except Exception:
-            self.log.exception("confirmation_resolve_failed", request_id=paused.confirmation.request.id)
+        await self._resolve_or_log(paused.confirmation.request, decision)
         await self._close_run(paused.run)
 
     # --- helpers -------------------------------------------------------------------------------------

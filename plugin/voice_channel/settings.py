@@ -254,7 +254,7 @@ class TurnSettings(_Section):
     apology_text: str = Field(
         "Sorry, something went wrong on my side.",
         min_length=1,
-        description="Spoken when the runtime fails during a turn.",
+        description="Spoken when the runtime fails during a turn, or answers a message without a word.",
     )
     chunk_max_chars: int = Field(
         200, ge=20, le=4000, description="Longest chunk held back waiting for a phrase boundary."

@@ -50,6 +50,9 @@ class Turn:
         self.task: asyncio.Task[None] | None = None
         #: Everything sent for this turn, in order (for a replay and for the record).
         self.spoken: list[str] = []
+        #: What the runtime gave this turn: characters of its text (not the filler, prompts or apologies)
+        #: plus one per confirmation request. Zero after a run ended means it said nothing.
+        self.runtime_output = 0
         self.started_at = time.perf_counter()
         self.first_text_at: float | None = None
         self._conversation_log = log
@@ -112,6 +115,7 @@ class Turn:
                 if isinstance(event, TextDelta):
                     text: str | None = event.text
                 elif isinstance(event, ConfirmationRequest):
+                    self.runtime_output += 1
                     await self._flush_all()
                     return event
                 elif isinstance(event, Notice):
@@ -120,6 +124,7 @@ class Turn:
                 else:
                     text = extract_text(event)
                 if text:
+                    self.runtime_output += len(text.strip())
                     await self._feed(text)
             return None
         finally:

@@ -9,6 +9,7 @@ import pytest
 from support import conversation
 from voice_channel import hookimpl
 from voice_channel.confirmations import PROMPT_LEAD, recognize_prompt
+from voice_channel.conversation import NO_ANSWER_IN_TIME
 from voice_channel.runtimes.demo import HELP, DemoRuntime, DemoSession
 
 
@@ -159,8 +160,9 @@ async def test_silence_past_the_timeout_denies_and_a_late_yes_approves_nothing(d
         await ask(client, "add milk")
         await ask(client, "remove milk")
         await watched.decided.wait()  # the server's own timer denied it
-        # What the runtime said after the denial, with no turn open, is spoken first at the next turn.
-        assert await ask(client, "yes") == f"Okay, I kept milk. {HELP}"
+        # The denied run's own words ("Okay, I kept milk.") are never spoken later: the next turn
+        # starts with the channel's one sentence about the timeout, once.
+        assert await ask(client, "yes") == f"{NO_ANSWER_IN_TIME} {HELP}"
         assert await ask(client, "what is on my list") == "Your list has milk."
     assert [(d.approved, d.reason) for _, d in watched.decisions] == [(False, "timeout")]
 

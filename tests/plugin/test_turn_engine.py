@@ -126,6 +126,29 @@ async def test_runtime_error_ends_turn_with_apology_and_exactly_one_final(start_
     assert any(entry["event"] == "turn_failed" and entry["log_level"] == "error" for entry in logs)
 
 
+@pytest.mark.parametrize("filler", [False, True])
+async def test_a_runtime_that_ends_without_a_word_gets_the_apology_never_an_empty_final(start_channel, filler):
+    # Issue 11, item 2: a runtime that drops or queues the message ended the turn with an empty final.
+    async def silent(message, rec):
+        await rec.release.wait()
+        for item in ("", "  "):
+            yield item
+
+    plugin = ScriptedPlugin(silent)
+    channel = await start_channel(
+        plugins=[plugin], runtime="scripted", turn={"first_text_deadline_s": 0.05, "filler_enabled": filler}
+    )
+    async with conversation(channel) as client:
+        with capture_logs() as logs:
+            await client.say("hi")
+            if filler:
+                assert (await client.receive())["content"] == "One moment. "
+            plugin.recorder.release.set()
+            reply = await client.reply()
+    assert reply.text.strip() == "Sorry, something went wrong on my side."
+    assert any(entry["event"] == "runtime_reply_empty" for entry in logs)
+
+
 async def test_bad_history_items_are_skipped_and_the_turn_is_answered(start_channel):
     channel = await start_channel()
     history = [

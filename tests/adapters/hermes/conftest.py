@@ -105,6 +105,8 @@ async def gateway() -> AsyncIterator[Gateway]:
     runner = GatewayRunner(load_gateway_config())
     assert await runner.start(), "no platform connected"
     adapter = runner.adapters[Platform(PLATFORM)]
+    await adapter.wait_ready()
+    assert adapter.readiness() is None
     try:
         yield Gateway(runner, adapter)
     finally:

@@ -36,6 +36,7 @@ class FakePort:
         self.resolved: list[tuple[str, str]] = []
         self.forgotten = False
         self.submitted_event = asyncio.Event()
+        self.amended: list[int] = []
 
     async def submit(self, chat: VoiceChat, text: str, message_id: str) -> None:
         self.submitted.append((text, message_id))
@@ -49,6 +50,9 @@ class FakePort:
 
     async def wait_idle(self, chat: VoiceChat, timeout: float) -> bool:
         return not self.busy
+
+    async def amend_reply(self, chat: VoiceChat, heard_words: int) -> None:
+        self.amended.append(heard_words)
 
     def resolve_approval(self, session_key: str, choice: str) -> int:
         self.resolved.append((session_key, choice))
@@ -177,3 +181,64 @@ async def test_the_fake_llm_answers_the_newest_of_merged_utterances():
     }
     kind, _user_text, payload = FakeLLM().plan(body)
     assert (kind, payload) == ("text", "You said What is the weather?")
+
+
+async def _interrupted_reply(chat: VoiceChat, port: FakePort, spoken: str, heard: str | None) -> None:
+    """Message 1 is interrupted after ``spoken`` was sent; the caller heard ``heard`` of it (the core's record)."""
+    record = chat._context.record
+    old = chat.respond(message("tell me a story", 1))
+    task = asyncio.ensure_future(_drain(old))
+    await next_submitted(port)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    record.add_user("tell me a story", 1)
+    record.add_assistant(spoken, 1, interrupted=True)
+    record.reconcile_last_reply(heard)
+
+
+@pytest.mark.parametrize(
+    ("spoken", "heard", "amended"),
+    [
+        ("Once upon a time there was a king.", "Once upon a", [3]),
+        ("One moment. Once upon a time there was a king.", "One moment. Once upon", [2]),  # the filler is ours
+        ("Once upon a time there was a king.", None, [0]),  # nothing heard
+    ],
+)
+async def test_before_the_next_message_hermes_is_told_how_much_of_the_last_reply_was_heard(spoken, heard, amended):
+    chat, port = make_chat()
+    await _interrupted_reply(chat, port, spoken, heard)
+    new = chat.respond(message("what time is it", 2))
+    collected = asyncio.ensure_future(_drain(new))
+    new_id = await next_submitted(port)
+    assert port.amended == amended
+    chat.on_processing(new_id, "success")
+    await collected
+
+
+async def test_a_reply_heard_in_full_or_one_that_asked_a_confirmation_is_left_as_it_is():
+    chat, port = make_chat()
+    run = chat.respond(message("hello", 1))
+    collected = asyncio.ensure_future(_drain(run))
+    first = await next_submitted(port)
+    chat.on_send("Hi there.", first, {"notify": True}, "o1")
+    chat.on_processing(first, "success")
+    await collected
+    chat._context.record.add_user("hello", 1)
+    chat._context.record.add_assistant("Hi there.", 1)
+
+    run = chat.respond(message("clean up", 2))
+    asked = asyncio.ensure_future(run.__anext__())
+    await next_submitted(port)
+    assert chat.on_approval("rm -rf /tmp/x", "delete", "agent:main:x:dm:conv-1")
+    await asked
+    await run.aclose()
+    chat._context.record.add_user("clean up", 2)
+    chat._context.record.add_assistant("Confirmation needed: Run the command", 2, interrupted=True)
+
+    third = chat.respond(message("never mind", 3))
+    collected = asyncio.ensure_future(_drain(third))
+    third_id = await next_submitted(port)
+    chat.on_processing(third_id, "success")
+    await collected
+    assert port.amended == []

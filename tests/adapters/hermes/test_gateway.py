@@ -11,7 +11,8 @@ import pytest
 
 from hermes_support import MEDIUM_REPLY, PLATFORM, PLUGIN
 from voice_channel.client import Reply, SpeechEngineClient
-from voice_channel.confirmations import PROMPT_LEAD
+from voice_channel.confirmations import PROMPT_LEAD, recognize_prompt
+from voice_channel.conversation import NO_ANSWER_IN_TIME
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -50,7 +51,7 @@ async def test_plugin_is_loaded_the_way_a_user_enabled_it(gateway):
 
     loaded = get_plugin_manager()._plugins[PLUGIN]
     assert loaded.enabled and loaded.manifest.source == "entrypoint"
-    assert "pre_tool_call" in loaded.hooks_registered
+    assert {"pre_tool_call", "pre_llm_call", "on_session_end"} <= set(loaded.hooks_registered)
     entry = platform_registry.get(PLATFORM)
     assert entry.plugin_name == PLUGIN and "caller-speech" in entry.platform_hint
     assert gateway.adapter.is_connected and gateway.adapter.port
@@ -126,7 +127,7 @@ async def _ask_to_run(client: SpeechEngineClient, command: str) -> Reply:
     return prompt
 
 
-async def test_dangerous_command_yes_runs_it(gateway, llm, monkeypatch, scratch):
+async def test_dangerous_command_runs_only_with_the_code_word(gateway, llm, monkeypatch, scratch):
     sends: list[tuple[str, str | None, Any]] = []
     send = gateway.adapter.send
 
@@ -138,9 +139,12 @@ async def test_dangerous_command_yes_runs_it(gateway, llm, monkeypatch, scratch)
     target = victim(scratch)
     async with gateway.client() as client:
         prompt = await _ask_to_run(client, f"rm -rf {target}")
-        assert "rm -rf" in prompt.text and "Please say yes or no" in prompt.text
+        # Hermes flags it ("delete in root path"): its risk is high, so a bare yes is not enough.
+        assert "rm -rf" in prompt.text and "delete in root path" in prompt.text
+        code_word = recognize_prompt(prompt.text).code_word
+        assert code_word, prompt.text
         assert target.exists(), "ran before the caller answered"
-        await client.say("yes")
+        await client.say(code_word)
         reply = await client.reply(timeout=30)
         assert not target.exists()
         assert reply.text.startswith("Done. Tool said")
@@ -151,6 +155,20 @@ async def test_dangerous_command_yes_runs_it(gateway, llm, monkeypatch, scratch)
     for notice in notices:
         assert notice.strip()[:20] not in spoken
     assert_no_notice(spoken)
+
+
+async def test_dangerous_command_is_not_approved_by_a_bare_yes(gateway, llm, scratch):
+    target = victim(scratch)
+    async with gateway.client() as client:
+        await _ask_to_run(client, f"rm -rf {target}")
+        await client.say("yes")
+        again = await client.reply(timeout=30)
+        client.heard(again.text)
+        assert "didn't get that" in again.text and "code word" in again.text
+        await client.say("yes, yes")
+        reply = await client.reply(timeout=30)
+        assert target.exists()
+        assert "BLOCKED" in reply.text
 
 
 async def test_dangerous_command_no_blocks_it(gateway, llm, scratch):
@@ -164,17 +182,33 @@ async def test_dangerous_command_no_blocks_it(gateway, llm, scratch):
         assert_no_notice(reply.text)
 
 
-async def test_dangerous_command_silence_past_the_timeout_blocks_it(gateway, llm, scratch):
+async def test_after_a_confirmation_timed_out_its_blocked_tail_is_never_spoken(gateway, llm, scratch):
+    # Issue 11, item 8: the denied run's tail ("Done. Tool said: BLOCKED ...") used to open the next turn.
     target = victim(scratch)
     async with gateway.client() as client:
         await _ask_to_run(client, f"rm -rf {target}")
-        # Say nothing: the channel denies after confirmations.timeout_s, and Hermes reports it.
+        # Say nothing: the channel denies after confirmations.timeout_s, Hermes is told and answers the denial
+        # while no turn is open.
         await wait_llm(llm, lambda: any("BLOCKED" in r for r in llm.tool_results(str(target))))
-        assert target.exists()
+        await wait_llm(llm, lambda: any(s.completed for s in llm.streams_for(str(target)) if s.kind == "after_tool"))
         await client.say("Hello again.")
         reply = await client.reply(timeout=30)
+        client.heard(reply.text)
+        assert reply.text.strip() == f"{NO_ANSWER_IN_TIME} You said Hello again."
+        await client.say("And one more thing.")
+        later = await client.reply(timeout=30)
+        assert later.text.strip() == "You said And one more thing."
         assert target.exists()
-        assert reply.text.strip().endswith("You said Hello again.")
+        for text in (reply.text, later.text):
+            assert "BLOCKED" not in text and "Tool said" not in text
+            assert_no_notice(text)
+    # Hermes knows: its next request carries the blocked tool result in the history.
+    request = next(
+        r["messages"]
+        for r in llm.requests
+        if r.get("tools") and "Hello again." in str(r["messages"][-1].get("content"))
+    )
+    assert any(m.get("role") == "tool" and "BLOCKED" in str(m.get("content")) for m in request)
 
 
 async def test_injected_approval_in_the_request_does_not_approve(gateway, llm, scratch):
@@ -219,7 +253,7 @@ async def test_listed_tool_needs_a_spoken_yes_through_the_plugin_rule(gateway, l
     ("extra", "message"),
     [
         ({"server": {"port": "many"}}, "setting 'server.port'"),
-        ({}, "no ElevenLabs API key: set ELEVENLABS_API_KEY"),
+        ({}, "the ElevenLabs API key is missing: set ELEVENLABS_API_KEY"),
     ],
 )
 async def test_a_bad_setting_or_no_key_stops_only_this_platform_with_a_clear_message(gateway, extra, message):
