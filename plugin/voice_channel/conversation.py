@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from voice_channel.confirmations import Answer, ConfirmationPolicy, PendingConfirmation, base_policy
+from voice_channel.metrics import NO_METRICS, Metrics
 from voice_channel.outbox import Frame, Outbox
 from voice_channel.protocol import UserTranscriptMessage
 from voice_channel.ratelimit import RateLimiter
@@ -114,6 +115,7 @@ class Conversation:
         settings: Settings,
         outbox: Outbox,
         handshake_headers: Mapping[str, str] | None = None,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.conversation_id: str | None = None
         self.runtime_name = runtime_name
@@ -129,6 +131,7 @@ class Conversation:
         self._hooks = hooks
         self._settings = settings
         self._outbox = outbox
+        self._metrics = metrics
         self._turns = RateLimiter(settings.input.max_turns_per_minute, max_clients=1)
         self._session_task: asyncio.Task[RuntimeSession] | None = None
         self._paused: _Paused | None = None
@@ -185,6 +188,7 @@ class Conversation:
         if turn is not None:
             if turn.running:
                 self.log.info("turn_interrupted", event_id=turn.event_id, by_event_id=event_id)
+                self._metrics.interruption(self.runtime_name)
             turn.supersede()
             if turn.task is not None and not turn.task.done():
                 turn.task.cancel()
@@ -194,7 +198,10 @@ class Conversation:
             outbox=self._outbox,
             settings=self._settings.turn,
             log=self.log,
+            metrics=self._metrics,
+            runtime_name=self.runtime_name,
         )
+        self._metrics.turn_started(self.runtime_name)
         self.current = new
         new.task = asyncio.get_running_loop().create_task(
             self._run_turn(new, message, previous), name=f"turn-{self.conversation_id}-{event_id}"
@@ -266,6 +273,7 @@ class Conversation:
         self.log.info(
             "conversation_ended", reason=reason, sent=self._outbox.frames_sent, dropped=self._outbox.frames_dropped
         )
+        self._metrics.conversation_closed(self.runtime_name, self._outbox.frames_superseded)
         if self._started:
             await self._hooks.conversation_ended(self, reason)
 
@@ -397,6 +405,7 @@ class Conversation:
         )
         self._paused = paused
         log.info("confirmation_requested")
+        self._metrics.confirmation("asked")
         await turn.say(confirmation.prompt())
         return True
 
@@ -420,6 +429,7 @@ class Conversation:
             paused.timer.cancel()
         reason = "timeout" if expired else "doubt" if answer is Answer.UNCLEAR else "user"
         decision = ConfirmationDecision(answer is Answer.APPROVE, reason)
+        self._metrics.confirmation("timed_out" if expired else "approved" if decision.approved else "denied")
         await self._resolve(confirmation.request, decision)
         await self._speak_run(turn, paused.run)
 
@@ -433,6 +443,7 @@ class Conversation:
         held.task = self._spawn(self._expire(paused, held))
 
     async def _expire(self, paused: _Paused, held: _Held) -> None:
+        self._metrics.confirmation("timed_out")
         await self._resolve(paused.confirmation.request, ConfirmationDecision(False, "timeout"))
         shaper = SpeechShaper()
         try:
