@@ -23,15 +23,14 @@ with ``ui.enabled``, the page at ``/`` (:mod:`voice_channel.ui`).
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator
 
 import pluggy
 import structlog
-from aiohttp import WSCloseCode, web
+from aiohttp import web
 
-from voice_channel.drain import Drain
+from voice_channel.drain import Drain, close_conversations
 from voice_channel.endpoint import speech_engine_endpoint
 from voice_channel.health import HEALTH_PATHS, add_health_routes
 from voice_channel.keys import DRAIN, STATE, TOKENS, ChannelState
@@ -70,8 +69,9 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None, *, dr
 
     :param settings: loaded settings (see :func:`voice_channel.settings.load_settings`).
     :param pm: plugin manager; by default the built-ins plus installed plugins.
-    :param drain: drain before shutting down (:mod:`voice_channel.drain`): what a standalone server
-        does on SIGTERM. Off, open conversations are closed with 1001 as soon as the app shuts down.
+    :param drain: keep a :class:`~voice_channel.drain.Drain` in ``app[DRAIN]``, run before shutting down by
+        ``voice-channel serve`` and under gunicorn (what a standalone server does on SIGTERM). Off, open
+        conversations are closed with 1001 as soon as the app shuts down.
     :raises SettingsError: the configured runtime is not registered.
     """
     hooks = PluginHooks(pm if pm is not None else get_plugin_manager())
@@ -93,9 +93,10 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None, *, dr
         app.router.add_get(METRICS_PATH, metrics_endpoint)
     if settings.ui.enabled:
         add_ui_routes(app)
+    # Redis first: a start-up check that fails leaves nothing else started to be unwound.
+    app.cleanup_ctx.append(redis_context)
     app.cleanup_ctx.append(_runtime_context)
     app.cleanup_ctx.append(elevenlabs_client_context)
-    app.cleanup_ctx.append(redis_context)
     app.on_shutdown.append(_close_conversations)
     return app
 
@@ -130,19 +131,8 @@ async def _runtime_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _close_conversations(app: web.Application) -> None:
-    """Graceful shutdown: drain if this app drains, then cancel and await every turn and close each socket with 1001."""
-    state = app[STATE]
-    drain = app.get(DRAIN)
-    if drain is not None:
-        await drain.run(state)
-    state.shutting_down = True
-    loop = asyncio.get_running_loop()
-    for conversation, ws in list(state.conversations.items()):
-        await conversation.close("shutdown")
-        state.socket_closes[ws] = loop.create_task(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown"))
-    waiting = {*state.closing, *state.socket_closes.values()}
-    if waiting:
-        await asyncio.wait(waiting, timeout=state.settings.server.shutdown_timeout_s)
-    for task in state.socket_closes.values():
-        task.cancel()
-    await asyncio.gather(*state.socket_closes.values(), return_exceptions=True)
+    """Graceful shutdown: cancel and await every turn, then close each socket with 1001.
+
+    A draining server has already done this, at the end of its drain (:mod:`voice_channel.drain`).
+    """
+    await close_conversations(app[STATE])

@@ -68,6 +68,9 @@ async def speech_engine_endpoint(request: web.Request) -> web.StreamResponse:
         metrics=state.metrics,
     )
     state.conversations[conversation] = ws
+    receiver = asyncio.current_task()
+    if receiver is not None:
+        state.receivers[ws] = receiver
     state.idle.clear()
     state.metrics.conversation_opened(conversation.runtime_name)
     reason = "disconnect"
@@ -88,6 +91,7 @@ async def _end(state: ChannelState, conversation: Conversation, ws: web.WebSocke
         await conversation.close(reason)
     finally:
         state.conversations.pop(conversation, None)
+        state.receivers.pop(ws, None)
         if not state.conversations:
             state.idle.set()
         with contextlib.suppress(Exception):

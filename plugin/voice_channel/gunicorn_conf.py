@@ -12,8 +12,10 @@ master, so that gunicorn and the workers cannot disagree:
 * ``worker_class`` = aiohttp's own ``aiohttp.GunicornWebWorker``.
 * ``graceful_timeout`` = ``server.drain_timeout_s + server.shutdown_timeout_s`` + 5 s: a worker told to
   stop (SIGTERM, or a HUP's rolling restart) drains, then closes what is left with 1001, and gunicorn
-  must not kill it before (:mod:`voice_channel.drain`). gunicorn's ``timeout`` (a silent worker is killed)
-  stays 30 s: a draining worker keeps reporting (``post_worker_init`` hands it ``worker.notify``).
+  must not kill it before (:mod:`voice_channel.drain`). The drain runs while aiohttp's worker still
+  serves (``post_worker_init`` takes over its SIGTERM): it stops accepting on the shared socket, waits,
+  then lets the worker stop as usual. The worker keeps reporting to the master meanwhile, so gunicorn's
+  ``timeout`` (a silent worker is killed) stays at its 30 s.
 * SIGINT/SIGQUIT to the master (a quick shutdown) cut the workers' drain short (``worker_int``).
 * Metrics: ``PROMETHEUS_MULTIPROC_DIR`` is set for the workers before they start (a new temporary
   directory unless it is set already, e.g. to a Kubernetes emptyDir), wiped at start, a dead worker's
@@ -36,6 +38,7 @@ from voice_channel.settings import Settings, SettingsError
 __all__ = [
     "bind",
     "child_exit",
+    "control_socket_disable",
     "graceful_timeout",
     "on_exit",
     "on_starting",
@@ -71,6 +74,8 @@ def _bind(host: str, port: int) -> str:
 bind = [_bind(_settings.server.host, _settings.server.port)]
 workers = _settings.server.workers
 worker_class = "aiohttp.GunicornWebWorker"
+# gunicorn's control socket (gunicornc) defaults to one path per user: two servers on a host would clash.
+control_socket_disable = True
 graceful_timeout = int(_settings.server.drain_timeout_s + _settings.server.shutdown_timeout_s + 5)
 
 # Set before any worker imports prometheus-client (it picks its storage when imported).
@@ -97,21 +102,17 @@ def on_starting(server: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Worker: let its drain keep reporting to the master (the worker's own loop stops at SIGTERM)."""
-    from voice_channel.keys import DRAIN
+    """Worker: on SIGTERM, drain first, then stop as aiohttp's worker does (:mod:`voice_channel.workers`)."""
+    from voice_channel.workers import install_drain
 
-    drain = worker.wsgi.get(DRAIN) if hasattr(worker.wsgi, "get") else None
-    if drain is not None:
-        drain.heartbeat = worker.notify
+    install_drain(worker)
 
 
 def worker_int(worker: Any) -> None:
     """Worker, on SIGINT/SIGQUIT (quick shutdown): close open conversations now."""
-    from voice_channel.keys import DRAIN
+    from voice_channel.workers import cut_drain
 
-    drain = worker.wsgi.get(DRAIN) if hasattr(worker.wsgi, "get") else None
-    if drain is not None:
-        drain.cut_short()
+    cut_drain(worker)
 
 
 def child_exit(server: Any, worker: Any) -> None:

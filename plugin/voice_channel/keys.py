@@ -39,6 +39,9 @@ class ChannelState:
     #: Close handshakes started by the server (shutdown); a handler waits for its socket's one,
     #: because returning from the handler drops the transport before the peer's reply.
     socket_closes: dict[web.WebSocketResponse, asyncio.Task[bool]] = field(default_factory=dict)
+    #: The request handler task reading each open socket. A drain that ends while the server still reads
+    #: cancels it, so that the handler itself closes the socket with a full close handshake.
+    receivers: dict[web.WebSocketResponse, asyncio.Task[object]] = field(default_factory=dict)
     #: Set while no conversation is open (a drain waits for it).
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     #: Counters and histograms (:mod:`voice_channel.metrics`); a no-op when ``metrics.enabled`` is off.

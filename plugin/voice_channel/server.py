@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable
 import structlog
 from aiohttp import web
 
-from voice_channel.keys import DRAIN
+from voice_channel.keys import DRAIN, STATE
 from voice_channel.settings import Settings
 
 __all__ = ["running_app", "serve_until_stopped", "watch_stdin_eof"]
@@ -31,7 +31,8 @@ log = structlog.get_logger("voice_channel.server")
 
 @contextlib.asynccontextmanager
 async def running_app(app: web.Application, settings: Settings) -> AsyncIterator[int]:
-    """Serve ``app`` on the configured host and port; yield the bound port; clean up on exit."""
+    """Serve ``app`` on the configured host and port; yield the bound port; drain (if the app drains) and
+    clean up on exit."""
     runner = web.AppRunner(
         app, access_log=None, handle_signals=False, shutdown_timeout=settings.server.shutdown_timeout_s
     )
@@ -41,6 +42,11 @@ async def running_app(app: web.Application, settings: Settings) -> AsyncIterator
         await site.start()
         port = int(runner.addresses[0][1])
         yield port
+        drain = app.get(DRAIN)
+        if drain is not None:
+            for started in list(runner.sites):
+                await started.stop()  # no new connections; open ones (conversations) go on
+            await drain.run(app[STATE])
     finally:
         await runner.cleanup()
 
