@@ -79,33 +79,45 @@ NO_METRICS: Final = Metrics()
 
 
 class PrometheusMetrics(Metrics):
-    """Records into prometheus-client's process-wide registry (created once per process)."""
+    """Records into prometheus-client's process-wide registry (created once per process).
 
-    __slots__ = ("_m",)
+    The labelled series of a runtime are looked up once and kept (``labels()`` costs more than the
+    observation itself, and a process serves one runtime).
+    """
+
+    __slots__ = ("_m", "_series")
 
     def __init__(self) -> None:
         self._m = _instruments()
+        self._series: dict[str, _Series] = {}
+
+    def _of(self, runtime: str) -> _Series:
+        series = self._series.get(runtime)
+        if series is None:
+            series = self._series[runtime] = _Series(self._m, runtime)
+        return series
 
     def conversation_opened(self, runtime: str) -> None:
-        self._m.open.labels(runtime).inc()
-        self._m.conversations.labels(runtime).inc()
+        series = self._of(runtime)
+        series.open.inc()
+        series.conversations.inc()
 
     def conversation_closed(self, runtime: str, superseded_dropped: int) -> None:
-        self._m.open.labels(runtime).dec()
+        self._of(runtime).open.dec()
         if superseded_dropped:
             self._m.dropped.inc(superseded_dropped)
 
     def turn_started(self, runtime: str) -> None:
-        self._m.turns.labels(runtime).inc()
+        self._of(runtime).turns.inc()
 
     def first_chunk(self, runtime: str, seconds: float) -> None:
-        self._m.first_chunk.labels(runtime).observe(seconds)
+        self._of(runtime).first_chunk.observe(seconds)
 
     def turn_finished(self, runtime: str, seconds: float) -> None:
-        self._m.turn.labels(runtime).observe(seconds)
+        self._of(runtime).turn.observe(seconds)
 
     def interruption(self, runtime: str) -> None:
-        self._m.interruptions.labels(runtime).inc()
+        self._of(runtime).interruptions.inc()
 
     def confirmation(self, outcome: str) -> None:
         self._m.confirmations.labels(outcome).inc()
@@ -115,6 +127,20 @@ class PrometheusMetrics(Metrics):
 
     def token_request(self, outcome: str) -> None:
         self._m.token_requests.labels(outcome).inc()
+
+
+class _Series:
+    """One runtime's labelled children of the per-runtime metrics."""
+
+    __slots__ = ("conversations", "first_chunk", "interruptions", "open", "turn", "turns")
+
+    def __init__(self, m: _Instruments, runtime: str) -> None:
+        self.open = m.open.labels(runtime)
+        self.conversations = m.conversations.labels(runtime)
+        self.turns = m.turns.labels(runtime)
+        self.first_chunk = m.first_chunk.labels(runtime)
+        self.turn = m.turn.labels(runtime)
+        self.interruptions = m.interruptions.labels(runtime)
 
 
 class _Instruments:
