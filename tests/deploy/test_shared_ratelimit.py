@@ -8,12 +8,14 @@ import sys
 
 import aiohttp
 import pytest
-import redis.asyncio as aioredis  # the scale extra is part of the test install: missing is a failure
 from aiohttp.test_utils import TestServer
 
+from deploy_support import need_module
 from processes import free_port
 from voice_channel.app import create_app
 from voice_channel.settings import Settings, SettingsError
+
+aioredis = need_module("redis.asyncio", "scale")
 
 
 async def token_statuses(server: TestServer, count: int) -> list[int]:

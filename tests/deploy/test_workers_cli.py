@@ -9,10 +9,14 @@ import re
 import signal
 import sys
 
+from deploy_support import need_module
 from processes import ROOT, free_port, port_open, wait_until
 from voice_channel.client import SpeechEngineClient
 
 KEY = "sk_workers_cli_test_0123456789"
+
+need_module("gunicorn", "scale")
+need_module("redis", "scale")
 
 
 def clean_env(**extra: str) -> dict[str, str]:
