@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-core
 LOCAL_STAMP := $(VENV)/.installed-local
 
 .PHONY: demo test lint manifests bench clean web web-test test-hermes bench-hermes test-local bench-local
-.PHONY: openclaw-gateway test-openclaw
+.PHONY: openclaw-gateway test-openclaw test-deploy redis
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -108,3 +108,24 @@ openclaw-gateway: $(ADAPTERS_STAMP)
 # The slow real-Gateway tier alone (`make test` runs it too once the Gateway is installed).
 test-openclaw: openclaw-gateway
 	CI=1 $(BIN)/pytest tests/adapters/openclaw tests/manifests
+
+# --- serving past one process (issue #14): gunicorn, Redis, nginx, Kubernetes manifests --------------
+# The `scale` extra (gunicorn, redis) and the deploy tests' schema validator. redis-server and nginx are
+# Debian packages (.ci/run installs them); under CI their tests fail when they are missing.
+DEPLOY_STAMP := $(VENV)/.installed-deploy
+
+$(DEPLOY_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[test,scale,test-deploy]'
+	@touch $@
+
+test: $(DEPLOY_STAMP)
+
+test-deploy: $(DEPLOY_STAMP)
+	$(BIN)/pytest tests/deploy
+
+# A local Redis for manual runs (VOICE_CHANNEL_REDIS__URL=redis://127.0.0.1:6379/0), in the foreground:
+# Ctrl-C stops it. Nothing is saved to disk.
+REDIS_PORT ?= 6379
+redis:
+	@command -v redis-server >/dev/null || { echo "make redis: redis-server not found (apt-get install redis-server)" >&2; exit 1; }
+	redis-server --port $(REDIS_PORT) --bind 127.0.0.1 --save '' --appendonly no --dir "$${TMPDIR:-/tmp}"

@@ -10,34 +10,45 @@ and, with ``ui.enabled``, the page at ``/voice/``; the runtime starts and stops 
 
     host.add_subapp("/voice", create_app(settings, pm))
 
+Under gunicorn, several worker processes each run one app (:func:`app_from_environment`, settings from
+the environment and ``VOICE_CHANNEL_CONFIG``)::
+
+    gunicorn -c python:voice_channel.gunicorn_conf 'voice_channel.app:app_from_environment()'
+
 Routes: ``settings.server.path`` (the Speech Engine WebSocket), ``/livez``, ``/readyz``, ``/healthz`` and ``/status``
 (:mod:`voice_channel.health`), ``/api/token`` (conversation credentials for a browser page, see
-:mod:`voice_channel.tokens`) and, with ``ui.enabled``, the page at ``/`` (:mod:`voice_channel.ui`).
+:mod:`voice_channel.tokens`), ``/metrics`` with ``metrics.enabled`` (:mod:`voice_channel.metrics`) and,
+with ``ui.enabled``, the page at ``/`` (:mod:`voice_channel.ui`).
 """
 
 from __future__ import annotations
 
-import asyncio
+import os
 from collections.abc import AsyncIterator
 
 import pluggy
 import structlog
-from aiohttp import WSCloseCode, web
+from aiohttp import web
 
+from voice_channel.drain import Drain, close_conversations
 from voice_channel.endpoint import speech_engine_endpoint
 from voice_channel.health import HEALTH_PATHS, add_health_routes
-from voice_channel.keys import STATE, TOKENS, ChannelState
+from voice_channel.keys import DRAIN, STATE, TOKENS, ChannelState
+from voice_channel.metrics import METRICS_PATH, NO_METRICS, PrometheusMetrics, metrics_endpoint
 from voice_channel.plugins import PluginHooks, RuntimeEntry, get_plugin_manager
-from voice_channel.settings import Settings, SettingsError
+from voice_channel.settings import Settings, SettingsError, build_settings_class, load_settings
+from voice_channel.shared_ratelimit import redis_context
 from voice_channel.tokens import TokenService, elevenlabs_client_context, token_endpoint
 from voice_channel.ui import add_ui_routes
 
-__all__ = ["TOKEN_PATH", "create_app", "resolve_runtime"]
+__all__ = ["CONFIG_ENV", "TOKEN_PATH", "app_from_environment", "create_app", "resolve_runtime"]
 
 log = structlog.get_logger("voice_channel.app")
 
 #: Where a browser page gets its conversation credentials.
 TOKEN_PATH = "/api/token"
+#: The settings file of :func:`app_from_environment` (the environment has priority over it).
+CONFIG_ENV = "VOICE_CHANNEL_CONFIG"
 
 
 def resolve_runtime(settings: Settings, hooks: PluginHooks) -> RuntimeEntry:
@@ -53,30 +64,56 @@ def resolve_runtime(settings: Settings, hooks: PluginHooks) -> RuntimeEntry:
     return entry
 
 
-def create_app(settings: Settings, pm: pluggy.PluginManager | None = None) -> web.Application:
+def create_app(settings: Settings, pm: pluggy.PluginManager | None = None, *, drain: bool = False) -> web.Application:
     """Build the voice channel application.
 
     :param settings: loaded settings (see :func:`voice_channel.settings.load_settings`).
     :param pm: plugin manager; by default the built-ins plus installed plugins.
+    :param drain: keep a :class:`~voice_channel.drain.Drain` in ``app[DRAIN]``, run before shutting down by
+        ``voice-channel serve`` and under gunicorn (what a standalone server does on SIGTERM). Off, open
+        conversations are closed with 1001 as soon as the app shuts down.
     :raises SettingsError: the configured runtime is not registered.
     """
     hooks = PluginHooks(pm if pm is not None else get_plugin_manager())
     entry = resolve_runtime(settings, hooks)
     taken = {*HEALTH_PATHS, TOKEN_PATH} | ({"/"} if settings.ui.enabled else set())
+    taken |= {METRICS_PATH} if settings.metrics.enabled else set()
     if settings.server.path in taken or (settings.ui.enabled and settings.server.path.startswith("/static/")):
         raise SettingsError(f"setting 'server.path': {settings.server.path!r} is taken by another route; use e.g. /ws")
+    metrics = PrometheusMetrics() if settings.metrics.enabled else NO_METRICS
     app = web.Application()
-    app[STATE] = ChannelState(settings=settings, hooks=hooks, runtime_entry=entry)
-    app[TOKENS] = TokenService(settings, hooks)
+    app[STATE] = ChannelState(settings=settings, hooks=hooks, runtime_entry=entry, metrics=metrics)
+    app[TOKENS] = TokenService(settings, hooks, metrics)
+    if drain:
+        app[DRAIN] = Drain(settings.server.drain_timeout_s)
     app.router.add_get(settings.server.path, speech_engine_endpoint)
     add_health_routes(app)
     app.router.add_get(TOKEN_PATH, token_endpoint, allow_head=False)  # a HEAD must not spend a token
+    if settings.metrics.enabled:
+        app.router.add_get(METRICS_PATH, metrics_endpoint)
     if settings.ui.enabled:
         add_ui_routes(app)
+    # Redis first: a start-up check that fails leaves nothing else started to be unwound.
+    app.cleanup_ctx.append(redis_context)
     app.cleanup_ctx.append(_runtime_context)
     app.cleanup_ctx.append(elevenlabs_client_context)
     app.on_shutdown.append(_close_conversations)
     return app
+
+
+def app_from_environment() -> web.Application:
+    """The app of one gunicorn worker: settings from ``VOICE_CHANNEL_*`` variables and the file named by
+    ``VOICE_CHANNEL_CONFIG`` (YAML or TOML), logging configured once for this worker, draining on SIGTERM.
+
+    ``gunicorn -c python:voice_channel.gunicorn_conf 'voice_channel.app:app_from_environment()'``
+    """
+    from voice_channel.cli.common import setup_logging
+
+    pm = get_plugin_manager()
+    settings_cls = build_settings_class(PluginHooks(pm).settings_sections())
+    settings = load_settings(config_file=os.environ.get(CONFIG_ENV) or None, settings_cls=settings_cls)
+    setup_logging(settings)
+    return create_app(settings, pm, drain=True)
 
 
 async def _runtime_context(app: web.Application) -> AsyncIterator[None]:
@@ -94,16 +131,8 @@ async def _runtime_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _close_conversations(app: web.Application) -> None:
-    """Graceful shutdown: cancel and await every turn, then close each socket with 1001."""
-    state = app[STATE]
-    state.shutting_down = True
-    loop = asyncio.get_running_loop()
-    for conversation, ws in list(state.conversations.items()):
-        await conversation.close("shutdown")
-        state.socket_closes[ws] = loop.create_task(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown"))
-    waiting = {*state.closing, *state.socket_closes.values()}
-    if waiting:
-        await asyncio.wait(waiting, timeout=state.settings.server.shutdown_timeout_s)
-    for task in state.socket_closes.values():
-        task.cancel()
-    await asyncio.gather(*state.socket_closes.values(), return_exceptions=True)
+    """Graceful shutdown: cancel and await every turn, then close each socket with 1001.
+
+    A draining server has already done this, at the end of its drain (:mod:`voice_channel.drain`).
+    """
+    await close_conversations(app[STATE])

@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 import secrets
+import ssl as ssl_module
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -76,8 +77,10 @@ class SpeechEngineClient:
         send_init: bool = True,
         heartbeat: float | None = 20.0,
         max_msg_size: int = 16 * 1024 * 1024,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         self.url = url
+        self._ssl = ssl
         self.conversation_id = conversation_id or f"conv_{secrets.token_hex(8)}"
         self.history: list[dict[str, str]] = []
         self.event_id = 0
@@ -105,7 +108,11 @@ class SpeechEngineClient:
         self._session = aiohttp.ClientSession()
         try:
             self.ws = await self._session.ws_connect(
-                self.url, headers=headers, heartbeat=self._heartbeat, max_msg_size=self._max_msg_size
+                self.url,
+                headers=headers,
+                heartbeat=self._heartbeat,
+                max_msg_size=self._max_msg_size,
+                ssl=self._ssl if self._ssl is not None else True,
             )
         except BaseException:
             await self._session.close()

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from voice_channel.confirmations import Answer, ConfirmationPolicy, PendingConfirmation, base_policy
+from voice_channel.metrics import NO_METRICS, Metrics
 from voice_channel.outbox import Frame, Outbox
 from voice_channel.protocol import UserTranscriptMessage
 from voice_channel.ratelimit import RateLimiter
@@ -121,6 +122,7 @@ class Conversation:
         settings: Settings,
         outbox: Outbox,
         handshake_headers: Mapping[str, str] | None = None,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.conversation_id: str | None = None
         self.runtime_name = runtime_name
@@ -136,6 +138,7 @@ class Conversation:
         self._hooks = hooks
         self._settings = settings
         self._outbox = outbox
+        self._metrics = metrics
         self._turns = RateLimiter(settings.input.max_turns_per_minute, max_clients=1)
         self._session_task: asyncio.Task[RuntimeSession] | None = None
         self._paused: _Paused | None = None
@@ -192,6 +195,7 @@ class Conversation:
         if turn is not None:
             if turn.running:
                 self.log.info("turn_interrupted", event_id=turn.event_id, by_event_id=event_id)
+                self._metrics.interruption(self.runtime_name)
             turn.supersede()
             if turn.task is not None and not turn.task.done():
                 turn.task.cancel()
@@ -201,7 +205,10 @@ class Conversation:
             outbox=self._outbox,
             settings=self._settings.turn,
             log=self.log,
+            metrics=self._metrics,
+            runtime_name=self.runtime_name,
         )
+        self._metrics.turn_started(self.runtime_name)
         self.current = new
         new.task = asyncio.get_running_loop().create_task(
             self._run_turn(new, message, previous), name=f"turn-{self.conversation_id}-{event_id}"
@@ -273,6 +280,7 @@ class Conversation:
         self.log.info(
             "conversation_ended", reason=reason, sent=self._outbox.frames_sent, dropped=self._outbox.frames_dropped
         )
+        self._metrics.conversation_closed(self.runtime_name, self._outbox.frames_superseded)
         if self._started:
             await self._hooks.conversation_ended(self, reason)
 
@@ -411,6 +419,7 @@ class Conversation:
         )
         self._paused = paused
         log.info("confirmation_requested")
+        self._metrics.confirmation("asked")
         await turn.say(confirmation.prompt())
         return True
 
@@ -434,6 +443,7 @@ class Conversation:
             paused.timer.cancel()
         reason = "timeout" if expired else "doubt" if answer is Answer.UNCLEAR else "user"
         decision = ConfirmationDecision(answer is Answer.APPROVE, reason)
+        self._metrics.confirmation("timed_out" if expired else "approved" if decision.approved else "denied")
         await self._resolve(confirmation.request, decision)
         await self._speak_run(turn, paused.run)
 
@@ -443,6 +453,7 @@ class Conversation:
         if self._paused is not paused or self._closed:
             return
         self._paused = None
+        self._metrics.confirmation("timed_out")
         unanswered = _Unanswered(paused.run)
         self._unanswered = unanswered
         unanswered.denial = self._spawn(

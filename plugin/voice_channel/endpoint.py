@@ -42,6 +42,7 @@ async def speech_engine_endpoint(request: web.Request) -> web.StreamResponse:
     rejection = check_handshake(request.headers, settings)
     if rejection is not None:
         log.warning("handshake_rejected", reason=rejection.reason, peer=request.remote)
+        state.metrics.auth_refused(rejection.public.replace(" ", "_"))
         return web.Response(status=401, text=rejection.public + "\n")
     not_ready = not_ready_reason(state)
     if not_ready is not None:
@@ -64,8 +65,14 @@ async def speech_engine_endpoint(request: web.Request) -> web.StreamResponse:
         settings=settings,
         outbox=Outbox(ws, log),
         handshake_headers=public_headers(request.headers, settings),
+        metrics=state.metrics,
     )
     state.conversations[conversation] = ws
+    receiver = asyncio.current_task()
+    if receiver is not None:
+        state.receivers[ws] = receiver
+    state.idle.clear()
+    state.metrics.conversation_opened(conversation.runtime_name)
     reason = "disconnect"
     try:
         reason = await _receive_loop(ws, conversation)
@@ -84,6 +91,9 @@ async def _end(state: ChannelState, conversation: Conversation, ws: web.WebSocke
         await conversation.close(reason)
     finally:
         state.conversations.pop(conversation, None)
+        state.receivers.pop(ws, None)
+        if not state.conversations:
+            state.idle.set()
         with contextlib.suppress(Exception):
             server_close = state.socket_closes.get(ws)
             if server_close is not None:

@@ -49,6 +49,8 @@ def not_ready_reason(state: ChannelState) -> str | None:
     """Why this server should not take a new conversation now, or ``None`` when it should."""
     if state.shutting_down:
         return "shutting down"
+    if state.draining:
+        return "draining"
     if state.runtime is None:
         return "runtime starting"
     return runtime_not_ready(state.runtime)

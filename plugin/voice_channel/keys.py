@@ -9,14 +9,17 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from voice_channel.metrics import NO_METRICS, Metrics
+
 if TYPE_CHECKING:
     from voice_channel.conversation import Conversation
+    from voice_channel.drain import Drain
     from voice_channel.plugins import PluginHooks, RuntimeEntry
     from voice_channel.runtime import Runtime
     from voice_channel.settings import Settings
     from voice_channel.tokens import TokenService
 
-__all__ = ["STATE", "TOKENS", "ChannelState"]
+__all__ = ["DRAIN", "STATE", "TOKENS", "ChannelState"]
 
 
 @dataclass(eq=False)
@@ -36,10 +39,24 @@ class ChannelState:
     #: Close handshakes started by the server (shutdown); a handler waits for its socket's one,
     #: because returning from the handler drops the transport before the peer's reply.
     socket_closes: dict[web.WebSocketResponse, asyncio.Task[bool]] = field(default_factory=dict)
+    #: The request handler task reading each open socket. A drain that ends while the server still reads
+    #: cancels it, so that the handler itself closes the socket with a full close handshake.
+    receivers: dict[web.WebSocketResponse, asyncio.Task[object]] = field(default_factory=dict)
+    #: Set while no conversation is open (a drain waits for it).
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Counters and histograms (:mod:`voice_channel.metrics`); a no-op when ``metrics.enabled`` is off.
+    metrics: Metrics = NO_METRICS
+    #: Draining (SIGTERM, :mod:`voice_channel.drain`): open conversations go on, no new one is taken.
+    draining: bool = False
     shutting_down: bool = False
     started_at: float = field(default_factory=time.time)
 
+    def __post_init__(self) -> None:
+        self.idle.set()
+
 
 STATE = web.AppKey("voice_channel_state", ChannelState)
+#: The app's drain on SIGTERM, if it drains (``create_app(..., drain=True)``): :mod:`voice_channel.drain`.
+DRAIN: web.AppKey[Drain] = web.AppKey("voice_channel_drain")
 #: The token endpoint's state (SDK client, rate limiter): :mod:`voice_channel.tokens`.
 TOKENS: web.AppKey[TokenService] = web.AppKey("voice_channel_tokens")

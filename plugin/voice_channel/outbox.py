@@ -68,7 +68,10 @@ class Outbox:
         self._closed = False
         self._pump: asyncio.Task[None] | None = None
         self.frames_sent = 0
+        #: Frames never written: of superseded turns, and whatever was queued at close.
         self.frames_dropped = 0
+        #: Of those, the frames of superseded turns.
+        self.frames_superseded = 0
 
     @property
     def closed(self) -> bool:
@@ -88,6 +91,7 @@ class Outbox:
         turn = frame.turn
         if turn is not None and not turn.is_current:
             self.frames_dropped += 1
+            self.frames_superseded += 1
             return
         # The common case: an idle socket. Write at once, in the caller's task.
         self._writing = True
@@ -155,6 +159,7 @@ class Outbox:
         turn = frame.turn
         if turn is not None and not turn.is_current:
             self.frames_dropped += 1
+            self.frames_superseded += 1
             return None
         if turn is not None and not frame.is_final:
             # Merge queued text of the same turn into one frame: fewer, larger frames.

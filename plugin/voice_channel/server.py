@@ -1,8 +1,11 @@
 """Running the application: bind, report readiness, shut down gracefully on SIGTERM/SIGINT.
 
-Shutdown order (aiohttp's runner does the middle part): stop listening; close every open
-conversation (its turns cancelled and awaited, the socket closed with 1001 Going Away); wait up
-to ``server.shutdown_timeout_s`` for handlers; stop the runtime (``cleanup_ctx``).
+Shutdown order (aiohttp's runner does the middle part): stop listening; if the app drains
+(:mod:`voice_channel.drain`), let open conversations go on for up to ``server.drain_timeout_s``;
+close every conversation still open (its turns cancelled and awaited, the socket closed with 1001
+Going Away); wait up to ``server.shutdown_timeout_s`` for handlers; stop the runtime (``cleanup_ctx``).
+
+SIGTERM drains; SIGINT (Ctrl-C), a second SIGTERM or standard input closing skips or cuts the drain.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import structlog
 from aiohttp import web
 
 from voice_channel.auth import protection
+from voice_channel.keys import DRAIN, STATE
 from voice_channel.settings import Settings
 
 __all__ = ["running_app", "serve_until_stopped", "watch_stdin_eof"]
@@ -28,7 +32,8 @@ log = structlog.get_logger("voice_channel.server")
 
 @contextlib.asynccontextmanager
 async def running_app(app: web.Application, settings: Settings) -> AsyncIterator[int]:
-    """Serve ``app`` on the configured host and port; yield the bound port; clean up on exit."""
+    """Serve ``app`` on the configured host and port; yield the bound port; drain (if the app drains) and
+    clean up on exit."""
     runner = web.AppRunner(
         app, access_log=None, handle_signals=False, shutdown_timeout=settings.server.shutdown_timeout_s
     )
@@ -38,6 +43,11 @@ async def running_app(app: web.Application, settings: Settings) -> AsyncIterator
         await site.start()
         port = int(runner.addresses[0][1])
         yield port
+        drain = app.get(DRAIN)
+        if drain is not None:
+            for started in list(runner.sites):
+                await started.stop()  # no new connections; open ones (conversations) go on
+            await drain.run(app[STATE])
     finally:
         await runner.cleanup()
 
@@ -88,13 +98,29 @@ async def serve_until_stopped(
 ) -> None:
     """Serve until SIGTERM/SIGINT (or ``stop`` is set, or stdin ends), then shut down gracefully."""
     stop = stop or asyncio.Event()
+    drain = app.get(DRAIN)
+
+    def quick_stop() -> None:
+        if drain is not None:
+            drain.cut_short()
+        stop.set()
+
+    def graceful_stop() -> None:
+        if stop.is_set():  # a second SIGTERM: do not wait for the drain
+            quick_stop()
+        stop.set()
+
+    eof_watch: asyncio.Task[None] | None = None
     if exit_on_stdin_eof:
-        watch_stdin_eof(stop)
+        # The supervisor is gone: nobody is waiting for a graceful drain.
+        eof = asyncio.Event()
+        watch_stdin_eof(eof)
+        eof_watch = asyncio.ensure_future(_on_event(eof, quick_stop))
     loop = asyncio.get_running_loop()
     installed = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig, handler in ((signal.SIGTERM, graceful_stop), (signal.SIGINT, quick_stop)):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, handler)
             installed.append(sig)
     try:
         async with running_app(app, settings) as port:
@@ -112,4 +138,12 @@ async def serve_until_stopped(
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+        if eof_watch is not None:
+            eof_watch.cancel()
+            await asyncio.gather(eof_watch, return_exceptions=True)
     log.info("stopped")
+
+
+async def _on_event(event: asyncio.Event, action: Callable[[], None]) -> None:
+    await event.wait()
+    action()

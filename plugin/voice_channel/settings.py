@@ -13,6 +13,7 @@ from (a blank key is no key: with it, a JWT signed with ``sha256("")`` would pas
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -126,8 +127,27 @@ class ServerSettings(_Section):
         le=64 * 1_048_576,
         description="Largest inbound frame; larger ones close the socket with 1009.",
     )
-    max_conversations: int = Field(100, ge=1, description="Open conversations at most; more get 503.")
-    shutdown_timeout_s: float = Field(5.0, gt=0, description="Grace period for open turns at shutdown.")
+    max_conversations: int = Field(
+        100, ge=1, description="Open conversations at most, per worker process; more get 503."
+    )
+    shutdown_timeout_s: float = Field(
+        5.0, gt=0, description="After the drain: time for the turns still open to be cancelled and closed with 1001."
+    )
+    drain_timeout_s: float = Field(
+        20.0,
+        ge=0,
+        le=86_400,
+        description="On SIGTERM: stop listening and answer not ready, let open conversations go on this long, then"
+        " close the rest with 1001. Whole shutdown <= drain_timeout_s + shutdown_timeout_s (keep below gunicorn's"
+        " graceful_timeout and Kubernetes' terminationGracePeriodSeconds).",
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="Worker processes of `voice-channel serve`; more than 1 runs under gunicorn (extra `scale`)."
+        " Each worker holds its own conversations.",
+    )
     public_url: str | None = Field(
         None,
         description="This server's public base URL as browsers and ElevenLabs reach it, e.g. https://voice.example.com"
@@ -339,6 +359,50 @@ class StatusSettings(_Section):
     )
 
 
+class RedisSettings(_Section):
+    url: Secret | None = Field(
+        None,
+        description="Redis shared by all workers and hosts (the token rate limit), e.g. redis://redis:6379/0;"
+        " unset: each process limits on its own. Checked at start-up.",
+        json_schema_extra={"sensitive": True},
+    )
+    on_error: Literal["closed", "open"] = Field(
+        "closed",
+        description="Redis unreachable while running: closed refuses token requests (503), open falls back to"
+        " this process's own limiter.",
+    )
+    timeout_s: float = Field(0.5, gt=0, le=30, description="Timeout of each Redis command.")
+    key_prefix: str = Field(
+        "voice-channel", min_length=1, max_length=100, description="Prefix of every key this server writes."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _parse_url(value.get_secret_value(), ("redis", "rediss"), "redis://127.0.0.1:6379/0")
+        return value
+
+
+class MetricsSettings(_Section):
+    enabled: bool = Field(True, description="Count conversations, turns and latencies, and serve them at /metrics.")
+    allowed_networks: list[str] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        description="Peers (CIDR) that may read /metrics; a request that came through a proxy (X-Forwarded-For)"
+        " is refused whatever its peer. Others get 404.",
+    )
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a network, e.g. 10.0.0.0/8 or 127.0.0.1/32") from None
+        return values
+
+
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
@@ -397,6 +461,8 @@ class Settings(BaseSettings):
     ui: UISettings = Field(default_factory=UISettings)
     token: TokenSettings = Field(default_factory=TokenSettings)
     status: StatusSettings = Field(default_factory=StatusSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -491,7 +557,11 @@ def describe_errors(exc: ValidationError) -> str:
         if also:
             env += f" or {also}"
         got = error.get("input")
-        hidden = isinstance(got, (dict, list)) or _SECRET_NAME.search(str(error["loc"][-1]) if error["loc"] else "")
+        hidden = (
+            isinstance(got, (dict, list))
+            or key == "redis.url"  # may carry a password
+            or _SECRET_NAME.search(str(error["loc"][-1]) if error["loc"] else "")
+        )
         shown = "" if hidden else f" (got {got!r})"
         lines.append(f"setting '{key}' (env {env}): {error['msg']}{shown}")
     return "invalid settings:\n  " + "\n  ".join(lines)

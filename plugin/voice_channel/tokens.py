@@ -1,6 +1,7 @@
 """``GET /api/token``: what a browser page needs to start an ElevenLabs conversation, without the API key.
 
-Order of checks: the per-client rate limit, then the ``voice_channel_authorize_token`` hook (the built-in policy
+Order of checks: the per-client rate limit (shared by all workers through Redis when ``redis.url`` is set, see
+:mod:`voice_channel.shared_ratelimit`), then the ``voice_channel_authorize_token`` hook (the built-in policy
 is :mod:`voice_channel.token_policy`), then the configuration, then one SDK call. The answer is JSON either way:
 
 * WebRTC (``token.transport: webrtc``, the default): ``{"token": ..., "conversation_id": ...}``, plus
@@ -26,13 +27,16 @@ from aiohttp import web
 
 from voice_channel.elevenlabs_api import MalformedResponse, classify, open_client, request_options
 from voice_channel.keys import TOKENS
+from voice_channel.metrics import NO_METRICS, Metrics
 from voice_channel.ratelimit import RateLimiter, client_address
+from voice_channel.shared_ratelimit import RateLimitUnavailable
 
 if TYPE_CHECKING:
     from elevenlabs import AsyncElevenLabs
 
     from voice_channel.plugins import PluginHooks
     from voice_channel.settings import Settings
+    from voice_channel.shared_ratelimit import SharedRateLimiter
 
 __all__ = ["TokenDenied", "TokenService", "elevenlabs_client_context", "error_response", "token_endpoint"]
 
@@ -72,13 +76,23 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 class TokenService:
     """The token endpoint's state: the SDK client (set while the app runs), the rate limiter, a small cache."""
 
-    def __init__(self, settings: Settings, hooks: PluginHooks) -> None:
+    def __init__(self, settings: Settings, hooks: PluginHooks, metrics: Metrics = NO_METRICS) -> None:
         self.settings = settings
         self.hooks = hooks
+        self.metrics = metrics
+        #: This process's own limiter: the limit without Redis, the fallback with ``redis.on_error: open``.
         self.limiter = RateLimiter(settings.token.rate_per_minute)
+        #: The limiter shared through Redis, set while the app runs when ``redis.url`` is configured.
+        self.shared: SharedRateLimiter | None = None
         #: Set by :func:`elevenlabs_client_context` while the app runs, if an API key is configured.
         self.client: AsyncElevenLabs | None = None
         self._override_checked: tuple[bool, float] | None = None
+
+    async def rate_limit(self, client: str) -> float | None:
+        """``None`` if ``client`` may ask now, else seconds to wait. Raises ``RateLimitUnavailable`` (fail-closed)."""
+        if self.shared is not None:
+            return await self.shared.acquire(client)
+        return self.limiter.acquire(client)
 
     async def issue(self) -> dict[str, Any]:
         """Ask ElevenLabs for the page's credentials. SDK and HTTP errors propagate (see ``classify``)."""
@@ -157,9 +171,17 @@ async def token_endpoint(request: web.Request) -> web.Response:
     settings = service.settings
     client = client_address(request, settings.server.trusted_proxy_hops)
     bound = log.bind(client=client)
-    wait = service.limiter.acquire(client)
+    metrics = service.metrics
+    try:
+        wait = await service.rate_limit(client)
+    except RateLimitUnavailable:
+        metrics.token_request("limiter_unavailable")
+        return error_response(
+            503, "unavailable", "The voice server cannot take new conversations right now. Try again in a minute."
+        )
     if wait is not None:
         bound.warning("token_rate_limited", retry_after_s=round(wait, 1))
+        metrics.token_request("rate_limited")
         return error_response(
             429,
             "rate_limited",
@@ -169,13 +191,16 @@ async def token_endpoint(request: web.Request) -> web.Response:
     denied = await service.hooks.authorize_token(request)
     if denied is not None:
         bound.warning("token_denied", code=denied.code, reason=denied.reason)
+        metrics.token_request("denied")
         headers = {"WWW-Authenticate": 'Bearer realm="voice-channel"'} if denied.status == 401 else None
         return error_response(denied.status, denied.code, denied.message, headers)
     if service.client is None:
         bound.error("token_not_configured", missing="elevenlabs.api_key")
+        metrics.token_request("not_configured")
         return error_response(503, "not_configured", "The voice server is not set up yet: it has no ElevenLabs key.")
     if settings.elevenlabs.speech_engine_id is None:
         bound.error("token_not_configured", missing="elevenlabs.speech_engine_id")
+        metrics.token_request("not_configured")
         return error_response(
             503, "not_configured", "The voice server is not set up yet: it has no Speech Engine configured."
         )
@@ -185,9 +210,12 @@ async def token_endpoint(request: web.Request) -> web.Response:
         failure = classify(exc)
         if failure is None:
             bound.exception("token_failed")
+            metrics.token_request("error")
             return error_response(500, "internal", "The voice server failed to start a conversation.")
         bound.warning("token_upstream_failed", **failure.log_fields())
+        metrics.token_request("upstream_failed")
         return error_response(failure.status, failure.kind, failure.message)
+    metrics.token_request("issued")
     bound.info(
         "token_issued",
         transport=settings.token.transport,

@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from voice_channel.metrics import NO_METRICS, Metrics
 from voice_channel.outbox import Frame, Outbox
 from voice_channel.runtime import ConfirmationRequest, Notice, TextDelta
 from voice_channel.settings import TurnSettings
@@ -44,6 +45,8 @@ class Turn:
         outbox: Outbox,
         settings: TurnSettings,
         log: structlog.typing.FilteringBoundLogger,
+        metrics: Metrics = NO_METRICS,
+        runtime_name: str = "",
     ) -> None:
         self.event_id = event_id
         self.state = TurnState.RUNNING
@@ -59,6 +62,8 @@ class Turn:
         self._log: structlog.typing.FilteringBoundLogger | None = None
         self._outbox = outbox
         self._settings = settings
+        self._metrics = metrics
+        self._runtime_name = runtime_name
         self._chunker = PhraseChunker(settings.chunk_max_chars)
         self._shaper = SpeechShaper()
         self._loop = asyncio.get_running_loop()
@@ -139,6 +144,7 @@ class Turn:
         if self.state is TurnState.RUNNING:
             self.state = TurnState.FINISHED
             await self._outbox.send(Frame(self, "", is_final=True))
+            self._metrics.turn_finished(self._runtime_name, time.perf_counter() - self.started_at)
             self.log.info(
                 "turn_finished",
                 chars=sum(map(len, self.spoken)),
@@ -203,6 +209,7 @@ class Turn:
     def _record_sent(self, text: str) -> None:
         if self.first_text_at is None:
             self.first_text_at = time.perf_counter()
+            self._metrics.first_chunk(self._runtime_name, self.first_text_at - self.started_at)
             if self._filler is not None:
                 self._filler.cancel()
                 self._filler = None

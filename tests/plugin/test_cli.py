@@ -58,9 +58,15 @@ async def test_serve_insecure_warns_loudly_and_accepts_unsigned_conversations():
     assert warning["level"] == "warning" and "anyone who can reach this port" in warning["message"]
 
 
-async def test_serve_health_then_sigterm_closes_open_conversations_with_1001():
+async def test_serve_health_then_sigterm_without_drain_closes_open_conversations_with_1001():
     key = "sk_cli_test_key_123456"
-    served = await serve("--runtime", "echo", ELEVENLABS_API_KEY=key, VOICE_CHANNEL_ECHO__DELAY_MS="200")
+    served = await serve(
+        "--runtime",
+        "echo",
+        ELEVENLABS_API_KEY=key,
+        VOICE_CHANNEL_ECHO__DELAY_MS="200",
+        VOICE_CHANNEL_SERVER__DRAIN_TIMEOUT_S="0",
+    )
     async with aiohttp.ClientSession() as session:
         async with session.get(f"http://127.0.0.1:{served.port}/healthz") as resp:
             assert resp.status == 200
@@ -80,6 +86,56 @@ async def test_serve_health_then_sigterm_closes_open_conversations_with_1001():
     _, err = await served.proc.communicate()
     events = [json.loads(line)["event"] for line in err.decode().splitlines() if line.startswith("{")]
     assert events.index("conversation_ended") < events.index("runtime_stopped") < events.index("stopped")
+
+
+async def test_serve_sigterm_drains_stops_listening_lets_the_turn_finish_then_1001():
+    key = "sk_cli_test_key_drain1"
+    served = await serve(
+        "--runtime",
+        "echo",
+        ELEVENLABS_API_KEY=key,
+        VOICE_CHANNEL_ECHO__DELAY_MS="100",
+        VOICE_CHANNEL_SERVER__DRAIN_TIMEOUT_S="1.5",
+    )
+    async with SpeechEngineClient(served.url, api_key=key) as client:
+        await client.say("one two three four five six")
+        first = await client.receive()
+        served.proc.send_signal(signal.SIGTERM)
+        frames = [first]
+        while not frames[-1].get("is_final"):
+            frames.append(await client.receive())
+        # The turn in flight finished in full during the drain...
+        assert "".join(f["content"] for f in frames) == "You said: one two three four five six"
+        # ...and nobody new gets in: the listening socket is closed.
+        with pytest.raises(aiohttp.ClientConnectorError):
+            async with aiohttp.ClientSession() as session:
+                await session.get(f"http://127.0.0.1:{served.port}/readyz")
+        loop = asyncio.get_running_loop()
+        waited = loop.time()
+        assert await client.receive() == "closed"
+        assert client.ws.close_code == 1001
+    assert await asyncio.wait_for(served.proc.wait(), 15) == 0
+    _, err = await served.proc.communicate()
+    events = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]
+    drained = next(e for e in events if e["event"] == "drained")
+    assert drained["still_open"] == 1 and drained["cut_short"] is False
+    assert drained["waited_s"] >= 1.5 and loop.time() - waited < 10
+
+
+async def test_serve_second_sigterm_cuts_the_drain_short():
+    key = "sk_cli_test_key_drain2"
+    served = await serve(ELEVENLABS_API_KEY=key, VOICE_CHANNEL_SERVER__DRAIN_TIMEOUT_S="600")
+    async with SpeechEngineClient(served.url, api_key=key) as client:
+        await client.say("hello")
+        assert (await client.reply()).text == "You said: hello"
+        served.proc.send_signal(signal.SIGTERM)
+        assert served.proc.stderr is not None
+        while json.loads(await served.proc.stderr.readline())["event"] != "draining":
+            pass
+        served.proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(client.receive(), 10) == "closed"
+        assert client.ws.close_code == 1001
+    assert await asyncio.wait_for(served.proc.wait(), 15) == 0
 
 
 async def test_talk_is_scriptable_and_exits_at_end_of_input():
