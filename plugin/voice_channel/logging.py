@@ -134,7 +134,9 @@ def configure_logging(
     structlog.configure(
         processors=[structlog.contextvars.merge_contextvars, *shared, *rendering],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        # One write per line (PrintLogger writes the newline separately): gunicorn workers share one
+        # stderr, and two processes' lines must not interleave mid-line.
+        logger_factory=structlog.WriteLoggerFactory(stream),
         cache_logger_on_first_use=cache,
     )
     # Standard-library records (third-party libraries) through the same chain, to the same stream.

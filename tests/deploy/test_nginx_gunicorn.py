@@ -20,7 +20,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from deploy_support import Gunicorn, Nginx, RedisServer, client_tls, self_signed_certificate, wait_for
+from deploy_support import Gunicorn, Nginx, RedisServer, client_tls, self_signed_certificate, tls_session, wait_for
 from voice_channel.client import SpeechEngineClient
 
 API_KEY = "sk_deploy_test_0123456789abcdef"
@@ -61,6 +61,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "VOICE_CHANNEL_RUNTIME": "echo",
             "VOICE_CHANNEL_ECHO__DELAY_MS": str(WORD_DELAY_MS),
             "VOICE_CHANNEL_REDIS__URL": redis.url,
+            # Generous: this tier checks that the limit is shared, not Redis latency on a loaded test machine
+            # (a command over the timeout fails closed with 503, which test_shared_ratelimit covers).
+            "VOICE_CHANNEL_REDIS__TIMEOUT_S": "5",
             "VOICE_CHANNEL_SERVER__TRUSTED_PROXY_HOPS": "1",
             "VOICE_CHANNEL_SERVER__DRAIN_TIMEOUT_S": str(DRAIN_S),
             "VOICE_CHANNEL_SERVER__SHUTDOWN_TIMEOUT_S": "2",
@@ -114,9 +117,9 @@ async def test_conversation_through_nginx_tls_upgrades_streams_and_interrupts(st
 
 
 async def test_unsigned_upgrade_is_refused_through_nginx(stack):
-    async with aiohttp.ClientSession() as session:
+    async with tls_session(stack.cert) as session:
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-            await session.ws_connect(stack.wss_url, ssl=client_tls(stack.cert))
+            await session.ws_connect(stack.wss_url)
     assert refused.value.status == 401
 
 
@@ -126,12 +129,11 @@ async def test_token_rate_limit_is_global_across_workers(stack):
     before = len(access_log.read_text().splitlines()) if access_log.exists() else 0
     statuses: list[int] = []
     pids: set[str] = set()
-    tls = client_tls(stack.cert)
 
     async def ask(session: aiohttp.ClientSession) -> int:
         # A forged X-Forwarded-For does not pick the bucket: nginx appends the real peer, which counts.
         async with session.get(
-            f"{stack.https}/api/token", headers={"X-Forwarded-For": f"198.51.100.{len(statuses)}"}, ssl=tls
+            f"{stack.https}/api/token", headers={"X-Forwarded-For": f"198.51.100.{len(statuses)}"}
         ) as resp:
             return resp.status
 
@@ -140,7 +142,7 @@ async def test_token_rate_limit_is_global_across_workers(stack):
     # nginx keeps up to 16 idle upstream connections; bursts larger than that make it open new ones.
     started = time.monotonic()
     for _burst in range(40):
-        async with aiohttp.ClientSession() as session:
+        async with tls_session(stack.cert) as session:
             statuses += await asyncio.gather(*(ask(session) for _ in range(24)))
         lines = access_log.read_text().splitlines()[before:]
         pids = {line.split()[0] for line in lines if "/api/token" in line}
@@ -171,9 +173,8 @@ async def test_metrics_add_up_all_workers_and_are_not_served_to_proxied_requests
     assert sample(after, "voice_channel_token_requests_total", outcome="rate_limited") >= 1
     assert sample(after, "voice_channel_auth_refusals_total", reason="missing_authorization_header") >= 1
     # Through nginx, or anything carrying a proxy's header: 404.
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{stack.https}/metrics", ssl=client_tls(stack.cert)) as resp:
-            assert resp.status == 404
+    async with tls_session(stack.cert) as session, session.get(f"{stack.https}/metrics") as resp:
+        assert resp.status == 404
     status, _ = await metrics_text(stack, headers={"X-Forwarded-For": "127.0.0.1"})
     assert status == 404
 

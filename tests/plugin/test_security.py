@@ -30,6 +30,7 @@ SECRET_SETTINGS = [
     ("openai.api_key", "VOICE_CHANNEL_OPENAI__API_KEY"),
     ("openclaw.token", "VOICE_CHANNEL_OPENCLAW__TOKEN"),
     ("openclaw.password", "VOICE_CHANNEL_OPENCLAW__PASSWORD"),
+    ("redis.url", "VOICE_CHANNEL_REDIS__URL"),
 ]
 
 
