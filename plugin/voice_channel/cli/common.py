@@ -44,8 +44,8 @@ def nested(**flags: Any) -> dict[str, Any]:
 
 def load(config_file: str | None, overrides: dict[str, Any]) -> tuple[Settings, PluginManager]:
     """Plugins first (they contribute settings sections), then the settings."""
-    pm = get_plugin_manager()
     try:
+        pm = get_plugin_manager()
         settings_cls = build_settings_class(PluginHooks(pm).settings_sections())
         settings = load_settings(config_file=config_file, overrides=overrides, settings_cls=settings_cls)
     except SettingsError as exc:
