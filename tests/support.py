@@ -196,6 +196,10 @@ class FakeSocket:
         """A WebSocket-level pong, recorded as ``{"ws_pong": payload}``."""
         await self._record({"ws_pong": message.decode()})
 
+    async def ping(self, message: bytes = b"") -> None:
+        """A WebSocket-level ping, recorded as ``{"ws_ping": payload hex}``."""
+        await self._record({"ws_ping": message.hex()})
+
     async def _record(self, frame: dict[str, Any]) -> None:
         if self.fail_with is not None:
             raise self.fail_with

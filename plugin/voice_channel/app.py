@@ -94,14 +94,25 @@ async def _runtime_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _close_conversations(app: web.Application) -> None:
-    """Graceful shutdown: cancel and await every turn, then close each socket with 1001."""
+    """Graceful shutdown: cancel and await every turn, then close each socket with 1001.
+
+    Each handler closes its own socket (its receive loop is interrupted), so that the close
+    handshake completes and the peer sees 1001.
+    """
     state = app[STATE]
     state.shutting_down = True
     loop = asyncio.get_running_loop()
+    handlers: list[asyncio.Future[None]] = []
     for conversation, ws in list(state.conversations.items()):
         await conversation.close("shutdown")
-        state.socket_closes[ws] = loop.create_task(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown"))
-    waiting = {*state.closing, *state.socket_closes.values()}
+        peer = state.peers.get(ws)
+        if peer is not None and peer.shut_down():
+            handlers.append(peer.finished)
+        elif not ws.closed:
+            state.socket_closes[ws] = loop.create_task(
+                ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+            )
+    waiting = {*state.closing, *state.socket_closes.values(), *handlers}
     if waiting:
         await asyncio.wait(waiting, timeout=state.settings.server.shutdown_timeout_s)
     for task in state.socket_closes.values():

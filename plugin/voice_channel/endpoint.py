@@ -6,12 +6,8 @@ loop, so ``ping`` is answered at once even while a reply streams. A malformed fr
 and the conversation goes on; a frame larger than ``server.max_frame_bytes`` closes the socket
 with 1009 (one of exactly that size is accepted).
 
-A misbehaving peer is closed with 1008 (Policy Violation), logged with the reason: one that has
-not started its conversation within ``server.init_timeout_s`` (``no_init``), and one that does
-not read what it is sent (``not_reading``: the :class:`~voice_channel.outbox.Outbox` hit its
-bounds or its write timeout). Such a close is bounded: the close handshake gets
-``server.write_timeout_s``, then the connection is reset, so a peer that reads nothing cannot
-keep the socket (or its transport buffer) alive.
+A misbehaving peer (no ``init`` in time, not reading what it is sent, no pong to a ping) is
+closed with 1008 by its :class:`~voice_channel.peer.PeerGuard`.
 
 WebSocket pings are answered through the outbox too (aiohttp's ``autoping`` is off), so that a
 ping flood from a peer that does not read queues at most one pong.
@@ -30,6 +26,7 @@ from voice_channel.conversation import Conversation
 from voice_channel.health import not_ready_reason
 from voice_channel.keys import STATE, ChannelState
 from voice_channel.outbox import Frame, Outbox, OutboxLimits
+from voice_channel.peer import PeerGuard
 from voice_channel.protocol import (
     CloseMessage,
     ErrorMessage,
@@ -65,14 +62,15 @@ async def speech_engine_endpoint(request: web.Request) -> web.StreamResponse:
 
     server = settings.server
     ws = web.WebSocketResponse(
-        heartbeat=server.heartbeat_s,
+        # The PeerGuard pings instead: aiohttp's heartbeat takes any frame as a sign of life.
+        heartbeat=None,
         # aiohttp refuses a frame of exactly its limit; ours is the largest accepted size.
         max_msg_size=server.max_frame_bytes + 1,
         autoping=False,  # WebSocket pings are answered through the outbox: bounded, coalesced
         compress=False,  # frames are written synchronously and in order; no compressor state to guard
     )
     await ws.prepare(request)
-    peer = _PeerCloser(state, request, ws)
+    peer = PeerGuard(state, request, ws)
     outbox = Outbox(
         ws,
         log,
@@ -87,96 +85,63 @@ async def speech_engine_endpoint(request: web.Request) -> web.StreamResponse:
         outbox=outbox,
         handshake_headers=public_headers(request.headers, settings),
     )
-    peer.conversation = conversation
     state.conversations[conversation] = ws
-    init_deadline = asyncio.get_running_loop().call_later(server.init_timeout_s, peer.init_deadline)
+    state.peers[ws] = peer
+    peer.watch(conversation, outbox)
     reason = "disconnect"
     try:
-        reason = await _receive_loop(ws, conversation, outbox)
+        peer.receiving = True
+        try:
+            reason = await _receive_loop(ws, conversation, outbox, peer)
+        except asyncio.CancelledError:
+            # The guard interrupted the loop (a missed deadline, shutdown): absorb exactly that
+            # cancellation; any other one goes on.
+            task = asyncio.current_task()
+            if not peer.interrupted or (task is not None and task.uncancel() > 0):
+                raise
+        finally:
+            peer.receiving = False
     finally:
-        init_deadline.cancel()
+        peer.stop()
         if peer.reason is not None:
             reason = peer.reason
         if state.shutting_down:
             reason = "shutdown"
-        closing = asyncio.get_running_loop().create_task(_end(state, conversation, ws, reason))
+        closing = asyncio.get_running_loop().create_task(_end(state, conversation, ws, peer, reason))
         state.closing.add(closing)
         closing.add_done_callback(state.closing.discard)
         await asyncio.shield(closing)
     return ws
 
 
-async def _end(state: ChannelState, conversation: Conversation, ws: web.WebSocketResponse, reason: str) -> None:
+async def _end(
+    state: ChannelState, conversation: Conversation, ws: web.WebSocketResponse, peer: PeerGuard, reason: str
+) -> None:
     try:
         await conversation.close(reason)
     finally:
         state.conversations.pop(conversation, None)
+        state.peers.pop(ws, None)
         with contextlib.suppress(Exception):
             server_close = state.socket_closes.get(ws)
             if server_close is not None:
                 await server_close
             elif not ws.closed:
-                await ws.close(code=WSCloseCode.GOING_AWAY if reason == "shutdown" else WSCloseCode.OK)
+                if reason == "shutdown":
+                    peer.close_code, peer.close_message = WSCloseCode.GOING_AWAY, "server shutdown"
+                await peer.close_socket()
+        if not peer.finished.done():
+            peer.finished.set_result(None)
 
 
-class _PeerCloser:
-    """Closes a misbehaving peer with 1008: logged with the reason, bounded, then reset."""
-
-    def __init__(self, state: ChannelState, request: web.Request, ws: web.WebSocketResponse) -> None:
-        self._state = state
-        self._request = request
-        self._ws = ws
-        self.conversation: Conversation | None = None
-        #: Why the server closed the socket (``no_init``, ``not_reading``), if it did.
-        self.reason: str | None = None
-
-    def init_deadline(self) -> None:
-        """Timer callback: close a socket whose conversation has not started by the deadline."""
-        conversation = self.conversation
-        if conversation is None or conversation.conversation_id is not None or conversation.closed:
-            return
-        self.close("no_init", f"no init within {self._state.settings.server.init_timeout_s:g}s")
-
-    def not_reading(self, why: str) -> None:
-        """The outbox gave up on the peer (``write_timeout`` or ``outbox_full``)."""
-        self.close("not_reading", f"not reading ({why})")
-
-    def close(self, reason: str, message: str) -> None:
-        if self.reason is not None or self._ws.closed or self._state.shutting_down:
-            return
-        self.reason = reason
-        logger = self.conversation.log if self.conversation is not None else log
-        logger.warning("peer_closed", code=int(WSCloseCode.POLICY_VIOLATION), reason=reason, detail=message)
-        task = asyncio.get_running_loop().create_task(self._close(message))
-        self._state.socket_closes[self._ws] = task
-        task.add_done_callback(self._forget)
-
-    async def _close(self, message: str) -> bool:
-        # Taken now: aiohttp drops the request's transport once the connection is lost.
-        transport = self._request.transport
-        try:
-            # A peer that reads gets the close handshake; one that does not cannot hold it up.
-            async with asyncio.timeout(self._state.settings.server.write_timeout_s):
-                await self._ws.close(code=WSCloseCode.POLICY_VIOLATION, message=message.encode())
-        except TimeoutError:
-            pass
-        finally:
-            if transport is not None:
-                # Unsent bytes would otherwise keep a closing transport (and its fd) alive for
-                # as long as the peer keeps its receive window shut.
-                transport.abort()
-        return True
-
-    def _forget(self, task: asyncio.Task[bool]) -> None:
-        if self._state.socket_closes.get(self._ws) is task:
-            del self._state.socket_closes[self._ws]
-
-
-async def _receive_loop(ws: web.WebSocketResponse, conversation: Conversation, outbox: Outbox) -> str:
+async def _receive_loop(ws: web.WebSocketResponse, conversation: Conversation, outbox: Outbox, peer: PeerGuard) -> str:
     """Read frames until the conversation ends; return why it ended."""
     async for msg in ws:
         if msg.type is WSMsgType.PING:
             outbox.post(Frame(None, ws_pong=msg.data))
+            continue
+        if msg.type is WSMsgType.PONG:
+            peer.on_pong(msg.data)
             continue
         if msg.type is WSMsgType.ERROR:
             # aiohttp records 1006 once its close handshake fails; the error itself keeps 1009.

@@ -56,6 +56,8 @@ class WebSocketLike(Protocol):
 
     async def pong(self, message: bytes = b"") -> None: ...
 
+    async def ping(self, message: bytes = b"") -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class OutboxLimits:
@@ -81,6 +83,8 @@ class Frame:
     pong: bool = False
     #: Payload of a WebSocket-level (RFC 6455) pong, answering a WebSocket ping.
     ws_pong: bytes | None = None
+    #: Payload of a WebSocket-level ping (the liveness check, :mod:`voice_channel.peer`).
+    ws_ping: bytes | None = None
 
     def encode(self) -> str:
         if self.pong:
@@ -89,7 +93,7 @@ class Frame:
         return encode_agent_response(self.content, self.turn.event_id, self.is_final)
 
     def size(self) -> int:
-        return _FRAME_OVERHEAD + len(self.content.encode()) + len(self.ws_pong or b"")
+        return _FRAME_OVERHEAD + len(self.content.encode()) + len(self.ws_pong or b"") + len(self.ws_ping or b"")
 
 
 class Outbox:
@@ -217,6 +221,8 @@ class Outbox:
         try:
             if frame.ws_pong is not None:
                 await self._ws.pong(frame.ws_pong)
+            elif frame.ws_ping is not None:
+                await self._ws.ping(frame.ws_ping)
             else:
                 await self._ws.send_str(frame.encode())
         finally:

@@ -61,7 +61,11 @@ class ServerSettings(_Section):
     port: int = Field(8765, ge=0, le=65535, description="TCP port; 0 picks a free port.")
     path: str = Field("/ws", description="Path of the Speech Engine WebSocket endpoint.")
     heartbeat_s: float = Field(
-        20.0, gt=0, le=300, description="WebSocket ping interval; idle links get dropped without it."
+        20.0,
+        gt=0,
+        le=300,
+        description="WebSocket ping interval, whatever the traffic (idle links get dropped without it); a peer that"
+        " has not answered a ping by the next one is not reading and is closed with 1008.",
     )
     max_frame_bytes: int = Field(
         1_048_576,
@@ -69,6 +73,13 @@ class ServerSettings(_Section):
         le=64 * 1_048_576,
         description="Largest inbound frame, in bytes (a frame of exactly this size is accepted); larger ones close"
         " the socket with 1009.",
+    )
+    idle_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="An HTTP connection that has not sent a complete request within it (a half-open or slow socket"
+        " before the WebSocket upgrade), or sits idle between requests, is closed. Standalone server only.",
     )
     init_timeout_s: float = Field(
         5.0,

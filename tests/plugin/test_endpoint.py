@@ -327,3 +327,24 @@ async def test_websocket_pings_are_answered_with_their_payload(start_channel, ap
             while msg.type is WSMsgType.PING:  # the server's own heartbeat, if it comes first
                 msg = await ws.receive(timeout=5)
             assert msg.type is WSMsgType.PONG and msg.data == b"are you there"
+
+
+async def test_a_peer_that_keeps_sending_but_never_answers_a_ping_is_closed_with_1008(start_channel, api_key):
+    channel = await start_channel(server={"heartbeat_s": 0.2})
+    with capture_logs() as logs:
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(
+                channel.url, headers={JWT_HEADER: sign_speech_engine_jwt(api_key)}, autoping=False
+            ) as ws:
+                await ws.send_json({"type": "init", "conversation_id": "conv_flood"})
+                # Every received frame used to count as a sign of life (aiohttp's heartbeat), so a
+                # peer sending all the time was never caught. Send until the server gives up.
+                for _ in range(100_000):
+                    await ws.send_json({"type": "ping"})
+                    msg = await ws.receive(timeout=10)
+                    if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                        break
+                assert ws.close_code == 1008
+    (closed,) = [e for e in logs if e["event"] == "peer_closed"]
+    assert closed["reason"] == "not_reading" and "no pong" in closed["detail"]
+    assert any(e["event"] == "conversation_ended" and e["reason"] == "not_reading" for e in logs)
