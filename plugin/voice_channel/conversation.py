@@ -220,6 +220,7 @@ class Conversation:
     def _start(self, conversation_id: str) -> None:
         self.conversation_id = conversation_id
         self.log = self.log.bind(conversation_id=conversation_id)
+        self._outbox.log = self.log
         structlog.contextvars.bind_contextvars(conversation_id=conversation_id)
         self.log.info("conversation_started", runtime=self.runtime_name)
         self._session_task = self._spawn(self._open_session())

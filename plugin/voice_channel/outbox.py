@@ -14,7 +14,8 @@ Every outbound frame goes through an :class:`Outbox`, which guarantees:
   later ones (one is enough; RFC 6455 §5.5.3 allows the same for WebSocket pongs), :meth:`send`
   waits for room once half the bounds are used (backpressure on the runtime's stream, so a
   slow-but-reading peer gets everything), and a :meth:`post` that would pass the bounds, or a
-  write the peer does not take within ``write_timeout_s``, means the peer is not reading: the
+  write the peer does not take within ``write_timeout_s`` (checked by a watchdog, within 1¼ of
+  it, so that a write costs no timer), means the peer is not reading: the
   outbox closes and calls ``on_stuck(reason)``, and the endpoint closes the socket (1008).
   A peer that keeps sending but never reads can therefore cost no more than the bounds plus
   aiohttp's transport buffer, for no longer than the write timeout.
@@ -29,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -41,6 +42,8 @@ __all__ = ["Frame", "Outbox", "OutboxLimits", "TurnLike", "WebSocketLike"]
 
 #: Bytes counted per queued frame on top of its text: the JSON envelope, roughly.
 _FRAME_OVERHEAD = 64
+#: Watchdog looks per write timeout: a stuck write is given up on within 1¼ timeouts.
+_WATCHDOG_TICKS = 4
 
 
 class TurnLike(Protocol):
@@ -107,7 +110,8 @@ class Outbox:
         on_stuck: Callable[[str], None] | None = None,
     ) -> None:
         self._ws = ws
-        self._log = log
+        #: The logger it reports on; the conversation binds its id into it once known.
+        self.log = log
         self._limits = limits or OutboxLimits()
         self._on_stuck = on_stuck
         self._loop = asyncio.get_running_loop()
@@ -127,6 +131,14 @@ class Outbox:
         self.pongs_coalesced = 0
         #: Why the peer was given up on (``write_timeout`` or ``outbox_full``), if it was.
         self.stuck_reason: str | None = None
+        # The write in flight, as the watchdog sees it: a count of writes started, whether one
+        # has not returned, and since when (by the watchdog's clock) the same one has not.
+        self._writes_started = 0
+        self._in_flight = False
+        self._stalled_write: tuple[int, float] | None = None
+        self._watchdog: asyncio.TimerHandle | None = self._loop.call_later(
+            self._limits.write_timeout_s / _WATCHDOG_TICKS, self._watch
+        )
 
     @property
     def closed(self) -> bool:
@@ -167,12 +179,12 @@ class Outbox:
         # The common case: an idle socket. Write at once, in the caller's task.
         self._writing = True
         try:
-            await self._write(frame)
+            await self._start_write(frame)
             self.frames_sent += 1
         except (ConnectionError, RuntimeError) as exc:
             self._fail(exc)
         finally:
-            self._writing = False
+            self._in_flight = self._writing = False
             if self._queue and not self._closed:
                 self._start_pump()
 
@@ -205,6 +217,7 @@ class Outbox:
     async def aclose(self) -> None:
         """Stop writing; drop what is queued; cancel and await the pump task."""
         self._closed = True
+        self._stop_watchdog()
         self._clear()
         pump, self._pump = self._pump, None
         if pump is not None and not pump.done() and pump is not asyncio.current_task():
@@ -214,19 +227,36 @@ class Outbox:
 
     # --- internals -----------------------------------------------------------------------------
 
-    async def _write(self, frame: Frame) -> None:
-        # A write waits only when aiohttp's transport buffer is full (the peer is not taking
-        # bytes); the timer gives up on a peer that stays that way.
-        timer = self._loop.call_later(self._limits.write_timeout_s, self._give_up, "write_timeout")
-        try:
-            if frame.ws_pong is not None:
-                await self._ws.pong(frame.ws_pong)
-            elif frame.ws_ping is not None:
-                await self._ws.ping(frame.ws_ping)
-            else:
-                await self._ws.send_str(frame.encode())
-        finally:
-            timer.cancel()
+    def _start_write(self, frame: Frame) -> Awaitable[None]:
+        """The write of ``frame``, marked in flight; the caller awaits it, then clears ``_in_flight``.
+
+        A write waits only when aiohttp's transport buffer is full (the peer is not taking bytes).
+        No timer per write, and no extra coroutine (the hot path stays as cheap as a counter): the
+        watchdog looks at the write in flight a few times per timeout instead.
+        """
+        self._writes_started += 1
+        self._in_flight = True
+        if frame.ws_pong is not None:
+            return self._ws.pong(frame.ws_pong)
+        if frame.ws_ping is not None:
+            return self._ws.ping(frame.ws_ping)
+        return self._ws.send_str(frame.encode())
+
+    def _watch(self) -> None:
+        """Watchdog tick: give up on the peer if one write has been in flight for the whole timeout."""
+        if self._closed:
+            self._watchdog = None
+            return
+        now = self._loop.time()
+        if not self._in_flight:
+            self._stalled_write = None
+        elif self._stalled_write is None or self._stalled_write[0] != self._writes_started:
+            self._stalled_write = (self._writes_started, now)
+        elif now - self._stalled_write[1] >= self._limits.write_timeout_s:
+            self._watchdog = None
+            self._give_up("write_timeout")
+            return
+        self._watchdog = self._loop.call_later(self._limits.write_timeout_s / _WATCHDOG_TICKS, self._watch)
 
     async def _run_pump(self) -> None:
         if not self._writing:  # else the task writing now sends what is queued
@@ -240,10 +270,12 @@ class Outbox:
                 if frame is None:
                     continue
                 try:
-                    await self._write(frame)
+                    await self._start_write(frame)
                 except (ConnectionError, RuntimeError) as exc:
                     self._fail(exc)
                     return
+                finally:
+                    self._in_flight = False
                 self.frames_sent += 1
         finally:
             self._writing = False
@@ -313,7 +345,7 @@ class Outbox:
         if self._closed:
             return
         self.stuck_reason = reason
-        self._log.warning(
+        self.log.warning(
             "peer_not_reading",
             reason=reason,
             queued_frames=len(self._queue),
@@ -321,6 +353,7 @@ class Outbox:
             write_timeout_s=self._limits.write_timeout_s,
         )
         self._closed = True
+        self._stop_watchdog()
         self._clear()
         if self._on_stuck is not None:
             self._on_stuck(reason)
@@ -328,9 +361,15 @@ class Outbox:
     def _fail(self, exc: BaseException) -> None:
         # The peer is gone; the receive loop sees it too and closes the conversation.
         if not self._closed:
-            self._log.info("socket_write_failed", error=str(exc))
+            self.log.info("socket_write_failed", error=str(exc))
         self._closed = True
+        self._stop_watchdog()
         self._clear()
+
+    def _stop_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
 
     def _clear(self) -> None:
         self.frames_dropped += len(self._queue)

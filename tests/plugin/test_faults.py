@@ -45,6 +45,21 @@ def server() -> Iterator[ServerProcess]:
         assert process.entries("unparsed") == [], "every log line is JSON"
 
 
+@pytest.fixture
+def raw() -> Iterator[list[RawPeer]]:
+    """Raw peers a test opened (append them): closed at teardown, whatever happened."""
+    opened: list[RawPeer] = []
+    yield opened
+    for peer in opened:
+        peer.close()
+
+
+async def connect(raw: list[RawPeer], server: ServerProcess, **kwargs: Any) -> RawPeer:
+    peer = await RawPeer.connect(server.port, server.api_key, **kwargs)
+    raw.append(peer)
+    return peer
+
+
 def client(server: ServerProcess, **kwargs: Any) -> SpeechEngineClient:
     return SpeechEngineClient(server.url, api_key=server.api_key, **kwargs)
 
@@ -80,9 +95,9 @@ def fds_back_to(server: ServerProcess, baseline: int, timeout: float = 15) -> No
 
 
 @pytest.mark.parametrize("leave", ["rst", "fin"])
-async def test_a_peer_that_drops_mid_stream_ends_the_conversation_and_the_run(server, leave):
+async def test_a_peer_that_drops_mid_stream_ends_the_conversation_and_the_run(server, leave, raw):
     mark = server.mark()
-    peer = await RawPeer.connect(server.port, server.api_key)
+    peer = await connect(raw, server)
     await peer.send_json(transcript(1, "slow"))
     opcode, payload = await peer.read_frame()
     assert opcode == TEXT and json.loads(payload)["event_id"] == 1, "the reply is streaming"
@@ -177,9 +192,9 @@ MALFORMED_BINARY: list[bytes] = [
 ]
 
 
-async def test_thirty_and_more_malformed_frames_are_logged_and_the_conversation_goes_on(server):
+async def test_thirty_and_more_malformed_frames_are_logged_and_the_conversation_goes_on(server, raw):
     assert len(MALFORMED_TEXT) + len(MALFORMED_BINARY) >= 30
-    peer = await RawPeer.connect(server.port, server.api_key)
+    peer = await connect(raw, server)
     try:
         mark = server.mark()
         for text in MALFORMED_TEXT:
@@ -201,8 +216,8 @@ async def test_thirty_and_more_malformed_frames_are_logged_and_the_conversation_
     await still_answers(server)
 
 
-async def test_invalid_utf8_in_a_text_frame_closes_that_socket_with_1007_and_nothing_else(server):
-    peer = await RawPeer.connect(server.port, server.api_key)
+async def test_invalid_utf8_in_a_text_frame_closes_that_socket_with_1007_and_nothing_else(server, raw):
+    peer = await connect(raw, server)
     mark = server.mark()
     await peer.send_frame(TEXT, b'{"type": "ping", "x": "\xff\xfe"}')
     code, _frames = await peer.read_until_closed()
@@ -212,7 +227,7 @@ async def test_invalid_utf8_in_a_text_frame_closes_that_socket_with_1007_and_not
     await still_answers(server)
 
 
-async def test_oversized_frames(server):
+async def test_oversized_frames(server, raw):
     # Exactly the limit is accepted; one byte more closes with 1009; so does a length header that lies.
     empty = {"type": "user_transcript", "event_id": 1, "user_transcript": [{"role": "user", "content": ""}]}
     base = len(json.dumps(empty))
@@ -225,7 +240,7 @@ async def test_oversized_frames(server):
         await peer.send(exact + " ")
         assert await peer.receive() == "closed"
         assert peer.ws.close_code == 1009
-    liar = await RawPeer.connect(server.port, server.api_key)
+    liar = await connect(raw, server)
     await liar.send_raw(encode_frame(TEXT, b"{}", declared_length=2**40))  # claims a terabyte
     code, _ = await liar.read_until_closed()
     liar.close()
@@ -236,10 +251,10 @@ async def test_oversized_frames(server):
 # --- peers that do not read ---------------------------------------------------------------------------
 
 
-async def test_a_consumer_that_reads_nothing_is_closed_and_costs_nothing_after(server):
+async def test_a_consumer_that_reads_nothing_is_closed_and_costs_nothing_after(server, raw):
     baseline = server.fds()
     mark = server.mark()
-    peer = await RawPeer.connect(server.port, server.api_key, rcvbuf=4096)
+    peer = await connect(raw, server, rcvbuf=4096)
     started = await seen(server, "conversation_started", mark)
     # A reply far bigger than every buffer on the way (outbox bounds, transport, kernel).
     await peer.send_json(transcript(1, "flood 16384"))
@@ -255,9 +270,9 @@ async def test_a_consumer_that_reads_nothing_is_closed_and_costs_nothing_after(s
     await still_answers(server)
 
 
-async def test_a_slow_but_reading_consumer_gets_everything_and_others_are_not_held_up(server):
+async def test_a_slow_but_reading_consumer_gets_everything_and_others_are_not_held_up(server, raw):
     mark = server.mark()
-    peer = await RawPeer.connect(server.port, server.api_key, rcvbuf=8192)
+    peer = await connect(raw, server, rcvbuf=8192)
     other: asyncio.Task[None] | None = None
     try:
         await peer.send_json(transcript(1, "flood 512"))
@@ -288,10 +303,10 @@ async def test_a_slow_but_reading_consumer_gets_everything_and_others_are_not_he
     assert server.entries("peer_closed", mark) == [], "a slow peer that reads is not closed"
 
 
-async def test_a_ping_flood_without_reads_stays_bounded_and_is_closed(server):
+async def test_a_ping_flood_without_reads_stays_bounded_and_is_closed(server, raw):
     baseline_rss, baseline_fds = server.rss(), server.fds()
     mark = server.mark()
-    peer = await RawPeer.connect(server.port, server.api_key, rcvbuf=4096)
+    peer = await connect(raw, server, rcvbuf=4096)
     started = await seen(server, "conversation_started", mark)
     batch = b"".join(encode_frame(TEXT, b'{"type": "ping"}') for _ in range(500))
     batch += b"".join(encode_frame(PING, b"are you there") for _ in range(100))
@@ -369,15 +384,16 @@ async def test_five_hundred_bad_jwt_handshakes_leave_nothing_behind(server):
     assert growth < 2 * MiB, f"500 refused handshakes grew the server by {growth / MiB:.2f} MiB"
 
 
-async def test_half_open_sockets_are_closed(server):
+async def test_half_open_sockets_are_closed(server, raw):
     baseline = server.fds()
     # Before the upgrade: a silent connection, and one that never finishes its request.
     silent = await RawPeer.open(server.port)
     partial = await RawPeer.open(server.port)
+    raw.extend([silent, partial])
     await partial.send_raw(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n")
     # After the upgrade: a peer that vanished (no FIN, no RST, no pong).
     mark = server.mark()
-    gone = await RawPeer.connect(server.port, server.api_key)
+    gone = await connect(raw, server)
     started = await seen(server, "conversation_started", mark)
     try:
         closed = await seen(server, "peer_closed", mark, conversation_id=started["conversation_id"])
@@ -389,9 +405,9 @@ async def test_half_open_sockets_are_closed(server):
             peer.close()
 
 
-async def test_a_socket_that_never_sends_init_is_closed_with_1008(server):
+async def test_a_socket_that_never_sends_init_is_closed_with_1008(server, raw):
     mark = server.mark()
-    peer = await RawPeer.connect(server.port, server.api_key, init=False)
+    peer = await connect(raw, server, init=False)
     try:
         code, frames = await peer.read_until_closed()
         assert code == 1008
