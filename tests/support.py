@@ -193,9 +193,20 @@ class FakeSocket:
         self.resume.clear()
 
     async def send_str(self, data: str) -> None:
+        await self._record(json.loads(data))
+
+    async def pong(self, message: bytes = b"") -> None:
+        """A WebSocket-level pong, recorded as ``{"ws_pong": payload}``."""
+        await self._record({"ws_pong": message.decode()})
+
+    async def ping(self, message: bytes = b"") -> None:
+        """A WebSocket-level ping, recorded as ``{"ws_ping": payload hex}``."""
+        await self._record({"ws_ping": message.hex()})
+
+    async def _record(self, frame: dict[str, Any]) -> None:
         if self.fail_with is not None:
             raise self.fail_with
-        self.sent.append(json.loads(data))
+        self.sent.append(frame)
         self.written.set()
         self._changed.set()
         await self.resume.wait()

@@ -10,9 +10,10 @@ Interruption: the channel cancels the turn task and closes this iterator; either
 ``finally`` below closes the HTTP response, which closes its connection, so the server sees the
 client go away (and a server that watches for that stops generating).
 
-Upstream trouble (an HTTP error status, an ``error`` event in the stream, a refused connection, a
-timeout) is logged with what is known (the status, the start of the body) and answered with the
-channel's short apology; nothing of the server's error text is spoken.
+Upstream trouble (an HTTP error status, an ``error`` event in the stream, a stream that ends
+without ``data: [DONE]``, a refused connection, a timeout) is logged with what is known (the
+status, the start of the body) and answered with the channel's short apology after whatever text
+already streamed; nothing of the server's error text is spoken.
 """
 
 from __future__ import annotations
@@ -172,6 +173,7 @@ class OpenAISession:
             return
         first = True
         tool_calls_seen = False
+        finish_reason: str | None = None
         async for event in iter_events(response.content.iter_any()):
             if event.event != "message":
                 yield Notice(event.data[:200], kind=event.event)
@@ -202,6 +204,11 @@ class OpenAISession:
                 yield Notice("the server streamed tool calls; they are not handled by the voice channel", "tool")
             if choice.get("finish_reason") == "error":
                 raise UpstreamError("the server ended the reply with an error", detail=json.dumps(chunk)[:300])
+            if isinstance(choice.get("finish_reason"), str):
+                finish_reason = choice["finish_reason"]
+        # The connection ended before ``data: [DONE]``: a proxy or server that died mid-reply. What
+        # streamed stands (it was spoken); the caller must not take it for the whole answer.
+        raise UpstreamError("stream ended without [DONE]", detail=f"last finish_reason: {finish_reason}")
 
     async def resolve(self, request_id: str, decision: ConfirmationDecision) -> None:
         """Plain chat completions never ask for confirmation."""

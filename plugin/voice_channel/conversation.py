@@ -8,6 +8,11 @@ For a ``user_transcript`` with ``event_id`` E, while the current turn T has id T
 * E > T.e, or no id → a new turn. T is superseded *synchronously* (nothing of it is written
   from this instant), its task is cancelled, and the new turn's task first waits for T's task,
   and with it the runtime's iterator, to finish closing. The receive loop never waits.
+* E more than :data:`~voice_channel.protocol.MAX_EVENT_ID_JUMP` above T.e → refused and logged
+  (an implausible jump would make every later genuine id look stale).
+
+A transcript whose history ends with the agent's item has nothing new from the caller: its turn
+ends with ``is_final`` and nothing else (logged ``transcript_ends_with_agent``).
 
 A conversation owns at most one turn task, the runtime *run* (the iterator of
 ``RuntimeSession.respond``) that the turn speaks, and any run paused on a confirmation. A run
@@ -35,7 +40,7 @@ import structlog
 from voice_channel.confirmations import Answer, ConfirmationPolicy, PendingConfirmation, base_policy
 from voice_channel.metrics import NO_METRICS, Metrics
 from voice_channel.outbox import Frame, Outbox
-from voice_channel.protocol import UserTranscriptMessage
+from voice_channel.protocol import MAX_EVENT_ID_JUMP, UserTranscriptMessage
 from voice_channel.ratelimit import RateLimiter
 from voice_channel.record import ConversationRecord
 from voice_channel.runtime import (
@@ -53,6 +58,7 @@ from voice_channel.runtime import (
 from voice_channel.speech import extract_text
 from voice_channel.turn import Turn, TurnState
 from voice_channel.untrusted import (
+    NOTHING_NEW,
     Utterance,
     clean_text,
     new_boundary,
@@ -190,6 +196,15 @@ class Conversation:
             if event_id < turn.event_id:
                 self.log.info("transcript_stale", event_id=event_id, current_event_id=turn.event_id)
                 return
+            if event_id - turn.event_id > MAX_EVENT_ID_JUMP:
+                # Believing it would make every later genuine id look stale (see protocol notes).
+                self.log.error(
+                    "event_id_implausible_jump",
+                    event_id=event_id,
+                    current_event_id=turn.event_id,
+                    max_jump=MAX_EVENT_ID_JUMP,
+                )
+                return
 
         previous: asyncio.Task[None] | None = None
         if turn is not None:
@@ -219,6 +234,7 @@ class Conversation:
     def _start(self, conversation_id: str) -> None:
         self.conversation_id = conversation_id
         self.log = self.log.bind(conversation_id=conversation_id)
+        self._outbox.log = self.log
         structlog.contextvars.bind_contextvars(conversation_id=conversation_id)
         self.log.info("conversation_started", runtime=self.runtime_name)
         self._session_task = self._spawn(self._open_session())
@@ -316,6 +332,11 @@ class Conversation:
             )
             self._log_anomalies(turn, utterance)
             self.record.reconcile_last_reply(utterance.heard_reply)
+            if NOTHING_NEW in utterance.flags:
+                # Nothing new from the caller, so nothing to answer: the turn ends empty.
+                turn.log.info("transcript_ends_with_agent", action="nothing_to_answer")
+                await turn.finish()
+                return
             if self._unanswered is not None:
                 await self._end_unanswered()
                 await turn.say(NO_ANSWER_IN_TIME + " ")
@@ -537,7 +558,7 @@ class Conversation:
     def _log_anomalies(self, turn: Turn, utterance: Utterance) -> None:
         if utterance.skipped_items:
             turn.log.warning("history_items_skipped", count=utterance.skipped_items)
-        suspicious = utterance.flags - {"malformed_items", "no_user_text"}
+        suspicious = utterance.flags - {"malformed_items", "no_user_text", NOTHING_NEW}
         if suspicious:
             turn.log.warning("untrusted_input_anomaly", flags=sorted(suspicious), removed_chars=utterance.removed_chars)
 

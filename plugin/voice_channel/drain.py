@@ -60,7 +60,7 @@ class Drain:
     async def run(self, state: ChannelState) -> None:
         """Steps 2 and 3 (the caller has stopped accepting connections): drain, then close what is left."""
         await self.wait(state)
-        await close_conversations(state, reading=True)
+        await close_conversations(state)
 
     async def wait(self, state: ChannelState) -> None:
         """Mark the server draining, then wait until no conversation is open, the timeout, or a cut."""
@@ -89,30 +89,28 @@ class Drain:
         )
 
 
-async def close_conversations(state: ChannelState, *, reading: bool = False) -> None:
+async def close_conversations(state: ChannelState) -> None:
     """Shut down: cancel and await every turn, then close each socket with 1001 (bounded by
     ``server.shutdown_timeout_s``). Idempotent: a second call finds nothing open.
 
-    :param reading: the server still reads from open connections (a drain, before aiohttp's shutdown).
-        Each socket's handler is then stopped and closes its socket itself, waiting for the peer's close
-        frame: a socket closed by another task while its handler reads is dropped right after the 1001
-        (aiohttp's rule), which a peer behind a proxy sees as an abnormal closure. After aiohttp's
-        shutdown began nothing is read any more, so the 1001 is sent from here without waiting.
+    Each socket's handler is stopped and closes its socket itself (:class:`~voice_channel.peer.PeerGuard`),
+    waiting (bounded) for the peer's close frame: a socket closed by another task while its handler reads
+    is dropped right after the 1001 (aiohttp's rule), which a peer behind a proxy sees as an abnormal
+    closure. A handler that is no longer reading gets its 1001 from here.
     """
     state.shutting_down = True
     loop = asyncio.get_running_loop()
-    stopped: set[asyncio.Task[object]] = set()
+    handlers: list[asyncio.Future[None]] = []
     for conversation, ws in list(state.conversations.items()):
         await conversation.close("shutdown")
-        receiver = state.receivers.get(ws)
-        if reading and receiver is not None:
-            receiver.cancel()  # its cleanup closes the socket (endpoint._end) with a full handshake
-            stopped.add(receiver)
-        elif ws not in state.socket_closes:
+        peer = state.peers.get(ws)
+        if peer is not None and peer.shut_down():
+            handlers.append(peer.finished)
+        elif not ws.closed and ws not in state.socket_closes:
             state.socket_closes[ws] = loop.create_task(
                 ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
             )
-    waiting = {*stopped, *state.closing, *state.socket_closes.values()}
+    waiting = {*handlers, *state.closing, *state.socket_closes.values()}
     if waiting:
         await asyncio.wait(waiting, timeout=state.settings.server.shutdown_timeout_s)
     for task in state.socket_closes.values():

@@ -3,7 +3,14 @@
 Verifies the handshake before upgrading (401 otherwise), then runs the receive loop: each frame
 is parsed (:mod:`voice_channel.protocol`) and handed to the conversation, which never blocks the
 loop, so ``ping`` is answered at once even while a reply streams. A malformed frame is logged
-and the conversation goes on; a frame over the size limit closes the socket with 1009.
+and the conversation goes on; a frame larger than ``server.max_frame_bytes`` closes the socket
+with 1009 (one of exactly that size is accepted).
+
+A misbehaving peer (no ``init`` in time, not reading what it is sent, no pong to a ping) is
+closed with 1008 by its :class:`~voice_channel.peer.PeerGuard`.
+
+WebSocket pings are answered through the outbox too (aiohttp's ``autoping`` is off), so that a
+ping flood from a peer that does not read queues at most one pong.
 """
 
 from __future__ import annotations
@@ -18,10 +25,12 @@ from voice_channel.auth import check_handshake, public_headers
 from voice_channel.conversation import Conversation
 from voice_channel.health import not_ready_reason
 from voice_channel.keys import STATE, ChannelState
-from voice_channel.outbox import Outbox
+from voice_channel.outbox import Frame, Outbox, OutboxLimits
+from voice_channel.peer import PeerGuard
 from voice_channel.protocol import (
     CloseMessage,
     ErrorMessage,
+    EventIdOutOfRange,
     InitMessage,
     PingMessage,
     ProtocolError,
@@ -52,46 +61,71 @@ async def speech_engine_endpoint(request: web.Request) -> web.StreamResponse:
         log.warning("conversation_limit_reached", limit=settings.server.max_conversations)
         return web.Response(status=503, text="too many conversations\n")
 
+    server = settings.server
     ws = web.WebSocketResponse(
-        heartbeat=settings.server.heartbeat_s,
-        max_msg_size=settings.server.max_frame_bytes,
+        # The PeerGuard pings instead: aiohttp's heartbeat takes any frame as a sign of life.
+        heartbeat=None,
+        # aiohttp refuses a frame of exactly its limit; ours is the largest accepted size.
+        max_msg_size=server.max_frame_bytes + 1,
+        autoping=False,  # WebSocket pings are answered through the outbox: bounded, coalesced
         compress=False,  # frames are written synchronously and in order; no compressor state to guard
     )
     await ws.prepare(request)
+    peer = PeerGuard(state, request, ws)
+    outbox = Outbox(
+        ws,
+        log,
+        OutboxLimits(server.outbox_max_frames, server.outbox_max_bytes, server.write_timeout_s),
+        on_stuck=peer.not_reading,
+    )
     conversation = Conversation(
         runtime=state.runtime,
         runtime_name=state.runtime_entry.name,
         hooks=state.hooks,
         settings=settings,
-        outbox=Outbox(ws, log),
+        outbox=outbox,
         handshake_headers=public_headers(request.headers, settings),
         metrics=state.metrics,
     )
     state.conversations[conversation] = ws
-    receiver = asyncio.current_task()
-    if receiver is not None:
-        state.receivers[ws] = receiver
+    state.peers[ws] = peer
+    peer.watch(conversation, outbox)
     state.idle.clear()
     state.metrics.conversation_opened(conversation.runtime_name)
     reason = "disconnect"
     try:
-        reason = await _receive_loop(ws, conversation)
+        peer.receiving = True
+        try:
+            reason = await _receive_loop(ws, conversation, outbox, peer)
+        except asyncio.CancelledError:
+            # The guard interrupted the loop (a missed deadline, shutdown): absorb exactly that
+            # cancellation; any other one goes on.
+            task = asyncio.current_task()
+            if not peer.interrupted or (task is not None and task.uncancel() > 0):
+                raise
+        finally:
+            peer.receiving = False
     finally:
+        peer.stop()
+        if peer.reason is not None:
+            reason = peer.reason
         if state.shutting_down:
             reason = "shutdown"
-        closing = asyncio.get_running_loop().create_task(_end(state, conversation, ws, reason))
+        closing = asyncio.get_running_loop().create_task(_end(state, conversation, ws, peer, reason))
         state.closing.add(closing)
         closing.add_done_callback(state.closing.discard)
         await asyncio.shield(closing)
     return ws
 
 
-async def _end(state: ChannelState, conversation: Conversation, ws: web.WebSocketResponse, reason: str) -> None:
+async def _end(
+    state: ChannelState, conversation: Conversation, ws: web.WebSocketResponse, peer: PeerGuard, reason: str
+) -> None:
     try:
         await conversation.close(reason)
     finally:
         state.conversations.pop(conversation, None)
-        state.receivers.pop(ws, None)
+        state.peers.pop(ws, None)
         if not state.conversations:
             state.idle.set()
         with contextlib.suppress(Exception):
@@ -99,12 +133,22 @@ async def _end(state: ChannelState, conversation: Conversation, ws: web.WebSocke
             if server_close is not None:
                 await server_close
             elif not ws.closed:
-                await ws.close(code=WSCloseCode.GOING_AWAY if reason == "shutdown" else WSCloseCode.OK)
+                if reason == "shutdown":
+                    peer.close_code, peer.close_message = WSCloseCode.GOING_AWAY, "server shutdown"
+                await peer.close_socket()
+        if not peer.finished.done():
+            peer.finished.set_result(None)
 
 
-async def _receive_loop(ws: web.WebSocketResponse, conversation: Conversation) -> str:
+async def _receive_loop(ws: web.WebSocketResponse, conversation: Conversation, outbox: Outbox, peer: PeerGuard) -> str:
     """Read frames until the conversation ends; return why it ended."""
     async for msg in ws:
+        if msg.type is WSMsgType.PING:
+            outbox.post(Frame(None, ws_pong=msg.data))
+            continue
+        if msg.type is WSMsgType.PONG:
+            peer.on_pong(msg.data)
+            continue
         if msg.type is WSMsgType.ERROR:
             # aiohttp records 1006 once its close handshake fails; the error itself keeps 1009.
             if getattr(msg.data, "code", None) == WSCloseCode.MESSAGE_TOO_BIG:
@@ -116,6 +160,9 @@ async def _receive_loop(ws: web.WebSocketResponse, conversation: Conversation) -
             continue
         try:
             frame = parse_frame(msg.data)
+        except EventIdOutOfRange as exc:
+            conversation.log.error("event_id_out_of_range", error=str(exc), size=len(msg.data))
+            continue
         except ProtocolError as exc:
             conversation.log.warning("frame_malformed", error=str(exc), size=len(msg.data))
             continue

@@ -110,8 +110,9 @@ def voice_channel_conversation_ended(conversation: Conversation, reason: str) ->
 
     :param conversation: the conversation.
     :param reason: ``"close"`` (ElevenLabs sent ``close``), ``"disconnect"`` (the socket dropped),
-        ``"shutdown"`` (the server is stopping), ``"too_big"`` (a frame over the size limit) or
-        ``"error"`` (the socket failed).
+        ``"shutdown"`` (the server is stopping), ``"too_big"`` (a frame over the size limit),
+        ``"not_reading"`` (the peer did not read what it was sent; closed with 1008) or ``"error"``
+        (the socket failed).
 
     .. versionadded:: 0.1
     """

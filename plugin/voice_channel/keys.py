@@ -14,6 +14,7 @@ from voice_channel.metrics import NO_METRICS, Metrics
 if TYPE_CHECKING:
     from voice_channel.conversation import Conversation
     from voice_channel.drain import Drain
+    from voice_channel.peer import PeerGuard
     from voice_channel.plugins import PluginHooks, RuntimeEntry
     from voice_channel.runtime import Runtime
     from voice_channel.settings import Settings
@@ -36,18 +37,18 @@ class ChannelState:
     #: handler: aiohttp cancels a handler once its transport is gone, and a close cut short
     #: would leave the runtime session open. Shutdown awaits them.
     closing: set[asyncio.Task[None]] = field(default_factory=set)
-    #: Close handshakes started by the server (shutdown); a handler waits for its socket's one,
-    #: because returning from the handler drops the transport before the peer's reply.
+    #: Close handshakes started by the server outside a handler (shutdown, when the handler was
+    #: not receiving); a handler waits for its socket's one, because returning from the handler
+    #: drops the transport before the peer's reply.
     socket_closes: dict[web.WebSocketResponse, asyncio.Task[bool]] = field(default_factory=dict)
-    #: The request handler task reading each open socket. A drain that ends while the server still reads
-    #: cancels it, so that the handler itself closes the socket with a full close handshake.
-    receivers: dict[web.WebSocketResponse, asyncio.Task[object]] = field(default_factory=dict)
     #: Set while no conversation is open (a drain waits for it).
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     #: Counters and histograms (:mod:`voice_channel.metrics`); a no-op when ``metrics.enabled`` is off.
     metrics: Metrics = NO_METRICS
     #: Draining (SIGTERM, :mod:`voice_channel.drain`): open conversations go on, no new one is taken.
     draining: bool = False
+    #: The guard of each open socket (deadlines, and the close at shutdown: :mod:`voice_channel.peer`).
+    peers: dict[web.WebSocketResponse, PeerGuard] = field(default_factory=dict)
     shutting_down: bool = False
     started_at: float = field(default_factory=time.time)
 

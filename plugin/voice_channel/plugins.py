@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_PLUGINS",
     "ENTRY_POINT_GROUP",
+    "MODULES_ENV",
     "PluginHooks",
     "PluginManager",
     "RuntimeEntry",
@@ -55,6 +56,8 @@ ENTRY_POINT_GROUP = PROJECT
 DEFAULT_PLUGINS = ("voice_channel.runtimes.echo", "voice_channel.runtimes.demo", "voice_channel.token_policy")
 #: Comma-separated plugin names that must not be loaded.
 DISABLE_ENV = "VOICE_CHANNEL_DISABLE_PLUGINS"
+#: Comma-separated modules to import and register as plugins, without packaging them.
+MODULES_ENV = "VOICE_CHANNEL_PLUGINS"
 #: Set to log every hook call (``hook_call`` and ``hook_done`` lines, at info level).
 TRACE_ENV = "VOICE_CHANNEL_TRACE_PLUGINS"
 #: Implementation options the facade's call loop cannot honour (see :class:`PluginHooks`).
@@ -148,6 +151,7 @@ def get_plugin_manager(
             pm.register(importlib.import_module(module_name), name=name)
     if load_entrypoints:
         _load_entrypoints(pm)
+    _load_modules(pm, filter(None, (name.strip() for name in os.environ.get(MODULES_ENV, "").split(","))))
     for plugin in extra_plugins:
         pm.register(plugin)
     pm.check_pending()
@@ -168,6 +172,24 @@ def _load_entrypoints(pm: PluginManager) -> None:
         pm.register(plugin, name=ep.name)
         if ep.dist is not None:
             pm.distributions[ep.name] = f"{ep.dist.metadata['name']} {ep.dist.version}"
+
+
+def _load_modules(pm: PluginManager, names: Iterable[str]) -> None:
+    """Register the modules named in ``VOICE_CHANNEL_PLUGINS``: asked for explicitly, so one that
+    cannot be imported is an error that names it, not a plugin quietly missing."""
+    from voice_channel.settings import SettingsError  # the settings module must not import plugins
+
+    for name in names:
+        if pm.get_plugin(name) is not None or pm.is_blocked(name):
+            continue
+        try:
+            module = importlib.import_module(name)
+        except Exception as exc:
+            raise SettingsError(
+                f"{MODULES_ENV}: cannot import plugin module {name!r} ({type(exc).__name__}: {exc});"
+                " check the name and PYTHONPATH"
+            ) from None
+        pm.register(module, name=name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,14 @@ PROTOCOL_NOTES
 * ``event_id`` is monotonic: a *higher* id supersedes the reply in flight (ElevenLabs discards
   chunks tagged with an older id); the *same* id again is a re-send after the cascade timeout
   (2–15 s without text), not a barge-in; a lower id is stale.
+* ``event_id`` bounds: an integer in ``0 ..`` :data:`MAX_EVENT_ID` (2**53 - 1, the largest integer
+  every JSON reader, JavaScript's included, represents exactly: what ElevenLabs can send). Anything
+  else is a malformed frame: refused with a logged error, the conversation goes on. A jump *ahead*
+  by more than :data:`MAX_EVENT_ID_JUMP` (2**32) from the current turn's id is refused the same
+  way (``event_id_implausible_jump``): no counter, and no millisecond clock within a conversation,
+  moves that far, and accepting it would make every later genuine id look stale. Smaller gaps are
+  normal (ElevenLabs may skip ids) and supersede as usual. The first id of a conversation has no
+  reference and is taken as it comes.
 * There is no server-initiated message: the server only ever speaks in reply to a transcript.
 """
 
@@ -29,9 +37,12 @@ from pydantic_core import to_json
 
 __all__ = [
     "AGENT_ROLES",
+    "MAX_EVENT_ID",
+    "MAX_EVENT_ID_JUMP",
     "USER_ROLE",
     "CloseMessage",
     "ErrorMessage",
+    "EventIdOutOfRange",
     "InboundMessage",
     "InitMessage",
     "PingMessage",
@@ -46,6 +57,10 @@ __all__ = [
 
 USER_ROLE = "user"
 AGENT_ROLES = frozenset({"agent"})
+#: The largest ``event_id`` accepted: 2**53 - 1, JSON's (and JavaScript's) largest exact integer.
+MAX_EVENT_ID = 2**53 - 1
+#: The largest step ahead of the current turn's ``event_id`` that is believed (see PROTOCOL_NOTES).
+MAX_EVENT_ID_JUMP = 2**32
 
 
 class _Inbound(BaseModel):
@@ -61,7 +76,7 @@ class InitMessage(_Inbound):
 class UserTranscriptMessage(_Inbound):
     type: Literal["user_transcript"]
     #: Optional in the current spec; without it every transcript is a new turn.
-    event_id: StrictInt | None = None
+    event_id: Annotated[StrictInt, Field(ge=0, le=MAX_EVENT_ID)] | None = None
     #: Items are validated one by one (:func:`parse_history_item`) so that one bad item is
     #: skipped instead of dropping the whole turn.
     user_transcript: list[Any] = Field(default_factory=list)
@@ -95,6 +110,10 @@ class ProtocolError(ValueError):
     """A frame that is not valid JSON or does not match the protocol's schema."""
 
 
+class EventIdOutOfRange(ProtocolError):
+    """A ``user_transcript`` whose ``event_id`` is outside ``0 ..`` :data:`MAX_EVENT_ID`."""
+
+
 def parse_frame(data: str | bytes) -> InboundMessage | UnknownMessage:
     """Parse one inbound text or binary frame.
 
@@ -108,7 +127,12 @@ def parse_frame(data: str | bytes) -> InboundMessage | UnknownMessage:
             kind = json.loads(data)["type"]
             if isinstance(kind, str):
                 return UnknownMessage(type=kind)
+        if errors and errors[0]["loc"][-1:] == ("event_id",) and errors[0]["type"] in _OUT_OF_RANGE:
+            raise EventIdOutOfRange(f"event_id: out of range, must be 0 .. {MAX_EVENT_ID} (2**53 - 1)") from None
         raise ProtocolError(_describe(errors)) from None
+
+
+_OUT_OF_RANGE = frozenset({"less_than_equal", "greater_than_equal"})
 
 
 def _describe(errors: list[Any]) -> str:

@@ -35,7 +35,12 @@ async def running_app(app: web.Application, settings: Settings) -> AsyncIterator
     """Serve ``app`` on the configured host and port; yield the bound port; drain (if the app drains) and
     clean up on exit."""
     runner = web.AppRunner(
-        app, access_log=None, handle_signals=False, shutdown_timeout=settings.server.shutdown_timeout_s
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=settings.server.shutdown_timeout_s,
+        # aiohttp's default (an hour) lets silent sockets that never finish a request hold file descriptors.
+        keepalive_timeout=settings.server.idle_timeout_s,
     )
     await runner.setup()
     try:

@@ -119,13 +119,53 @@ class ServerSettings(_Section):
     port: int = Field(8765, ge=0, le=65535, description="TCP port; 0 picks a free port.")
     path: str = Field("/ws", description="Path of the Speech Engine WebSocket endpoint.")
     heartbeat_s: float = Field(
-        20.0, gt=0, le=300, description="WebSocket ping interval; idle links get dropped without it."
+        20.0,
+        gt=0,
+        le=300,
+        description="WebSocket ping interval, whatever the traffic (idle links get dropped without it); a peer that"
+        " has not answered a ping by the next one is not reading and is closed with 1008.",
     )
     max_frame_bytes: int = Field(
         1_048_576,
         ge=1024,
         le=64 * 1_048_576,
-        description="Largest inbound frame; larger ones close the socket with 1009.",
+        description="Largest inbound frame, in bytes (a frame of exactly this size is accepted); larger ones close"
+        " the socket with 1009.",
+    )
+    idle_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="An HTTP connection that has not sent a complete request within it (a half-open or slow socket"
+        " before the WebSocket upgrade), or sits idle between requests, is closed. Standalone server only.",
+    )
+    init_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="A socket that has not started its conversation (with `init`, or a first transcript) by then is"
+        " closed with 1008; ElevenLabs sends `init` first, at once.",
+    )
+    write_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Longest a write may wait for the peer to take it (a full transport buffer); a peer that does not"
+        " read within it is closed with 1008.",
+    )
+    outbox_max_frames: int = Field(
+        256,
+        ge=8,
+        le=1_000_000,
+        description="Frames queued for one peer at most (replies wait at half of it); past it the peer is closed with"
+        " 1008. Pending pongs coalesce into one.",
+    )
+    outbox_max_bytes: int = Field(
+        1_048_576,
+        ge=16_384,
+        le=256 * 1_048_576,
+        description="Bytes queued for one peer at most (replies wait at half of it); past it the peer is closed with"
+        " 1008.",
     )
     max_conversations: int = Field(
         100, ge=1, description="Open conversations at most, per worker process; more get 503."

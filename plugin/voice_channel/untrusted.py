@@ -6,7 +6,9 @@ Every transcript goes through the same deterministic steps, in this order:
 
 1. **Schema**: roles ``user``/``agent`` only, string content; a bad item is skipped and
    counted, the turn is still answered. Only the newest ``user`` item becomes the utterance;
-   ``agent`` items are never instructions (they only trim the channel's own record).
+   ``agent`` items are never instructions (they only trim the channel's own record). A history
+   whose newest item is the agent's has nothing new from the caller: nothing is answered
+   (flag :data:`NOTHING_NEW`).
 2. **Unicode**: NFKC; control, format, private-use, unassigned, zero-width, bidi, tag and
    variation-selector characters and invisible fillers are removed (speech recognition never
    produces them, so any hit is logged as an anomaly); whitespace is collapsed.
@@ -39,6 +41,7 @@ __all__ = [
     "AFFIRMATIVE_WORDS",
     "INTENT_PHRASES",
     "NEGATIVE_WORDS",
+    "NOTHING_NEW",
     "Utterance",
     "cap_text",
     "clean_text",
@@ -437,6 +440,10 @@ def clean_text(text: str, *, boundary: str, max_chars: int) -> tuple[str, frozen
     return text, frozenset(flags) | marker_flags, removed
 
 
+#: Flag of a history whose newest item is the agent's: nothing new from the caller to answer.
+NOTHING_NEW = "nothing_new_from_caller"
+
+
 def read_transcript(
     items: Sequence[Any],
     *,
@@ -470,6 +477,11 @@ def read_transcript(
         flags.add("malformed_items")
     if last_user is None:
         return Utterance("", None, frozenset(flags | {"no_user_text"}), None, skipped)
+    if prev_role == "agent":
+        # The newest item is the agent's: the caller has said nothing since, so there is nothing
+        # to answer (answering the earlier user item again would repeat the last turn). The item
+        # is what the caller heard of the last reply.
+        return Utterance("", None, frozenset(flags | {NOTHING_NEW}), prev_content, skipped)
 
     text, text_flags, removed = clean_text(last_user, boundary=boundary, max_chars=max_chars)
     return Utterance(

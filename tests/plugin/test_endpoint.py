@@ -265,3 +265,86 @@ async def test_conversation_limit_answers_503(start_channel, api_key):
     channel = await start_channel(server={"max_conversations": 1})
     async with conversation(channel):
         assert await handshake_status(channel.url, {JWT_HEADER: sign_speech_engine_jwt(api_key)}) == 503
+
+
+def _transcript_of_size(size: int) -> str:
+    """A ``user_transcript`` frame of exactly ``size`` bytes (UTF-8)."""
+    empty = json.dumps({"type": "user_transcript", "event_id": 1, "user_transcript": [{"role": "user", "content": ""}]})
+    frame = empty.replace('"content": ""', '"content": "' + "a" * (size - len(empty)) + '"')
+    assert len(frame.encode()) == size
+    return frame
+
+
+async def test_a_frame_of_exactly_max_frame_bytes_is_accepted_and_one_byte_more_is_refused(start_channel):
+    plugin = ScriptedPlugin(lambda m, r: words("got it"))
+    channel = await start_channel(plugins=[plugin], runtime="scripted", server={"max_frame_bytes": 2048})
+    async with conversation(channel) as client:
+        await client.send(_transcript_of_size(2048))
+        assert (await client.reply(1)).text == "got it", "a frame of exactly the limit is accepted"
+    async with conversation(channel) as client:
+        await client.send(_transcript_of_size(2049))
+        assert await client.receive() == "closed"
+        assert client.ws.close_code == 1009
+    await plugin.recorder.wait_ended(2)
+    assert plugin.recorder.ended_reasons == ["disconnect", "too_big"]
+
+
+async def test_a_socket_that_never_sends_init_is_closed_with_1008(start_channel):
+    channel = await start_channel(server={"init_timeout_s": 0.3})
+    async with conversation(channel) as started:  # sends init at once, like ElevenLabs
+        with capture_logs() as logs:
+            # Answers WebSocket pings (aiohttp's client does) but never sends init.
+            async with conversation(channel, send_init=False, heartbeat=0.05) as silent:
+                assert await silent.receive(timeout=10) == "closed"
+                assert silent.ws.close_code == 1008
+        (closed,) = [e for e in logs if e["event"] == "peer_closed"]
+        assert closed["reason"] == "no_init" and closed["code"] == 1008
+        # Its deadline passed before the silent one's: a conversation that sent init is not affected.
+        await started.say("still here")
+        assert (await started.reply()).text == "You said: still here"
+    assert channel.app[STATE].conversations == {}
+
+
+async def test_a_transcript_before_init_starts_the_conversation_in_time(start_channel):
+    channel = await start_channel(server={"init_timeout_s": 0.3})
+    async with conversation(channel, send_init=False) as client:
+        await client.say("no init, but speaking")
+        assert (await client.reply()).text == "You said: no init, but speaking"
+        async with conversation(channel, send_init=False) as silent:  # a later deadline, passed here
+            assert await silent.receive(timeout=10) == "closed"
+        await client.say("still here")
+        assert (await client.reply()).text == "You said: still here"
+
+
+async def test_websocket_pings_are_answered_with_their_payload(start_channel, api_key):
+    channel = await start_channel()
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(
+            channel.url, headers={JWT_HEADER: sign_speech_engine_jwt(api_key)}, autoping=False
+        ) as ws:
+            await ws.ping(b"are you there")
+            msg = await ws.receive(timeout=5)
+            while msg.type is WSMsgType.PING:  # the server's own heartbeat, if it comes first
+                msg = await ws.receive(timeout=5)
+            assert msg.type is WSMsgType.PONG and msg.data == b"are you there"
+
+
+async def test_a_peer_that_keeps_sending_but_never_answers_a_ping_is_closed_with_1008(start_channel, api_key):
+    channel = await start_channel(server={"heartbeat_s": 0.2})
+    with capture_logs() as logs:
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(
+                channel.url, headers={JWT_HEADER: sign_speech_engine_jwt(api_key)}, autoping=False
+            ) as ws:
+                await ws.send_json({"type": "init", "conversation_id": "conv_flood"})
+                # Every received frame used to count as a sign of life (aiohttp's heartbeat), so a
+                # peer sending all the time was never caught. Send until the server gives up.
+                for _ in range(100_000):
+                    await ws.send_json({"type": "ping"})
+                    msg = await ws.receive(timeout=10)
+                    if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                        break
+                assert ws.close_code == 1008
+    (closed,) = [e for e in logs if e["event"] == "peer_closed"]
+    assert closed["reason"] == "not_reading" and "no pong" in closed["detail"]
+    assert any(e["event"] == "conversation_ended" and e["reason"] == "not_reading" for e in logs)

@@ -553,3 +553,24 @@ async def test_a_traced_call_that_fails_says_so(monkeypatch):
     (done,) = [e for e in logs if e["event"] == "hook_done"]
     assert (done["hook"], done["error"], done["log_level"]) == ("voice_channel_transcript", "RuntimeError", "info")
     assert "my secret plan" not in str(logs), "arguments are never traced"
+
+
+def test_plugin_modules_named_in_the_environment_are_registered(monkeypatch, tmp_path):
+    (tmp_path / "shout_plugin_for_test.py").write_text(
+        "from voice_channel import hookimpl\n"
+        "@hookimpl\n"
+        "def voice_channel_register_runtimes(register):\n"
+        "    register('shout', lambda settings: None, 'Repeats you, loudly.')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("VOICE_CHANNEL_PLUGINS", " shout_plugin_for_test , ")
+    pm = get_plugin_manager(load_entrypoints=False)
+    assert PluginHooks(pm).runtimes()["shout"].plugin == "shout_plugin_for_test"
+
+
+def test_a_plugin_module_that_cannot_be_imported_is_a_clear_error(monkeypatch):
+    from voice_channel.settings import SettingsError
+
+    monkeypatch.setenv("VOICE_CHANNEL_PLUGINS", "no_such_module_anywhere")
+    with pytest.raises(SettingsError, match=r"VOICE_CHANNEL_PLUGINS.*no_such_module_anywhere"):
+        get_plugin_manager(load_entrypoints=False)

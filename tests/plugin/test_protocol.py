@@ -7,8 +7,10 @@ import json
 import pytest
 
 from voice_channel.protocol import (
+    MAX_EVENT_ID,
     CloseMessage,
     ErrorMessage,
+    EventIdOutOfRange,
     InitMessage,
     PingMessage,
     ProtocolError,
@@ -109,3 +111,20 @@ def test_outbound_frames_always_carry_all_fields():
         "is_final": False,
     }
     assert json.loads(encode_pong()) == {"type": "pong"}
+
+
+def _transcript_with(event_id: object) -> str:
+    return json.dumps({"type": "user_transcript", "event_id": event_id, "user_transcript": []})
+
+
+@pytest.mark.parametrize("event_id", [0, 1, 7, MAX_EVENT_ID])
+def test_event_ids_up_to_the_largest_json_safe_integer_are_accepted(event_id):
+    frame = parse_frame(_transcript_with(event_id))
+    assert isinstance(frame, UserTranscriptMessage) and frame.event_id == event_id
+
+
+@pytest.mark.parametrize("event_id", [10**30, 2**53, MAX_EVENT_ID + 1, 2**64, -1])
+def test_implausible_event_ids_are_refused(event_id):
+    assert MAX_EVENT_ID == 2**53 - 1
+    with pytest.raises(EventIdOutOfRange, match="event_id"):
+        parse_frame(_transcript_with(event_id))

@@ -9,6 +9,7 @@ from structlog.testing import capture_logs
 
 from support import ScriptedPlugin, barrier, conversation, words
 from voice_channel.keys import STATE
+from voice_channel.protocol import MAX_EVENT_ID_JUMP
 from voice_channel.runtime import TextDelta
 
 
@@ -282,3 +283,54 @@ async def test_the_next_runtime_call_sees_only_what_the_caller_heard_of_an_inter
         {"role": "assistant", "content": "Once upon a ti"},
     ]
     assert plugin.recorder.contexts[0].record.entries[1].interrupted
+
+
+@pytest.mark.parametrize("bad_id", [10**30, 2**53, -1])
+async def test_an_out_of_range_event_id_is_refused_and_later_ids_are_still_answered(start_channel, bad_id):
+    plugin = ScriptedPlugin(lambda m, r: words("ok"))
+    channel = await start_channel(plugins=[plugin], runtime="scripted")
+    async with conversation(channel) as client:
+        await client.say("one")
+        await client.reply(1)
+        with capture_logs() as logs:
+            await client.send_transcript(bad_id)
+            assert await barrier(client) == [], "the frame is ignored"
+        (refusal,) = [e for e in logs if e["event"] == "event_id_out_of_range"]
+        assert refusal["log_level"] == "error" and "9007199254740991" in refusal["error"]
+        await client.say("two")
+        assert (await client.reply(2)).text == "ok", "a normal id after the refused one is not stale"
+    assert [m.event_id for m in plugin.recorder.messages] == [1, 2]
+
+
+async def test_an_implausible_jump_ahead_is_refused_and_an_ordinary_gap_is_not(start_channel):
+    plugin = ScriptedPlugin(lambda m, r: words("ok"))
+    channel = await start_channel(plugins=[plugin], runtime="scripted")
+    async with conversation(channel) as client:
+        await client.say("five", event_id=5)
+        await client.reply(5)
+        with capture_logs() as logs:
+            await client.say("far", event_id=5 + MAX_EVENT_ID_JUMP + 1)
+            assert await barrier(client) == []
+        assert any(e["event"] == "event_id_implausible_jump" and e["log_level"] == "error" for e in logs)
+        assert only_conversation(channel).current.event_id == 5
+        await client.say("six", event_id=6)
+        assert (await client.reply(6)).text == "ok"
+        await client.say("skipped ahead", event_id=6 + 1000)  # ElevenLabs may skip ids: an ordinary gap
+        assert (await client.reply(1006)).text == "ok"
+    assert [m.event_id for m in plugin.recorder.messages] == [5, 6, 1006]
+
+
+async def test_a_history_ending_with_the_agent_is_not_answered_again(start_channel):
+    plugin = ScriptedPlugin(lambda m, r: words("It is noon."))
+    channel = await start_channel(plugins=[plugin], runtime="scripted")
+    async with conversation(channel) as client:
+        await client.say("what time is it")
+        client.heard((await client.reply(1)).text)
+        with capture_logs() as logs:
+            await client.send_transcript(2)  # nothing new from the caller: the agent's item is last
+            reply = await client.reply(2)
+        assert reply.chunks == [] and reply.final, "the turn ends with is_final and nothing else"
+        assert any(e["event"] == "transcript_ends_with_agent" for e in logs)
+        await client.say("thanks", event_id=3)
+        assert (await client.reply(3)).text == "It is noon."
+    assert [m.text for m in plugin.recorder.messages] == ["what time is it", "thanks"]

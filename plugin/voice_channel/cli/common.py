@@ -53,8 +53,8 @@ def plugin_manager() -> PluginManager:
 
 def load(config_file: str | None, overrides: dict[str, Any]) -> tuple[Settings, PluginManager]:
     """Plugins first (they contribute settings sections), then the settings."""
-    pm = plugin_manager()
     try:
+        pm = plugin_manager()
         settings_cls = build_settings_class(PluginHooks(pm).settings_sections())
         settings = load_settings(config_file=config_file, overrides=overrides, settings_cls=settings_cls)
     except SettingsError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,7 +13,7 @@ from structlog.testing import capture_logs
 
 import voice_channel_openai.plugin as openai_plugin
 from fake_openai import FakeOpenAI
-from support import conversation
+from support import barrier, conversation
 from voice_channel.settings import SettingsError, load_settings
 
 API_KEY = "sk-upstream-secret-0123456789"
@@ -221,5 +222,37 @@ async def test_server_ignoring_stream_true_still_answers(start_adapter_channel):
             async with conversation(channel) as client:
                 await client.say("hello")
                 assert (await client.reply()).text == expected
+    finally:
+        await server.close()
+
+
+@pytest.mark.parametrize("last_chunk_finishes", [False, True])
+async def test_a_stream_that_ends_without_done_is_an_upstream_error(start_adapter_channel, last_chunk_finishes):
+    from aiohttp import web
+
+    async def cut_short(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for index, token in enumerate(("Partial ", "answer ")):
+            finish = "stop" if last_chunk_finishes and index == 1 else None
+            chunk = {"choices": [{"index": 0, "delta": {"content": token}, "finish_reason": finish}]}
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        await response.write_eof()  # the connection ends cleanly, but no ``data: [DONE]``
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", cut_short)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        channel = await start_adapter_channel(openai_plugin, "openai", openai={"base_url": str(server.make_url("/v1"))})
+        with capture_logs() as logs:
+            async with conversation(channel) as client:
+                await client.say("tell me everything")
+                reply = await client.reply()
+                assert await barrier(client) == [], "exactly one is_final, nothing after it"
+        assert reply.text == "Partial answer Sorry, something went wrong on my side."
+        (entry,) = [e for e in logs if e["event"] == "openai_upstream_error"]
+        assert entry["reason"] == "stream ended without [DONE]"
     finally:
         await server.close()
