@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 import structlog
 from aiohttp import web
 
+from voice_channel.gc_policy import apply_gc_policy
 from voice_channel.settings import Settings
 
 __all__ = ["running_app", "serve_until_stopped", "watch_stdin_eof"]
@@ -85,7 +86,11 @@ async def serve_until_stopped(
     stop: asyncio.Event | None = None,
     exit_on_stdin_eof: bool = False,
 ) -> None:
-    """Serve until SIGTERM/SIGINT (or ``stop`` is set, or stdin ends), then shut down gracefully."""
+    """Serve until SIGTERM/SIGINT (or ``stop`` is set, or stdin ends), then shut down gracefully.
+
+    Once listening (the runtime started), the process's garbage-collector policy is applied
+    (:func:`voice_channel.gc_policy.apply_gc_policy`) unless ``server.gc_freeze`` is off.
+    """
     stop = stop or asyncio.Event()
     if exit_on_stdin_eof:
         watch_stdin_eof(stop)
@@ -97,6 +102,8 @@ async def serve_until_stopped(
             installed.append(sig)
     try:
         async with running_app(app, settings) as port:
+            if settings.server.gc_freeze:  # everything is loaded and started: see voice_channel.gc_policy
+                apply_gc_policy()
             log.info("listening", host=settings.server.host, port=port, path=settings.server.path)
             if on_ready is not None:
                 on_ready(port)
