@@ -41,6 +41,7 @@ import random
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,9 +199,19 @@ class Server:
     def __init__(self, name: str, argv: list[str], env: dict[str, str], core: int, port: int) -> None:
         self.name, self.port = name, port
         self.url = f"ws://127.0.0.1:{port}/ws"
+        self.stderr = tempfile.TemporaryFile()  # read after the process ends
         self.proc = subprocess.Popen(
-            ["taskset", "-c", str(core), *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            ["taskset", "-c", str(core), *argv], env=env, stdout=subprocess.DEVNULL, stderr=self.stderr
         )
+
+    def gc_pauses(self, start: float, end: float) -> tuple[list[float], int]:
+        """After :meth:`stop`, under ``--gc-trace``: full-collection pauses (ms) in [start, end], and all counted."""
+        self.stderr.seek(0)
+        for line in self.stderr.read().decode(errors="replace").splitlines():
+            if line.startswith("gc_trace "):
+                inside = [c for c in json.loads(line[9:])["collections"] if start <= c[0] <= end]
+                return [round(ms, 1) for _, gen, ms in inside if gen == 2], len(inside)
+        return [], 0
 
     def cpu_s(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -233,7 +244,15 @@ class Server:
                 self.proc.wait()
 
 
-def start_server(kind: str, key: str, core: int, extra_env: list[str], delay_ms: int, capacity: int) -> Server:
+def start_server(
+    kind: str,
+    key: str,
+    core: int,
+    extra_env: list[str],
+    delay_ms: int,
+    capacity: int,
+    gc_trace: list[str] | None = None,
+) -> Server:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOICE_CHANNEL_")}
     env.update(ELEVENLABS_API_KEY=key, VOICE_CHANNEL_LOG_LEVEL="info", VOICE_CHANNEL_LOG_FORMAT="json")
     port = free_port()
@@ -246,6 +265,8 @@ def start_server(kind: str, key: str, core: int, extra_env: list[str], delay_ms:
         **dict(item.split("=", 1) for item in extra_env),
     )
     argv = [str(Path(sys.executable).parent / "voice-channel"), "serve", "--runtime", "echo", "--port", str(port)]
+    if gc_trace is not None:
+        argv = [sys.executable, str(HERE / "gc_trace.py"), *gc_trace, *argv[1:]]
     return Server(kind, argv, env, core, port)
 
 
@@ -279,7 +300,11 @@ async def warm_up(url: str, key: str, conversations: int = 20) -> None:
 
 
 async def measure(kind: str, name: str, n: int, args: argparse.Namespace, key: str, extra_env: list[str]) -> Result:
-    server = start_server(kind, key, args.server_core, extra_env, 0, n + 100)
+    trace = None
+    if args.gc_trace and kind != "sdk":
+        trace = ["--threshold", *map(str, args.gc_threshold)] if args.gc_threshold else []
+    server = start_server(kind, key, args.server_core, extra_env, 0, n + 100, trace)
+    window = (0.0, 0.0)
     workers: list[asyncio.subprocess.Process] = []
     try:
         await wait_listening(server.port, server.proc)
@@ -316,12 +341,12 @@ async def measure(kind: str, name: str, n: int, args: argparse.Namespace, key: s
         await server.until_idle()
         rss1 = server.rss_kib()
         load = os.getloadavg()
-        cpu0 = server.cpu_s()
+        cpu0, started = server.cpu_s(), time.monotonic()
         for w in workers:
             w.stdin.write(f"{args.duration}\n".encode())  # type: ignore[union-attr]
             await w.stdin.drain()  # type: ignore[union-attr]
         reports = [json.loads(await w.stdout.readline()) for w in workers]  # type: ignore[union-attr]
-        cpu1 = server.cpu_s()
+        cpu1, window = server.cpu_s(), (started, time.monotonic())
         for w in workers:
             w.stdin.write(b"close\n")  # type: ignore[union-attr]
             await w.stdin.drain()  # type: ignore[union-attr]
@@ -352,6 +377,9 @@ async def measure(kind: str, name: str, n: int, args: argparse.Namespace, key: s
                     w.kill()
                 await w.wait()
         server.stop()
+        if trace is not None:
+            full, count = server.gc_pauses(*window)
+            print(f"  {name} N={n}: {count} collections in the window; full ones (ms): {full}", flush=True)
 
 
 async def interruptions(url: str, key: str, count: int, per_conversation: int = 20) -> list[float]:
@@ -490,6 +518,8 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--interrupt-delay-ms", type=int, default=20)
     parser.add_argument("--compare-gc", action="store_true", help=f"also measure ours with {GC_OFF}")
     parser.add_argument("--ours-env", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--gc-trace", action="store_true", help="time our server's collections (bench/gc_trace.py)")
+    parser.add_argument("--gc-threshold", type=int, nargs=3, metavar=("G0", "G1", "G2"), help="with --gc-trace")
     parser.add_argument("--json", help="append one JSON line per measurement to this file")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)

@@ -1,0 +1,46 @@
+"""Run ``voice-channel`` with every garbage collection timed; print the pauses at exit.
+
+For ``bench/scale.py --gc-trace``: the command line after the options is the one
+``voice-channel`` would get. At exit (SIGTERM shuts the server down gracefully) one JSON line goes
+to stderr: every collection as ``[start, generation, pause ms]`` (start on the system-wide
+``time.monotonic()`` clock, so the caller can keep those inside its load window), the thresholds
+and the number of frozen objects. ``--threshold A B C`` sets ``gc.set_threshold`` at process start (experiments).
+"""
+
+from __future__ import annotations
+
+import atexit
+import gc
+import json
+import sys
+import time
+
+from voice_channel.cli import main
+
+
+def trace() -> None:
+    started: list[float] = [0.0, 0.0]
+    collections: list[tuple[float, int, float]] = []
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0], started[1] = time.monotonic(), time.perf_counter()
+        else:
+            collections.append((started[0], info["generation"], (time.perf_counter() - started[1]) * 1e3))
+
+    def report() -> None:
+        summary = {"collections": collections, "threshold": gc.get_threshold(), "frozen": gc.get_freeze_count()}
+        print("gc_trace " + json.dumps(summary), file=sys.stderr, flush=True)
+
+    gc.callbacks.append(on_gc)
+    atexit.register(report)
+
+
+if __name__ == "__main__":
+    argv = sys.argv[1:]
+    if argv[:1] == ["--threshold"]:
+        gc.set_threshold(*(int(x) for x in argv[1:4]))
+        argv = argv[4:]
+    trace()
+    sys.argv = ["voice-channel", *argv]
+    main()
