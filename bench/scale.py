@@ -341,12 +341,23 @@ async def measure(kind: str, name: str, n: int, args: argparse.Namespace, key: s
         await server.until_idle()
         rss1 = server.rss_kib()
         load = os.getloadavg()
+        profiler = None
+        if args.profile and kind != "sdk":
+            out = f"{args.profile}-{name.split()[0]}-{n}.txt"
+            profiler = await asyncio.create_subprocess_exec(
+                *("py-spy", "record", "--nonblocking", "--format", "raw", "--rate", "250"),
+                *("--duration", str(int(args.duration)), "--pid", str(server.proc.pid), "--output", out),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
         cpu0, started = server.cpu_s(), time.monotonic()
         for w in workers:
             w.stdin.write(f"{args.duration}\n".encode())  # type: ignore[union-attr]
             await w.stdin.drain()  # type: ignore[union-attr]
         reports = [json.loads(await w.stdout.readline()) for w in workers]  # type: ignore[union-attr]
         cpu1, window = server.cpu_s(), (started, time.monotonic())
+        if profiler is not None:
+            await profiler.wait()
         for w in workers:
             w.stdin.write(b"close\n")  # type: ignore[union-attr]
             await w.stdin.drain()  # type: ignore[union-attr]
@@ -520,6 +531,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--ours-env", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--gc-trace", action="store_true", help="time our server's collections (bench/gc_trace.py)")
     parser.add_argument("--gc-threshold", type=int, nargs=3, metavar=("G0", "G1", "G2"), help="with --gc-trace")
+    parser.add_argument(
+        "--profile", metavar="PREFIX", help="py-spy our server in the window: collapsed stacks to PREFIX-<name>-<N>.txt"
+    )
     parser.add_argument("--json", help="append one JSON line per measurement to this file")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
