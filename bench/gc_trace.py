@@ -2,9 +2,11 @@
 
 For ``bench/scale.py --gc-trace``: the command line after the options is the one
 ``voice-channel`` would get. At exit (SIGTERM shuts the server down gracefully) one JSON line goes
-to stderr: every collection as ``[start, generation, pause ms]`` (start on the system-wide
+to stderr: every collection as ``[start, generation, pause ms, CPU ms]`` (start on the system-wide
 ``time.monotonic()`` clock, so the caller can keep those inside its load window), the thresholds
-and the number of frozen objects. ``--threshold A B C`` sets ``gc.set_threshold`` at process start (experiments).
+and the number of frozen objects. The CPU time (``time.thread_time``) is what the collection
+itself cost, unaffected by other processes taking the core meanwhile. ``--threshold A B C`` sets
+``gc.set_threshold`` at process start (experiments).
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ from voice_channel.cli import main
 
 
 def trace() -> None:
-    started: list[float] = [0.0, 0.0]
-    collections: list[tuple[float, int, float]] = []
+    started: list[float] = [0.0, 0.0, 0.0]
+    collections: list[tuple[float, int, float, float]] = []
 
     def on_gc(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
-            started[0], started[1] = time.monotonic(), time.perf_counter()
+            started[:] = time.monotonic(), time.perf_counter(), time.thread_time()
         else:
-            collections.append((started[0], info["generation"], (time.perf_counter() - started[1]) * 1e3))
+            pause = (time.perf_counter() - started[1]) * 1e3
+            collections.append((started[0], info["generation"], pause, (time.thread_time() - started[2]) * 1e3))
 
     def report() -> None:
         summary = {"collections": collections, "threshold": gc.get_threshold(), "frozen": gc.get_freeze_count()}

@@ -204,14 +204,23 @@ class Server:
             ["taskset", "-c", str(core), *argv], env=env, stdout=subprocess.DEVNULL, stderr=self.stderr
         )
 
-    def gc_pauses(self, start: float, end: float) -> tuple[list[float], int]:
-        """After :meth:`stop`, under ``--gc-trace``: full-collection pauses (ms) in [start, end], and all counted."""
+    def gc_report(self, start: float, end: float) -> str:
+        """After :meth:`stop`, under ``--gc-trace``: the collections in [start, end], per generation."""
         self.stderr.seek(0)
         for line in self.stderr.read().decode(errors="replace").splitlines():
             if line.startswith("gc_trace "):
-                inside = [c for c in json.loads(line[9:])["collections"] if start <= c[0] <= end]
-                return [round(ms, 1) for _, gen, ms in inside if gen == 2], len(inside)
-        return [], 0
+                trace = json.loads(line[9:])
+                inside = [c for c in trace["collections"] if start <= c[0] <= end]
+                parts = []
+                for gen in (0, 1, 2):
+                    cpu = [c[3] for c in inside if c[1] == gen]
+                    wall = [c[2] for c in inside if c[1] == gen]
+                    parts.append(
+                        f"gen{gen} {len(cpu)}x CPU total {sum(cpu):.0f} max {max(cpu, default=0):.1f} ms"
+                        f" (wall max {max(wall, default=0):.1f})"
+                    )
+                return f"thresholds {trace['threshold']}, frozen {trace['frozen']}: " + "; ".join(parts)
+        return "no gc trace"
 
     def cpu_s(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -389,8 +398,7 @@ async def measure(kind: str, name: str, n: int, args: argparse.Namespace, key: s
                 await w.wait()
         server.stop()
         if trace is not None:
-            full, count = server.gc_pauses(*window)
-            print(f"  {name} N={n}: {count} collections in the window; full ones (ms): {full}", flush=True)
+            print(f"  {name} N={n} collections in the window: {server.gc_report(*window)}", flush=True)
 
 
 async def interruptions(url: str, key: str, count: int, per_conversation: int = 20) -> list[float]:
@@ -463,7 +471,8 @@ async def main(args: argparse.Namespace) -> int:
     targets: list[tuple[str, str, list[str]]] = [("voice-channel", "voice-channel", args.ours_env)]
     if args.compare_gc:
         targets = [("voice-channel", "voice-channel", args.ours_env), ("voice-channel", "vc (no GC policy)", [GC_OFF])]
-    targets.append(("sdk", "elevenlabs SDK", []))
+    if not args.no_sdk:
+        targets.append(("sdk", "elevenlabs SDK", []))
     print(
         f"server core {args.server_core}, generator cores {args.generator_cores} ({args.generators} processes), "
         f"{args.duration:.0f} s window, one transcript per conversation every {args.period} s ±25 %, "
@@ -488,9 +497,9 @@ async def main(args: argparse.Namespace) -> int:
         print(row(r))
     for i in range(0, len(results), len(targets)):
         group = results[i : i + len(targets)]
-        sdk = next(r for r in group if r.name == "elevenlabs SDK")
+        sdk = next((r for r in group if r.name == "elevenlabs SDK"), None)
         for ours in group:
-            if ours is not sdk:
+            if sdk is not None and ours is not sdk:
                 print(ratios(ours, sdk))
     if args.interruptions:
         samples = await measure_interruptions(args, key, args.ours_env)
@@ -528,6 +537,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--interruptions", type=int, default=200, help="0 skips the interruption measurement")
     parser.add_argument("--interrupt-delay-ms", type=int, default=20)
     parser.add_argument("--compare-gc", action="store_true", help=f"also measure ours with {GC_OFF}")
+    parser.add_argument("--no-sdk", action="store_true", help="measure only ours (experiments)")
     parser.add_argument("--ours-env", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--gc-trace", action="store_true", help="time our server's collections (bench/gc_trace.py)")
     parser.add_argument("--gc-threshold", type=int, nargs=3, metavar=("G0", "G1", "G2"), help="with --gc-trace")
