@@ -6,7 +6,8 @@ to stderr: every collection as ``[start, generation, pause ms, CPU ms]`` (start 
 ``time.monotonic()`` clock, so the caller can keep those inside its load window), the thresholds
 and the number of frozen objects. The CPU time (``time.thread_time``) is what the collection
 itself cost, unaffected by other processes taking the core meanwhile. ``--threshold A B C`` sets
-``gc.set_threshold`` at process start (experiments).
+``gc.set_threshold`` at process start (experiments). On SIGUSR1 it writes one ``gc_objects`` JSON
+line: the objects the collector tracks (frozen ones apart) and the most common types among them.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from __future__ import annotations
 import atexit
 import gc
 import json
+import signal
 import sys
 import time
+from collections import Counter
 
 from voice_channel.cli import main
 
@@ -35,7 +38,15 @@ def trace() -> None:
         summary = {"collections": collections, "threshold": gc.get_threshold(), "frozen": gc.get_freeze_count()}
         print("gc_trace " + json.dumps(summary), file=sys.stderr, flush=True)
 
+    def census(signum: int, frame: object) -> None:
+        objects = gc.get_objects()
+        types = Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in objects)
+        census = {"tracked": len(objects), "frozen": gc.get_freeze_count(), "types": types.most_common(40)}
+        del objects
+        print("gc_objects " + json.dumps(census), file=sys.stderr, flush=True)
+
     gc.callbacks.append(on_gc)
+    signal.signal(signal.SIGUSR1, census)
     atexit.register(report)
 
 

@@ -39,10 +39,12 @@ import json
 import os
 import random
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -243,6 +245,12 @@ class Server:
                 return
             before = now
 
+    def census(self) -> list[dict[str, Any]]:
+        """After :meth:`stop`, under ``--gc-trace``: the ``gc_objects`` lines written on SIGUSR1."""
+        self.stderr.seek(0)
+        lines = self.stderr.read().decode(errors="replace").splitlines()
+        return [json.loads(line[11:]) for line in lines if line.startswith("gc_objects ")]
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -320,6 +328,9 @@ async def measure(kind: str, name: str, n: int, args: argparse.Namespace, key: s
         await warm_up(server.url, key)
         await server.until_idle()
         rss0 = server.rss_kib()
+        if trace is not None:
+            server.proc.send_signal(signal.SIGUSR1)  # object census with no conversation open
+            await server.until_idle()
         shares = [n // args.generators + (i < n % args.generators) for i in range(args.generators)]
         for i, share in enumerate(shares):
             workers.append(
@@ -349,6 +360,9 @@ async def measure(kind: str, name: str, n: int, args: argparse.Namespace, key: s
             print(f"  {name} N={n}: {failed} conversations failed to open, e.g. {opened[0]['errors']}", file=sys.stderr)
         await server.until_idle()
         rss1 = server.rss_kib()
+        if trace is not None:
+            server.proc.send_signal(signal.SIGUSR1)  # and with N idle conversations
+            await server.until_idle()
         load = os.getloadavg()
         profiler = None
         if args.profile and kind != "sdk":
@@ -399,6 +413,15 @@ async def measure(kind: str, name: str, n: int, args: argparse.Namespace, key: s
         server.stop()
         if trace is not None:
             print(f"  {name} N={n} collections in the window: {server.gc_report(*window)}", flush=True)
+            census = server.census()
+            if len(census) == 2:
+                before, after = (Counter(dict(c["types"])) for c in census)
+                per = ", ".join(f"{t} {v / n:.1f}" for t, v in (after - before).most_common(15))
+                print(
+                    f"  {name} N={n} tracked objects per idle conversation: "
+                    f"{(census[1]['tracked'] - census[0]['tracked']) / n:.0f} ({per})",
+                    flush=True,
+                )
 
 
 async def interruptions(url: str, key: str, count: int, per_conversation: int = 20) -> list[float]:
