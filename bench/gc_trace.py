@@ -6,7 +6,7 @@ to stderr: every collection as ``[start, generation, pause ms, CPU ms]`` (start 
 ``time.monotonic()`` clock, so the caller can keep those inside its load window), the thresholds
 and the number of frozen objects. The CPU time (``time.thread_time``) is what the collection
 itself cost, unaffected by other processes taking the core meanwhile. ``--threshold A B C`` sets
-``gc.set_threshold`` at process start (experiments). On SIGUSR1 it writes one ``gc_objects`` JSON
+``gc.set_threshold`` after the server's GC policy is applied (experiments). On SIGUSR1 it writes one ``gc_objects`` JSON
 line: the objects the collector tracks (frozen ones apart) and the most common types among them.
 """
 
@@ -20,6 +20,7 @@ import sys
 import time
 from collections import Counter
 
+from voice_channel import gc_policy, server
 from voice_channel.cli import main
 
 
@@ -53,8 +54,16 @@ def trace() -> None:
 if __name__ == "__main__":
     argv = sys.argv[1:]
     if argv[:1] == ["--threshold"]:
-        gc.set_threshold(*(int(x) for x in argv[1:4]))
+        thresholds = [int(x) for x in argv[1:4]]
         argv = argv[4:]
+        policy = server.apply_gc_policy
+
+        def policy_then_thresholds() -> gc_policy.GcPolicyResult:
+            result = policy()
+            gc.set_threshold(*thresholds)
+            return result
+
+        server.apply_gc_policy = policy_then_thresholds
     trace()
     sys.argv = ["voice-channel", *argv]
     main()

@@ -26,7 +26,7 @@ reply is in flight), ``--interruptions`` times: a new transcript while the previ
 streams, timed to the new turn's first chunk.
 
 Run: ``make bench-scale`` or ``.venv/bin/python bench/scale.py --conversations 1000 2000 --duration 30``.
-``--ours-env VOICE_CHANNEL_SERVER__GC_FREEZE=false`` measures our server without its GC policy;
+``--ours-env VOICE_CHANNEL_SERVER__GC_POLICY=false`` measures our server without its GC policy;
 ``--compare-gc`` measures ours both ways in the same run.
 """
 
@@ -57,7 +57,7 @@ from first_chunk import UTTERANCE, free_port, pct, wait_listening  # noqa: E402
 from voice_channel.client import SpeechEngineClient  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-GC_OFF = "VOICE_CHANNEL_SERVER__GC_FREEZE=false"
+GC_OFF = "VOICE_CHANNEL_SERVER__GC_POLICY=false"
 
 
 # --------------------------------------------------------------------------- the load generator

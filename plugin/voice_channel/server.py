@@ -89,7 +89,7 @@ async def serve_until_stopped(
     """Serve until SIGTERM/SIGINT (or ``stop`` is set, or stdin ends), then shut down gracefully.
 
     Once listening (the runtime started), the process's garbage-collector policy is applied
-    (:func:`voice_channel.gc_policy.apply_gc_policy`) unless ``server.gc_freeze`` is off.
+    (:func:`voice_channel.gc_policy.apply_gc_policy`) unless ``server.gc_policy`` is off.
     """
     stop = stop or asyncio.Event()
     if exit_on_stdin_eof:
@@ -102,7 +102,7 @@ async def serve_until_stopped(
             installed.append(sig)
     try:
         async with running_app(app, settings) as port:
-            if settings.server.gc_freeze:  # everything is loaded and started: see voice_channel.gc_policy
+            if settings.server.gc_policy:  # everything is loaded and started: see voice_channel.gc_policy
                 apply_gc_policy()
             log.info("listening", host=settings.server.host, port=port, path=settings.server.path)
             if on_ready is not None:

@@ -71,10 +71,10 @@ class ServerSettings(_Section):
     )
     max_conversations: int = Field(100, ge=1, description="Open conversations at most; more get 503.")
     shutdown_timeout_s: float = Field(5.0, gt=0, description="Grace period for open turns at shutdown.")
-    gc_freeze: bool = Field(
+    gc_policy: bool = Field(
         True,
-        description="Once ready, collect garbage and freeze start-up objects out of later collections "
-        "(cuts 100+ ms full-collection pauses under load; `voice-channel serve` only).",
+        description="Once ready, collect garbage, freeze start-up objects out of later collections and "
+        "raise the young-generation threshold (cuts 100+ ms collector pauses under load; `serve` only).",
     )
     public_url: str | None = Field(
         None,

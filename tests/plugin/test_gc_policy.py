@@ -10,17 +10,20 @@ from typing import Any
 import pytest
 
 from voice_channel.app import create_app
-from voice_channel.gc_policy import apply_gc_policy
+from voice_channel.gc_policy import YOUNG_THRESHOLD, apply_gc_policy
 from voice_channel.server import serve_until_stopped
 from voice_channel.settings import Settings
 
 
 @pytest.fixture(autouse=True)
-def _unfrozen() -> Iterator[None]:
-    """Every test starts and ends with nothing frozen, so a freeze seen is the code's doing."""
+def _pristine_collector() -> Iterator[None]:
+    """Every test starts and ends with nothing frozen and the default thresholds, so a change seen is the code's."""
+    thresholds = gc.get_threshold()
     gc.unfreeze()
+    gc.set_threshold(700, 10, 10)
     yield
     gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
 def _tracked(obj: object) -> bool:
@@ -42,16 +45,16 @@ def test_policy_collects_garbage_and_freezes_what_survives() -> None:
     assert not _tracked(survivor), "an object alive at start-up is still walked by every full collection"
     later: list[Any] = []
     assert _tracked(later), "objects created after start-up must still be collected"
-    assert result.thresholds == gc.get_threshold()
+    assert result.thresholds == gc.get_threshold() == (YOUNG_THRESHOLD, 10, 10), "only the young one is raised"
 
 
-async def _serve_once(settings: Settings) -> int:
-    """Serve until ready; return the number of frozen objects seen at that moment."""
+async def _serve_once(settings: Settings) -> tuple[int, int]:
+    """Serve until ready; return the number of frozen objects and the young threshold at that moment."""
     stop = asyncio.Event()
-    seen: list[int] = []
+    seen: list[tuple[int, int]] = []
 
     def ready(port: int) -> None:
-        seen.append(gc.get_freeze_count())
+        seen.append((gc.get_freeze_count(), gc.get_threshold()[0]))
         stop.set()
 
     await serve_until_stopped(create_app(settings), settings, on_ready=ready, stop=stop)
@@ -60,11 +63,13 @@ async def _serve_once(settings: Settings) -> int:
 
 async def test_serve_applies_the_policy_once_ready(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings(server={"port": 0})
-    assert settings.server.gc_freeze is True
-    assert await _serve_once(settings) > 0
+    assert settings.server.gc_policy is True
+    frozen, young = await _serve_once(settings)
+    assert frozen > 0
+    assert young == YOUNG_THRESHOLD
 
 
 async def test_serve_leaves_the_collector_alone_when_the_policy_is_off(
     make_settings: Callable[..., Settings],
 ) -> None:
-    assert await _serve_once(make_settings(server={"port": 0, "gc_freeze": False})) == 0
+    assert await _serve_once(make_settings(server={"port": 0, "gc_policy": False})) == (0, 700)
