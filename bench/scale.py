@@ -302,6 +302,7 @@ class Result:
     failed_opens: int
     frames: int
     cpu_ms_per_turn: float
+    server_cpu_pct: float
     kib_per_idle: float
     gen_cpu_pct: list[float]
     gen_lag_p99: float
@@ -398,6 +399,7 @@ async def measure(kind: str, name: str, n: int, args: argparse.Namespace, key: s
             failed_opens=failed,
             frames=sum(r["frames"] for r in reports),
             cpu_ms_per_turn=(cpu1 - cpu0) * 1e3 / max(turns, 1),
+            server_cpu_pct=100 * (cpu1 - cpu0) / (window[1] - window[0]),
             kib_per_idle=(rss1 - rss0) / max(n - failed, 1),
             gen_cpu_pct=[100 * r["cpu_s"] / r["wall_s"] for r in reports],
             gen_lag_p99=max(r["lag_p99"] for r in reports),
@@ -473,7 +475,7 @@ def row(r: Result) -> str:
     return (
         f"{r.name:22} {r.n:5d} {r.turns:6d} {r.lost:4d} {pct(r.first, 50):7.2f} {pct(r.first, 99):7.2f} "
         f"{max(r.first):7.1f} {pct(r.final, 50):7.2f} {r.frames / max(r.turns, 1):6.1f} "
-        f"{r.cpu_ms_per_turn:7.3f} {r.kib_per_idle:6.1f}   "
+        f"{r.cpu_ms_per_turn:7.3f} {r.server_cpu_pct:5.0f}% {r.kib_per_idle:6.1f}   "
         f"{'/'.join(f'{c:.0f}' for c in r.gen_cpu_pct)}% lag p99 {r.gen_lag_p99:.1f} max {r.gen_lag_max:.0f}  "
         f"load {r.load[0]:.1f}"
     )
@@ -512,9 +514,12 @@ async def main(args: argparse.Namespace) -> int:
                 results.append(result)
     header = (
         f"{'':22} {'N':>5} {'turns':>6} {'lost':>4} {'1st p50':>7} {'1st p99':>7} {'1st max':>7} "
-        f"{'fin p50':>7} {'fr/trn':>6} {'CPU ms':>7} {'KiB/cv':>6}   generator CPU, lag (ms)"
+        f"{'fin p50':>7} {'fr/trn':>6} {'CPU ms':>7} {'srvCPU':>6} {'KiB/cv':>6}   generator CPU, lag (ms)"
     )
-    print("\nfirst chunk and final in ms; CPU ms per turn; KiB of RSS per idle conversation")
+    print(
+        "\nfirst chunk and final in ms; server CPU ms per turn and its share of a core over the window; "
+        "KiB of RSS per idle conversation"
+    )
     print(header)
     for r in results:
         print(row(r))
