@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-core
 LOCAL_STAMP := $(VENV)/.installed-local
 
-.PHONY: demo test lint manifests bench clean web web-test test-hermes bench-hermes test-local bench-local
+.PHONY: demo test lint manifests bench bench-scale clean web web-test test-hermes bench-hermes test-local bench-local
 .PHONY: openclaw-gateway test-openclaw test-deploy redis
 
 $(STAMP): pyproject.toml
@@ -45,8 +45,13 @@ lint: $(STAMP)
 manifests: $(STAMP)
 	$(BIN)/python -m voice_channel.manifest --write
 
+# Single turns on a quiet server (bench/first_chunk.py), then N concurrent conversations per core (bench/scale.py).
 bench: $(STAMP)
 	$(BIN)/python bench/first_chunk.py
+	$(MAKE) --no-print-directory bench-scale
+
+bench-scale: $(STAMP)
+	$(BIN)/python bench/scale.py --compare-gc
 
 # The local engine's extra (Whisper, piper, VAD; no torch) and its voice tests, which run only here.
 $(LOCAL_STAMP): $(STAMP) pyproject.toml

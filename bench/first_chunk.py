@@ -6,7 +6,8 @@ shaping and chunking, structured logging at info level) and the SDK's ``SpeechEn
 with an echo handler producing the same words (``bench/sdk_echo_server.py``). One probe process
 plays ElevenLabs for both, alternating turn by turn, so both see the same machine load. A
 conversation lasts ``--turns-per-conversation`` turns (the history grows, as it does for real)
-and is then replaced by a new one.
+and is then replaced by a new one. A second pass does the same with short (2-turn) conversations,
+where the SDK is not slowed by a long history.
 
 Run: ``make bench`` or ``.venv/bin/python bench/first_chunk.py --turns 2000``.
 """
@@ -103,11 +104,31 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
+def report(length: int, targets: list[Target]) -> None:
+    print(f"\n{length} turns per conversation")
+    print(f"{'':16} {'first p50':>10} {'first p99':>10} {'final p50':>10} {'final p99':>10} {'frames':>7}  (ms)")
+    for t in targets:
+        print(
+            f"{t.name:16} {pct(t.first, 50):10.3f} {pct(t.first, 99):10.3f} {pct(t.final, 50):10.3f} "
+            f"{pct(t.final, 99):10.3f} {statistics.median(t.frames):7.0f}"
+        )
+    ours_t, sdk_t = targets
+    ratios = ", ".join(
+        f"{label} p{q} {pct(getattr(ours_t, label), q) / pct(getattr(sdk_t, label), q):.2f}"
+        for label in ("first", "final")
+        for q in (50, 99)
+    )
+    print(f"ratio voice-channel / SDK: {ratios}")
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=2000, help="measured turns per server")
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--turns-per-conversation", type=int, default=20)
+    parser.add_argument(
+        "--short-turns-per-conversation", type=int, default=2, help="the second pass: short conversations"
+    )
     parser.add_argument(
         "--ours-env",
         action="append",
@@ -135,40 +156,39 @@ async def main() -> int:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    targets = [
-        Target("voice-channel", f"ws://127.0.0.1:{ours_port}/ws", key, args.turns_per_conversation),
-        Target("elevenlabs SDK", f"ws://127.0.0.1:{sdk_port}/ws", key, args.turns_per_conversation),
-    ]
+    # Long conversations (the history grows, which slows the SDK's parsing) and short ones
+    # (2 turns, where it does not): the same servers, measured pass after pass.
+    lengths = dict.fromkeys([args.turns_per_conversation, args.short_turns_per_conversation])
+    passes = {
+        length: [
+            Target("voice-channel", f"ws://127.0.0.1:{ours_port}/ws", key, length),
+            Target("elevenlabs SDK", f"ws://127.0.0.1:{sdk_port}/ws", key, length),
+        ]
+        for length in lengths
+    }
     try:
         await wait_listening(ours_port, ours)
         await wait_listening(sdk_port, sdk)
-        for i in range(args.warmup + args.turns):
-            for target in targets if i % 2 == 0 else reversed(targets):
-                await target.turn(record=i >= args.warmup)
+        for targets in passes.values():
+            for i in range(args.warmup + args.turns):
+                for target in targets if i % 2 == 0 else reversed(targets):
+                    await target.turn(record=i >= args.warmup)
+            for target in targets:
+                await target.close()
     finally:
-        for target in targets:
-            await target.close()
+        for targets in passes.values():
+            for target in targets:
+                await target.close()
         for proc in (ours, sdk):
             proc.terminate()
             proc.wait(timeout=15)
 
     print(
-        f"{args.turns} turns per server, {args.turns_per_conversation} turns per conversation, "
-        f"utterance of {len(UTTERANCE.split())} words, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
+        f"{args.turns} turns per server, utterance of {len(UTTERANCE.split())} words, "
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
     )
-    print(f"{'':16} {'first p50':>10} {'first p99':>10} {'final p50':>10} {'final p99':>10} {'frames':>7}  (ms)")
-    for t in targets:
-        print(
-            f"{t.name:16} {pct(t.first, 50):10.3f} {pct(t.first, 99):10.3f} {pct(t.final, 50):10.3f} "
-            f"{pct(t.final, 99):10.3f} {statistics.median(t.frames):7.0f}"
-        )
-    ours_t, sdk_t = targets
-    ratios = ", ".join(
-        f"{label} p{q} {pct(getattr(ours_t, label), q) / pct(getattr(sdk_t, label), q):.2f}"
-        for label in ("first", "final")
-        for q in (50, 99)
-    )
-    print(f"ratio voice-channel / SDK: {ratios}")
+    for length, pair in passes.items():
+        report(length, pair)
     return 0
 
 

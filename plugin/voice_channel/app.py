@@ -32,6 +32,7 @@ from aiohttp import web
 
 from voice_channel.drain import Drain, close_conversations
 from voice_channel.endpoint import speech_engine_endpoint
+from voice_channel.gc_policy import apply_gc_policy
 from voice_channel.health import HEALTH_PATHS, add_health_routes
 from voice_channel.keys import DRAIN, STATE, TOKENS, ChannelState
 from voice_channel.metrics import METRICS_PATH, NO_METRICS, PrometheusMetrics, metrics_endpoint
@@ -113,7 +114,15 @@ def app_from_environment() -> web.Application:
     settings_cls = build_settings_class(PluginHooks(pm).settings_sections())
     settings = load_settings(config_file=os.environ.get(CONFIG_ENV) or None, settings_cls=settings_cls)
     setup_logging(settings)
-    return create_app(settings, pm, drain=True)
+    app = create_app(settings, pm, drain=True)
+    if settings.server.gc_policy:
+        # Appended after create_app's cleanup contexts, so it runs once the runtime has started.
+        app.on_startup.append(_apply_gc_policy)
+    return app
+
+
+async def _apply_gc_policy(app: web.Application) -> None:
+    apply_gc_policy()
 
 
 async def _runtime_context(app: web.Application) -> AsyncIterator[None]:

@@ -22,6 +22,7 @@ import structlog
 from aiohttp import web
 
 from voice_channel.auth import protection
+from voice_channel.gc_policy import apply_gc_policy
 from voice_channel.keys import DRAIN, STATE
 from voice_channel.settings import Settings
 
@@ -101,7 +102,11 @@ async def serve_until_stopped(
     stop: asyncio.Event | None = None,
     exit_on_stdin_eof: bool = False,
 ) -> None:
-    """Serve until SIGTERM/SIGINT (or ``stop`` is set, or stdin ends), then shut down gracefully."""
+    """Serve until SIGTERM/SIGINT (or ``stop`` is set, or stdin ends), then shut down gracefully.
+
+    Once listening (the runtime started), the process's garbage-collector policy is applied
+    (:func:`voice_channel.gc_policy.apply_gc_policy`) unless ``server.gc_policy`` is off.
+    """
     stop = stop or asyncio.Event()
     drain = app.get(DRAIN)
 
@@ -129,6 +134,8 @@ async def serve_until_stopped(
             installed.append(sig)
     try:
         async with running_app(app, settings) as port:
+            if settings.server.gc_policy:  # everything is loaded and started: see voice_channel.gc_policy
+                apply_gc_policy()
             log.info(
                 "listening",
                 host=settings.server.host,

@@ -188,6 +188,11 @@ class ServerSettings(_Section):
         description="Worker processes of `voice-channel serve`; more than 1 runs under gunicorn (extra `scale`)."
         " Each worker holds its own conversations.",
     )
+    gc_policy: bool = Field(
+        True,
+        description="Once ready, collect garbage, freeze start-up objects out of later collections and raise the"
+        " young-generation threshold (cuts 100+ ms collector pauses under load; `serve` and gunicorn workers).",
+    )
     public_url: str | None = Field(
         None,
         description="This server's public base URL as browsers and ElevenLabs reach it, e.g. https://voice.example.com"
