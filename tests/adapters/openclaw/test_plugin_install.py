@@ -134,6 +134,31 @@ async def test_gateway_runs_the_sidecar_which_answers_a_conversation(installed):
     await _exited(pid, 15)
 
 
+async def test_gateway_stop_stops_the_sidecar_with_exit_code_0(installed):
+    """Issue 11, item 6: stopped by OpenClaw's supervisor (stdin closed + SIGTERM) with a conversation open,
+    the sidecar used to die with SIGABRT ("_enter_buffered_busy ... <stdin>")."""
+    running: RunningGateway = installed["running"]
+    sandbox, port = running.sandbox, installed["port"]
+    process = sandbox.start()
+    await asyncio.to_thread(
+        wait_until, lambda: port_open(port), timeout=90, what="voice-channel sidecar", process=process
+    )
+    pid = _sidecar_pid(sandbox)
+    async with SpeechEngineClient(f"ws://127.0.0.1:{port}/ws", api_key=API_KEY) as client:
+        await client.say("stay on the line")
+        await client.reply(timeout=90)
+        stopping = asyncio.create_task(asyncio.to_thread(sandbox.stop))  # `openclaw gateway` gets SIGTERM
+        try:
+            assert await client.receive(timeout=30) == "closed"
+            assert client.ws is not None and client.ws.close_code == 1001
+        finally:
+            await stopping
+    await _exited(pid, 15)
+    log = (sandbox.logs / "gateway.out").read_text(errors="replace").rsplit("===== start", 1)[-1]
+    assert "sidecar stopped (code 0, signal null)" in log, log[-3000:]
+    assert "Fatal Python error" not in log
+
+
 async def test_sidecar_does_not_outlive_a_killed_gateway(installed):
     running: RunningGateway = installed["running"]
     sandbox, port = running.sandbox, installed["port"]
