@@ -103,8 +103,14 @@ async def serve_until_stopped(
     on_ready: Callable[[int], None] | None = None,
     stop: asyncio.Event | None = None,
     exit_on_stdin_eof: bool = False,
+    ignore_sigterm_once_stopped: bool = False,
 ) -> None:
-    """Serve until SIGTERM/SIGINT (or ``stop`` is set, or stdin ends), then shut down gracefully."""
+    """Serve until SIGTERM/SIGINT (or ``stop`` is set, or stdin ends), then shut down gracefully.
+
+    ``ignore_sigterm_once_stopped`` is for the process that exits when this returns (``serve``): a
+    supervisor may send SIGTERM more than once (to the process group, then to the child), and one
+    arriving after the handlers are gone would kill the process instead of letting it exit 0.
+    """
     stop = stop or asyncio.Event()
     stop_watching_stdin = watch_stdin_eof(stop) if exit_on_stdin_eof else None
     loop = asyncio.get_running_loop()
@@ -123,6 +129,8 @@ async def serve_until_stopped(
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+            if sig == signal.SIGTERM and ignore_sigterm_once_stopped:
+                signal.signal(sig, signal.SIG_IGN)  # stopping already; SIGKILL still forces it
         if stop_watching_stdin is not None:
             stop_watching_stdin()
     log.info("stopped")

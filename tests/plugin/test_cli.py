@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -227,6 +228,8 @@ STOP_ORDERS = {
     "stdin_eof": ("eof",),
     "sigterm_then_eof": ("sigterm", "eof"),
     "eof_then_sigterm": ("eof", "sigterm"),
+    # A supervisor that signals the process group and then the child: the second SIGTERM comes late.
+    "sigterm_then_sigterm_after_stopped": ("sigterm", "stopped", "sigterm"),
 }
 
 
@@ -255,19 +258,28 @@ async def test_serve_under_a_supervisor_exits_0_and_closes_conversations_1001(or
         async with SpeechEngineClient(f"ws://127.0.0.1:{event['port']}/ws", api_key=key) as client:
             await client.say("hello")
             assert (await client.reply(timeout=30)).text == "You said: hello"
+            lines: list[bytes] = []
+            closed = False
             for step in STOP_ORDERS[order]:  # back to back, as a supervisor does it
                 if step == "sigterm":
-                    proc.send_signal(signal.SIGTERM)
-                else:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.send_signal(signal.SIGTERM)
+                elif step == "eof":
                     proc.stdin.close()
-            assert await client.receive(timeout=30) == "closed"
+                else:  # wait until the server has stopped: its signal handlers are gone
+                    assert await client.receive(timeout=30) == "closed"
+                    closed = True
+                    while not lines or b'"stopped"' not in lines[-1]:
+                        lines.append(await asyncio.wait_for(proc.stderr.readline(), 30))
+                        assert lines[-1], "serve exited before it logged stopped"
+            assert closed or await client.receive(timeout=30) == "closed"
             assert client.ws is not None and client.ws.close_code == 1001
         code = await asyncio.wait_for(proc.wait(), 30)
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-    err = (await proc.stderr.read()).decode()
+    err = b"".join(lines).decode() + (await proc.stderr.read()).decode()
     assert code == 0, err[-2000:]
     assert "Fatal Python error" not in err
     assert json.loads(err.splitlines()[-1])["event"] == "stopped"
