@@ -14,7 +14,8 @@
 //   3. keeps a pipe to the sidecar's stdin that it never writes to: if the Gateway dies, even by
 //      SIGKILL, the pipe closes and the sidecar exits instead of living on as an orphan;
 //   4. restarts the sidecar with backoff when it exits, forwards its log lines, reports health,
-//      and stops it (stdin closed + SIGTERM, SIGKILL after stopTimeoutMs) when the service stops.
+//      and stops it (stdin closed + SIGTERM, SIGKILL after stopTimeoutMs) when the service stops,
+//      logging how it ended ("sidecar stopped (code 0, signal null)" when clean).
 import { spawn } from "node:child_process";
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -145,16 +146,21 @@ export default {
         const proc = child;
         if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
         const timeoutMs = pluginConfigOf(ctx, api).sidecar?.stopTimeoutMs ?? 5000;
-        await new Promise((resolve) => {
+        const [code, signal] = await new Promise((resolve) => {
           const kill = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
-          proc.once("exit", () => {
+          proc.once("exit", (exitCode, exitSignal) => {
             clearTimeout(kill);
-            resolve();
+            resolve([exitCode, exitSignal]);
           });
           proc.stdin?.end();
           proc.kill("SIGTERM");
         });
-        ctx.logger.info(`[${PLUGIN_ID}] sidecar stopped`);
+        // A clean stop is exit code 0; anything else (a crash on the way out, a SIGKILL) is worth a warning.
+        const clean = code === 0;
+        (clean ? ctx.logger.info : ctx.logger.warn).call(
+          ctx.logger,
+          `[${PLUGIN_ID}] sidecar stopped (code ${code}, signal ${signal})`,
+        );
       },
     });
   },

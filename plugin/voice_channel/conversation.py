@@ -149,6 +149,8 @@ class Conversation:
         self._session_task: asyncio.Task[RuntimeSession] | None = None
         self._paused: _Paused | None = None
         self._unanswered: _Unanswered | None = None
+        #: A confirmation timed out since the last turn began: the next turn says so first.
+        self._no_answer_to_say = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         #: The runtime session opened and ``conversation_started`` was announced.
@@ -339,6 +341,9 @@ class Conversation:
                 return
             if self._unanswered is not None:
                 await self._end_unanswered()
+            if self._no_answer_to_say:
+                # Cleared only here: a turn interrupted before this point leaves it to the next.
+                self._no_answer_to_say = False
                 await turn.say(NO_ANSWER_IN_TIME + " ")
             if self._paused is not None:
                 await self._answer_confirmation(turn, utterance)
@@ -477,6 +482,7 @@ class Conversation:
         self._metrics.confirmation("timed_out")
         unanswered = _Unanswered(paused.run)
         self._unanswered = unanswered
+        self._no_answer_to_say = True
         unanswered.denial = self._spawn(
             self._resolve_or_log(paused.confirmation.request, ConfirmationDecision(False, "timeout"))
         )
@@ -497,6 +503,8 @@ class Conversation:
                     dropped += len(event.text)
                 elif not isinstance(event, Notice):
                     dropped += len(extract_text(event) or "")
+        except Exception:
+            self.log.exception("denied_run_failed")
         finally:
             self.log.info("denied_run_unspoken", reason="timeout", dropped_chars=dropped)
             await self._close_run(unanswered.run)

@@ -14,8 +14,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
-import threading
 from collections.abc import AsyncIterator, Callable
 
 import structlog
@@ -58,8 +56,8 @@ async def running_app(app: web.Application, settings: Settings) -> AsyncIterator
         await runner.cleanup()
 
 
-def watch_stdin_eof(stop: asyncio.Event) -> threading.Thread:
-    """Set ``stop`` when standard input reaches end of file.
+def watch_stdin_eof(stop: asyncio.Event) -> Callable[[], None]:
+    """Set ``stop`` when standard input reaches end of file; return a function that stops watching.
 
     For a supervisor that keeps a pipe to our stdin and never writes to it (the OpenClaw plugin
     does): when the supervisor dies, even by SIGKILL, the pipe closes and the server shuts down
@@ -67,8 +65,16 @@ def watch_stdin_eof(stop: asyncio.Event) -> threading.Thread:
     stderr with it, so if the first log line fails, output goes to /dev/null from then on: the
     shutdown must not fail on a broken pipe. (Whether the parent is alive cannot be asked
     reliably at this point: the pipe closes before a dying parent's children are re-parented.)
+
+    The event loop watches file descriptor 0 itself and reads it only when it is readable, with
+    ``os.read``: no thread, no ``sys.stdin`` buffer. A thread blocked in a buffered read of stdin
+    makes the interpreter abort at exit ("_enter_buffered_busy", SIGABRT) when the server stops
+    for another reason (SIGTERM) while the pipe is still open. The descriptor stays blocking (a
+    terminal's flags are shared with the shell): the loop only reads once data or EOF is there.
     """
     loop = asyncio.get_running_loop()
+    fd = 0
+    watching = True
 
     def on_eof() -> None:
         stop.set()  # first: whatever happens below, the server shuts down
@@ -80,18 +86,31 @@ def watch_stdin_eof(stop: asyncio.Event) -> threading.Thread:
             os.dup2(devnull, 2)
             os.close(devnull)
 
-    def read_until_eof() -> None:
-        try:
-            while sys.stdin.buffer.read1(65536):  # type: ignore[attr-defined]
-                pass
-        except (OSError, ValueError, AttributeError):  # closed, or no stdin at all
-            pass
-        with contextlib.suppress(RuntimeError):  # the loop may already be closed
-            loop.call_soon_threadsafe(on_eof)
+    def stop_watching() -> None:
+        nonlocal watching
+        if watching:
+            watching = False
+            loop.remove_reader(fd)
 
-    thread = threading.Thread(target=read_until_eof, name="stdin-eof-watch", daemon=True)
-    thread.start()
-    return thread
+    def on_readable() -> None:
+        try:
+            data = os.read(fd, 65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:  # e.g. EIO from a terminal that went away: as good as closed
+            data = b""
+        if not data:
+            stop_watching()
+            on_eof()
+
+    try:
+        loop.add_reader(fd, on_readable)
+    except (OSError, ValueError):
+        # Not open, or not pollable (a regular file, /dev/null): nothing can ever be written to
+        # it by a supervisor, so it is at its end already.
+        watching = False
+        loop.call_soon(on_eof)
+    return stop_watching
 
 
 async def serve_until_stopped(
@@ -101,11 +120,16 @@ async def serve_until_stopped(
     on_ready: Callable[[int], None] | None = None,
     stop: asyncio.Event | None = None,
     exit_on_stdin_eof: bool = False,
+    ignore_sigterm_once_stopped: bool = False,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or ``stop`` is set, or stdin ends), then shut down gracefully.
 
     Once listening (the runtime started), the process's garbage-collector policy is applied
     (:func:`voice_channel.gc_policy.apply_gc_policy`) unless ``server.gc_policy`` is off.
+
+    ``ignore_sigterm_once_stopped`` is for the process that exits when this returns (``serve``): a
+    supervisor may send SIGTERM more than once (to the process group, then to the child), and one
+    arriving after the handlers are gone would kill the process instead of letting it exit 0.
     """
     stop = stop or asyncio.Event()
     drain = app.get(DRAIN)
@@ -121,10 +145,11 @@ async def serve_until_stopped(
         stop.set()
 
     eof_watch: asyncio.Task[None] | None = None
+    stop_watching_stdin: Callable[[], None] | None = None
     if exit_on_stdin_eof:
         # The supervisor is gone: nobody is waiting for a graceful drain.
         eof = asyncio.Event()
-        watch_stdin_eof(eof)
+        stop_watching_stdin = watch_stdin_eof(eof)
         eof_watch = asyncio.ensure_future(_on_event(eof, quick_stop))
     loop = asyncio.get_running_loop()
     installed = []
@@ -150,9 +175,13 @@ async def serve_until_stopped(
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+            if sig == signal.SIGTERM and ignore_sigterm_once_stopped:
+                signal.signal(sig, signal.SIG_IGN)  # stopping already; SIGKILL still forces it
         if eof_watch is not None:
             eof_watch.cancel()
             await asyncio.gather(eof_watch, return_exceptions=True)
+        if stop_watching_stdin is not None:
+            stop_watching_stdin()
     log.info("stopped")
 
 

@@ -193,6 +193,7 @@ def test_entry_runs_the_sidecar_with_settings_for_this_gateway(node, tmp_path):
     assert "info" in levels, "the sidecar's JSON log lines are forwarded at their level"
     assert (state / "plugins" / "elevenlabs-voice" / "child.eof").exists(), "stop closes the sidecar's stdin"
     assert not [m for level, m in out["logs"] if level == "failure"], "a stop is not a failure"
+    assert ["info", "[elevenlabs-voice] sidecar stopped (code 0, signal null)"] in out["logs"]
     assert out["unchanged"]["openclaw"]["gateway_url"] == "wss://gw.example:1"
     assert out["unchanged"]["openclaw"]["token"] == "mine"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -225,6 +226,68 @@ async def test_serve_exits_when_its_supervisor_closes_stdin():
     assert await asyncio.wait_for(proc.wait(), 15) == 0
     events = [json.loads(line)["event"] for line in (await proc.stderr.read()).decode().splitlines()]
     assert events[0] == "stdin_closed" and events[-1] == "stopped"
+
+
+STOP_ORDERS = {
+    "sigterm": ("sigterm",),
+    "stdin_eof": ("eof",),
+    "sigterm_then_eof": ("sigterm", "eof"),
+    "eof_then_sigterm": ("eof", "sigterm"),
+    # A supervisor that signals the process group and then the child: the second SIGTERM comes late.
+    "sigterm_then_sigterm_after_stopped": ("sigterm", "stopped", "sigterm"),
+}
+
+
+@pytest.mark.parametrize("order", list(STOP_ORDERS))
+async def test_serve_under_a_supervisor_exits_0_and_closes_conversations_1001(order):
+    """Issue 11, item 6: SIGTERM with the stdin pipe still open used to abort the interpreter (SIGABRT,
+    "_enter_buffered_busy ... <stdin>"): a thread was blocked reading buffered stdin at shutdown."""
+    key = "sk_cli_supervised"
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        "serve",
+        "--port",
+        "0",
+        "--runtime",
+        "echo",
+        "--exit-on-stdin-eof",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env(VOICE_CHANNEL_LOG_FORMAT="json", ELEVENLABS_API_KEY=key),
+    )
+    assert proc.stderr is not None and proc.stdin is not None
+    try:
+        while (event := json.loads(await asyncio.wait_for(proc.stderr.readline(), 30))).get("event") != "listening":
+            pass
+        async with SpeechEngineClient(f"ws://127.0.0.1:{event['port']}/ws", api_key=key) as client:
+            await client.say("hello")
+            assert (await client.reply(timeout=30)).text == "You said: hello"
+            lines: list[bytes] = []
+            closed = False
+            for step in STOP_ORDERS[order]:  # back to back, as a supervisor does it
+                if step == "sigterm":
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.send_signal(signal.SIGTERM)
+                elif step == "eof":
+                    proc.stdin.close()
+                else:  # wait until the server has stopped: its signal handlers are gone
+                    assert await client.receive(timeout=30) == "closed"
+                    closed = True
+                    while not lines or b'"stopped"' not in lines[-1]:
+                        lines.append(await asyncio.wait_for(proc.stderr.readline(), 30))
+                        assert lines[-1], "serve exited before it logged stopped"
+            assert closed or await client.receive(timeout=30) == "closed"
+            assert client.ws is not None and client.ws.close_code == 1001
+        code = await asyncio.wait_for(proc.wait(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    err = b"".join(lines).decode() + (await proc.stderr.read()).decode()
+    assert code == 0, err[-2000:]
+    assert "Fatal Python error" not in err
+    assert json.loads(err.splitlines()[-1])["event"] == "stopped"
 
 
 async def test_serve_does_not_outlive_a_killed_supervisor(tmp_path):

@@ -117,3 +117,34 @@ async def test_a_no_in_time_still_lets_the_runtime_answer_in_that_turn(start_cha
     assert reply.text == TAIL
     assert after.text == "You said: hello."
     assert [(d.approved, d.reason) for _, d in plugin.recorder.resolved] == [(False, "user")]
+
+
+async def test_a_turn_interrupted_before_the_sentence_leaves_it_to_the_next(start_channel):
+    tail_said, cleaning, gate = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def behaviour(message: RuntimeMessage, rec: Recorder):  # type: ignore[no-untyped-def]
+        if "delete" not in message.text:
+            yield TextDelta(f"You said: {message.text}.")
+            return
+        yield ConfirmationRequest(id="rm-1", action="Delete the file notes.txt")
+        yield TextDelta(TAIL)
+        tail_said.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cleaning.set()  # a runtime slow to stop (an abort round trip)
+            await gate.wait()
+            raise
+
+    plugin = ScriptedPlugin(behaviour)
+    channel = await start_channel(plugins=[plugin], runtime="scripted", confirmations={"timeout_s": 0.05})
+    async with conversation(channel) as client:
+        client.heard((await client.reply(await client.say("delete notes"))).text)
+        await tail_said.wait()
+        first = await client.say("one")  # this turn stops the denied run, which takes its time
+        await cleaning.wait()
+        await client.say("two")  # ...and is interrupted before it said anything
+        reply = await client.reply()
+        gate.set()
+    assert reply.text == f"{NO_ANSWER_IN_TIME} You said: two."
+    assert not [f for f in reply.foreign if f.get("event_id") == first and f.get("content")]

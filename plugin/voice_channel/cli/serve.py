@@ -100,7 +100,11 @@ def serve(
             log.info("page", url=f"{shown}/")
 
     try:
-        asyncio.run(serve_until_stopped(app, settings, on_ready=ready, exit_on_stdin_eof=exit_on_stdin_eof))
+        asyncio.run(
+            serve_until_stopped(
+                app, settings, on_ready=ready, exit_on_stdin_eof=exit_on_stdin_eof, ignore_sigterm_once_stopped=True
+            )
+        )
     except SettingsError as exc:  # a runtime factory refusing the settings at start-up
         raise fail(str(exc)) from None
     except OSError as exc:

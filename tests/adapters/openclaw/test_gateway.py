@@ -8,6 +8,7 @@ these tests inspect). Exec runs on the Gateway host with ``tools.exec.mode: ask`
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from pathlib import Path
@@ -17,7 +18,8 @@ import pytest
 from structlog.testing import capture_logs
 
 import voice_channel_openclaw.plugin as openclaw_plugin
-from support import conversation
+from support import barrier, conversation
+from voice_channel.conversation import NO_ANSWER_IN_TIME
 from voice_channel.keys import STATE
 from voice_channel_openclaw.client import GatewayClient
 from voice_channel_openclaw.identity import DeviceIdentity
@@ -195,26 +197,36 @@ async def test_exec_approval_spoken(start, gateway, answer, expected):
         assert "user-denied" in str(tool_output)
 
 
-async def test_exec_approval_timeout_denies_on_our_timer(start, gateway):
+async def test_exec_approval_timeout_denies_and_the_runs_tail_is_never_spoken(start, gateway):
+    """Issue 11, item 8: the denied run's words ("Command finished: ... denied") never reach a later turn."""
     tag = uuid.uuid4().hex[:6]
     channel = await start(confirmations={"timeout_s": 1.0})
     with capture_logs() as logs:
         async with conversation(channel) as client:
             await client.say(f"please run: echo timeout-{tag}")
             await next_prompt(client)
-            # Nobody answers: the channel's timer denies, long before the Gateway's 30 minutes.
+            (conv,) = channel.app[STATE].conversations
+            # Nobody answers: the channel's timer denies, long before the Gateway's 30 minutes, and the
+            # agent answers the denial to nobody. Wait until the channel has read that run to its end.
             calls = await gateway.fake.wait_for(
                 lambda calls: [
                     c for c in calls if c["kind"] == "tool_result" and f"timeout-{tag}" in str(c["messages"])
                 ]
             )
+            await asyncio.wait_for(asyncio.shield(conv._unanswered.drain), 60)
+            between = await barrier(client)
             await client.say("hello")
             reply = await client.reply(timeout=60)
     tool_output = str([m for m in calls[-1]["messages"] if m["role"] == "tool"][-1]["content"])
     assert "user-denied" in tool_output, tool_output  # our deny, sent when the channel's timer fired
-    assert reply.text.endswith("Hello from the fake model.")
-    decided = [e for e in logs if e["event"] == "confirmation_decided"]
-    assert [(e["approved"], e["reason"]) for e in decided] == [(False, "timeout")]
+    sent = [e for e in logs if e["event"] == "openclaw_approval_sent"]
+    assert [(e["decision"], e["reason"]) for e in sent] == [("deny", "timeout")]
+    (final, _hello) = [e for e in logs if e["event"] == "openclaw_run_final"]
+    (unspoken,) = [e for e in logs if e["event"] == "denied_run_unspoken"]
+    assert unspoken["dropped_chars"] == final["chars"] > 0, "the agent's answer to the denial, dropped"
+    assert not [f for f in between if f.get("type") == "agent_response"], "nothing is sent between turns"
+    assert reply.text == f"{NO_ANSWER_IN_TIME} Hello from the fake model.", reply.text
+    assert "Command finished" not in str(reply.foreign)
 
 
 async def test_approval_resolved_elsewhere_first(start, gateway, device_key):
@@ -296,7 +308,6 @@ async def test_inline_exec_directive_cannot_lift_the_approval(start, gateway):
 
 async def test_raw_messages_would_be_commands(gateway):
     """Control experiment: the same words sent raw (no framing) ARE gateway commands."""
-    import asyncio
 
     finals: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     client = await operator(
@@ -331,7 +342,6 @@ async def test_raw_messages_would_be_commands(gateway):
 
 
 async def test_reconnects_after_the_gateway_restarts(start, gateway):
-    import asyncio
 
     channel = await start(openclaw={"unavailable_wait_s": 90.0, "reconnect_max_s": 1.0})
     with capture_logs() as logs:

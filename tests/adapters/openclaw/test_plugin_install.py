@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -119,7 +120,7 @@ async def test_gateway_runs_the_sidecar_which_answers_a_conversation(installed):
     await asyncio.to_thread(
         wait_until, lambda: port_open(port), timeout=90, what="voice-channel sidecar", process=sandbox.process
     )
-    assert (await _health(port))["runtime"] == "openclaw"
+    assert await _health(port) == {"status": "ok"}
     settings_file = sandbox.state / "plugins" / "elevenlabs-voice" / "sidecar-config.yaml"
     assert settings_file.stat().st_mode & 0o777 == 0o600
     written = json.loads(settings_file.read_text())
@@ -132,6 +133,47 @@ async def test_gateway_runs_the_sidecar_which_answers_a_conversation(installed):
     pid = _sidecar_pid(sandbox)
     await asyncio.to_thread(sandbox.stop)
     await _exited(pid, 15)
+
+
+def _stop_gateway(sandbox: Any, how: str) -> None:
+    if how == "gateway":
+        sandbox.stop()  # SIGTERM to the Gateway only: its supervisor closes our stdin and sends SIGTERM
+        return
+    # SIGTERM to the Gateway's whole process group at once, as systemd (KillMode=control-group) or
+    # Ctrl-C at a terminal do: the sidecar gets it while its stdin pipe is still open.
+    process = sandbox.process
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(60)
+    sandbox.process = None
+
+
+@pytest.mark.parametrize("how", ["gateway", "process_group"])
+async def test_gateway_stop_stops_the_sidecar_with_exit_code_0(installed, how):
+    """Issue 11, item 6: stopped with a conversation open, the sidecar died with SIGABRT
+    ("_enter_buffered_busy ... <stdin>") when SIGTERM reached it while its stdin pipe was open."""
+    running: RunningGateway = installed["running"]
+    sandbox, port = running.sandbox, installed["port"]
+    await asyncio.to_thread(sandbox.stop)  # one left running by a failed test would answer instead
+    process = sandbox.start()
+    await asyncio.to_thread(
+        wait_until, lambda: port_open(port), timeout=90, what="voice-channel sidecar", process=process
+    )
+    pid = _sidecar_pid(sandbox)
+    async with SpeechEngineClient(f"ws://127.0.0.1:{port}/ws", api_key=API_KEY) as client:
+        await client.say("stay on the line")
+        await client.reply(timeout=90)
+        stopping = asyncio.create_task(asyncio.to_thread(_stop_gateway, sandbox, how))
+        try:
+            assert await client.receive(timeout=30) == "closed"
+            assert client.ws is not None and client.ws.close_code == 1001
+        finally:
+            await stopping
+    await _exited(pid, 15)
+    log = (sandbox.logs / "gateway.out").read_text(errors="replace").rsplit("===== start", 1)[-1]
+    # "stopped" when the supervisor stopped it; "exited" when the signal reached the sidecar first.
+    ends = re.findall(r"sidecar (?:stopped|exited) \(code (\S+), signal (\S+)\)", log)
+    assert ends and set(ends) == {("0", "null")}, log[-3000:]
+    assert "Fatal Python error" not in log
 
 
 async def test_sidecar_does_not_outlive_a_killed_gateway(installed):
