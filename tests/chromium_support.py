@@ -3,7 +3,7 @@
 Nothing reaches the internet: ``--host-resolver-rules`` makes every host but 127.0.0.1 unresolvable (Playwright's
 request events do not see audio worklet fetches, so blocking is the only proof nothing foreign is loaded). Chromium
 (``CHROMIUM_BIN``, default /usr/bin/chromium), the built page and Playwright are required: without them the tests
-skip, except under CI (``CI`` set), where they fail.
+skip, except under ``make test`` or CI, where they fail (:func:`processes.must_run`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
-
+from processes import require
 from voice_channel.ui import bundle_missing
 
 CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
@@ -82,9 +81,7 @@ TEST_MICROPHONE = """
 
 
 def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (required under CI)")
-    pytest.skip(reason)
+    require(False, reason)
 
 
 def require_chromium() -> None:
