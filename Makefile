@@ -96,7 +96,7 @@ bench-local: $(LOCAL_STAMP)
 	$(BIN)/python bench/local_latency.py
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .hypothesis web/node_modules $(WEB_BUILT) dist
+	rm -rf $(VENV) $(REPORTS) .pytest_cache .ruff_cache .hypothesis web/node_modules $(WEB_BUILT) dist
 
 # --- the browser page: web/ (package.json + lockfile) built with esbuild into plugin/voice_channel/static/ ---
 # Needs Node.js and npm. Without them the page is not built (the demo is typed only), except under CI, where
