@@ -82,6 +82,7 @@ manifests: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/first_chunk.py
+	@cat bench/first_chunk.reference.txt
 
 # The local engine's extra (Whisper, piper, VAD; no torch) and its voice tests, which run only here.
 $(LOCAL_STAMP): $(STAMP) pyproject.toml

@@ -31,21 +31,6 @@ from voice_channel.client import SpeechEngineClient  # noqa: E402
 
 UTTERANCE = "please add two liters of milk and a loaf of bread to my shopping list"
 
-HOW_TO_READ = """\
-How to read this:
-  first  transcript sent -> first agent_response chunk received; final: -> the closing is_final frame (ms).
-  p50 is the typical turn, p99 the slow tail (1 turn in 100). frames: agent_response frames per reply
-  (voice-channel sends whole phrases, the SDK's server one frame per streamed word).
-  Both servers answer the same echo turns over a local WebSocket, turn by turn in alternation, so they share
-  the machine's load. A ratio near 1 means what the channel adds (JWT check, schema, trust boundary, hooks,
-  speech shaping and chunking, a structured log line per turn) costs next to nothing beside the transport;
-  ElevenLabs' cascade timeout is seconds, so single-digit milliseconds here are negligible. p99 follows
-  the machine's load more than the code: compare ratios, not absolute numbers, across machines.
-Reference, 2000 turns on the 2-core development VM, Python 3.11 (ms: first p50 / p99, final p50 / p99):
-  quiet (load average ~1)       voice-channel REF_QUIET_OURS    SDK REF_QUIET_SDK
-  loaded (load average ~10)     voice-channel 1.40 / 19.3, 1.85 / 21.2    SDK 1.28 / 16.0, 2.45 / 17.5
-"""
-
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -184,7 +169,6 @@ async def main() -> int:
         for q in (50, 99)
     )
     print(f"ratio voice-channel / SDK: {ratios}")
-    print(HOW_TO_READ, end="")
     return 0
 
 
