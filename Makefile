@@ -8,7 +8,7 @@ LOCAL_STAMP := $(VENV)/.installed-local
 ADAPTERS_STAMP := $(VENV)/.installed-adapters
 
 .PHONY: demo test lint manifests bench clean web web-test test-hermes bench-hermes test-local bench-local
-.PHONY: openclaw-gateway test-openclaw system-packages test-web test-core test-packaging test-tiers
+.PHONY: openclaw-gateway test-openclaw system-packages test-web test-core test-packaging
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,11 +36,9 @@ pytest   = $(STRICT) $(BIN)/pytest --junitxml=$(REPORTS)/$(1).xml -o junit_famil
 system-packages:
 	@tools/install-system-packages
 
-# A new make reads this Makefile again once the packages are there (npm, for one, is looked for when it is read).
+# Each tier runs in a new make, which reads this Makefile again once the packages are there (npm, for one, is
+# looked for when it is read).
 test: system-packages
-	@$(MAKE) --no-print-directory test-tiers
-
-test-tiers:
 	@rm -rf $(REPORTS) && mkdir -p $(REPORTS)
 	@for tier in $(TIERS); do $(MAKE) --no-print-directory test-$$tier || echo "make test: tier $$tier failed" >&2; done
 	@$(PYTHON) tools/test_summary.py $(REPORTS) $(TIERS)
