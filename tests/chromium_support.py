@@ -3,7 +3,7 @@
 Nothing reaches the internet: ``--host-resolver-rules`` makes every host but 127.0.0.1 unresolvable (Playwright's
 request events do not see audio worklet fetches, so blocking is the only proof nothing foreign is loaded). Chromium
 (``CHROMIUM_BIN``, default /usr/bin/chromium), the built page and Playwright are required: without them the tests
-skip, except under CI (``CI`` set), where they fail.
+skip, except under ``make test`` or CI, where they fail (:func:`processes.must_run`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
-
+from processes import require
 from voice_channel.ui import bundle_missing
 
 CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
@@ -37,11 +36,52 @@ FLAGS = [
 GRANT_MICROPHONE = "--use-fake-ui-for-media-stream"
 _LOCAL = ("http://127.0.0.1:", "ws://127.0.0.1:", "data:", "blob:")
 
+#: An init script that gives the page a microphone the test speaks into: ``getUserMedia({audio})`` returns a
+#: track of a Web Audio graph that is silent until ``window.__testMicrophone.say(base64_pcm, rate)`` plays 16-bit
+#: mono PCM into it (after anything still playing; the promise resolves when it has played). Unlike Chromium's
+#: fake capture file, whose timeline is fixed when the browser starts, the test says each utterance when the
+#: engine has done what it waits for, and the microphone is silent for as long as that takes.
+TEST_MICROPHONE = """
+(() => {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) return;
+  const original = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+  let context = null;
+  let destination = null;
+  let next = 0;
+  async function microphone() {
+    if (context === null) {
+      context = new AudioContext();
+      destination = context.createMediaStreamDestination();
+    }
+    await context.resume();
+    return new MediaStream(destination.stream.getAudioTracks().map((track) => track.clone()));
+  }
+  navigator.mediaDevices.getUserMedia = (constraints) =>
+    constraints && constraints.audio ? microphone() : original(constraints);
+  window.__testMicrophone = {
+    say(base64, rate) {
+      if (context === null) throw new Error("the page has not opened the microphone yet");
+      const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+      const samples = new Int16Array(bytes.buffer);
+      const buffer = context.createBuffer(1, samples.length, rate);
+      const channel = buffer.getChannelData(0);
+      for (let i = 0; i < samples.length; i += 1) channel[i] = samples[i] / 32768;
+      const source = context.createBufferSource();
+      source.buffer = buffer;
+      source.connect(destination);
+      const at = Math.max(context.currentTime, next);
+      next = at + buffer.duration;
+      const played = new Promise((resolve) => { source.onended = () => resolve(); });
+      source.start(at);
+      return played;
+    },
+  };
+})();
+"""
+
 
 def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (required under CI)")
-    pytest.skip(reason)
+    require(False, reason)
 
 
 def require_chromium() -> None:

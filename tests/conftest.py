@@ -12,6 +12,7 @@ import pytest
 import structlog
 from aiohttp.test_utils import TestServer
 
+from processes import cpu_load
 from support import BackgroundLoop, Channel, ElevenLabsStandin, start_standin
 from voice_channel.app import create_app
 from voice_channel.plugins import PluginHooks, get_plugin_manager
@@ -27,6 +28,27 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
         if not any(path == hermes_dir or hermes_dir in path.parents for path in requested):
             return True
     return None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--cpu-load",
+        type=int,
+        default=int(os.environ.get("VOICE_CHANNEL_TEST_CPU_LOAD") or 0),
+        metavar="N",
+        help="keep N CPUs busy (stress-ng --cpu N) while the tests run, to prove they hold under load "
+        "(default: $VOICE_CHANNEL_TEST_CPU_LOAD, else 0); the load is always stopped at the end",
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cpu_load(request: pytest.FixtureRequest) -> Iterator[None]:
+    workers = request.config.getoption("--cpu-load")
+    if not workers:
+        yield
+        return
+    with cpu_load(workers):
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -77,10 +79,56 @@ def start_fake_openai(log_path: Path, cold_start_s: float = 3.0) -> tuple[subpro
     return process, port
 
 
+def must_run() -> bool:
+    """Whether a missing tool fails a test instead of skipping it.
+
+    ``make test`` installs every tool the tiers need and sets ``VOICE_CHANNEL_TESTS_STRICT=1``; CI sets ``CI``.
+    A plain ``pytest`` run on a machine without them still skips, naming the tool.
+    """
+    return bool(os.environ.get("VOICE_CHANNEL_TESTS_STRICT") or os.environ.get("CI"))
+
+
 def require(condition: bool, reason: str) -> None:
-    """Skip when a slow-tier dependency is missing, but fail under CI (``CI`` set), where it must be there."""
+    """Skip when a test's tool is missing, but fail where every tool must be there (:func:`must_run`)."""
     if condition:
         return
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set: the slow tier must run)")
+    if must_run():
+        pytest.fail(f"{reason} (`make test` installs it; a missing tool fails the run)")
     pytest.skip(reason)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the child gets SIGTERM if the test process dies, so a killed test run leaves no load behind."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+@contextmanager
+def cpu_load(workers: int, *, limit_s: int = 3600) -> Iterator[subprocess.Popen]:
+    """Keep ``workers`` CPUs busy with ``stress-ng --cpu`` for the duration of the block; always stopped.
+
+    stress-ng runs in its own process group, which is terminated (then killed) on exit; it also dies with this
+    process (parent-death signal) and stops by itself after ``limit_s``.
+    """
+    binary = shutil.which("stress-ng")
+    require(binary is not None, "stress-ng is not installed (apt-get install stress-ng)")
+    assert binary is not None
+    process = subprocess.Popen(
+        [binary, "--cpu", str(workers), "--timeout", f"{limit_s}s", "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
+    try:
+        yield process
+    finally:
+        for sig, wait_s in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+            if process.poll() is not None:
+                break
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, sig)
+            with suppress(subprocess.TimeoutExpired):
+                process.wait(wait_s)

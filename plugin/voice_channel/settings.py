@@ -16,6 +16,7 @@ import contextvars
 import ipaddress
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -579,34 +580,93 @@ def load_settings(
     try:
         return settings_cls(**(overrides or {}))
     except ValidationError as exc:
-        raise SettingsError(describe_errors(exc)) from None
+        where = _Origins(overrides or {}, path, config_data is not None)
+        raise SettingsError(describe_errors(exc, where)) from None
     except (ValueError, yaml.YAMLError) as exc:  # malformed TOML is a ValueError, YAML its own
         raise SettingsError(f"cannot read config file {path}: {exc}") from None
     finally:
         _CONFIG_FILE.reset(token)
 
 
-def describe_errors(exc: ValidationError) -> str:
-    """One line per problem: the key, the env variable that sets it, what is wrong."""
+class _Origins:
+    """Where the value of a setting came from, by the sources' priority: flag, environment, then file."""
+
+    _ELEVENLABS_ENV: ClassVar[dict[tuple[str, ...], str]] = {
+        ("elevenlabs", key): name for name, key in _ElevenLabsEnvSource._NAMES.items()
+    }
+
+    def __init__(self, overrides: dict[str, Any], path: Path | None, from_data: bool) -> None:
+        self._overrides = overrides
+        self._path = path
+        self._from_data = from_data
+
+    def __call__(self, loc: tuple[str, ...]) -> str:
+        """``(flag)``, ``(env NAME)``, ``in config file F (env NAME overrides it)`` for the setting at ``loc``."""
+        env = env_name(loc)
+        if self._given(loc):
+            return "(command line)"
+        set_in_env = self._env_set(loc)
+        if set_in_env is not None:
+            return f"(env {set_in_env})"
+        if self._path is not None:
+            return f"in config file {self._path} (env {env} overrides it)"
+        if self._from_data:
+            return f"in the configuration (env {env} overrides it)"
+        return f"(env {env})"
+
+    def _given(self, loc: tuple[str, ...]) -> bool:
+        node: Any = self._overrides
+        for part in loc:
+            if not isinstance(node, dict) or part not in node:
+                return False
+            node = node[part]
+        return True
+
+    @classmethod
+    def _env_set(cls, loc: tuple[str, ...]) -> str | None:
+        """The environment variable that set ``loc`` (or a whole section of it, as JSON), if any."""
+        import os
+
+        present = {name.upper() for name, value in os.environ.items() if value}
+        for end in range(len(loc), 0, -1):
+            if env_name(loc[:end]) in present:
+                return env_name(loc[:end])
+        elevenlabs = cls._ELEVENLABS_ENV.get(tuple(loc[:2]))
+        return elevenlabs if elevenlabs in present else None
+
+
+def env_name(loc: tuple[str, ...]) -> str:
+    """The ``VOICE_CHANNEL_*`` variable of the setting at ``loc``, e.g. ``VOICE_CHANNEL_SERVER__PORT``."""
+    return ENV_PREFIX + "__".join(loc).upper()
+
+
+def describe_errors(exc: ValidationError, origin: Callable[[tuple[str, ...]], str] | None = None) -> str:
+    """One line per problem: the key, where its value came from (or the env variable that sets it), what is wrong.
+
+    :param origin: names the source of a setting's value, e.g. ``in config file voice.yaml``; by default its
+        environment variable.
+    """
     lines = []
     for error in exc.errors(include_url=False):
-        key = ".".join(str(part) for part in error["loc"])
-        env = ENV_PREFIX + "__".join(str(part) for part in error["loc"]).upper()
+        loc = tuple(str(part) for part in error["loc"])
+        key = ".".join(loc)
         if error["type"] == "extra_forbidden":
             lines.append(
                 f"unknown setting '{key}': remove it, or check its spelling"
                 " (`voice-channel plugins` lists the sections runtime plugins add)"
             )
             continue
-        also = _ALSO_ENV.get(tuple(str(part) for part in error["loc"]))
-        if also:
-            env += f" or {also}"
         got = error.get("input")
         hidden = (
             isinstance(got, (dict, list))
             or key == "redis.url"  # may carry a password
-            or _SECRET_NAME.search(str(error["loc"][-1]) if error["loc"] else "")
+            or _SECRET_NAME.search(loc[-1] if loc else "")
         )
         shown = "" if hidden else f" (got {got!r})"
-        lines.append(f"setting '{key}' (env {env}): {error['msg']}{shown}")
+        if origin is not None:
+            where = origin(loc)
+        else:
+            also = _ALSO_ENV.get(loc)
+            where = f"(env {env_name(loc)} or {also})" if also else f"(env {env_name(loc)})"
+        lines.append(f"setting '{key}' {where}: {error['msg']}{shown}")
     return "invalid settings:\n  " + "\n  ".join(lines)

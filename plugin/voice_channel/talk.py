@@ -31,8 +31,12 @@ class Talk:
         out: TextIO | None = None,
         wait_for_reply: bool = True,
         reply_timeout: float = 60.0,
+        echo_input: bool = True,
     ) -> None:
+        """:param echo_input: print each line read as ``you> line``. Off on a terminal, which has shown the line
+        as it was typed: then a ``you>`` prompt is printed whenever a new line is awaited instead."""
         self._client = client
+        self._echo_input = echo_input
         self._out = out or sys.stdout
         self._wait_for_reply = wait_for_reply
         self._reply_timeout = reply_timeout
@@ -47,14 +51,17 @@ class Talk:
         """Talk until the input ends or the server closes; return an exit status."""
         receiver = asyncio.create_task(self._receive(), name="talk-receiver")
         try:
+            self._prompt()
             async for line in lines:
                 line = line.strip()
                 if not line:
+                    self._prompt()
                     continue
                 if self._lost.is_set():
                     break
                 self._interrupt_if_streaming()
-                self._print(f"you> {line}\n")
+                if self._echo_input:
+                    self._print(f"you> {line}\n")
                 self._done.clear()
                 self._text = []
                 self._current = await self._client.say(line)
@@ -124,6 +131,12 @@ class Talk:
             answer = f'the code word "{prompt.code_word}", or no' if prompt.code_word else "yes or no"
             self._print(f"   [confirmation pending: the agent is waiting for your answer: {answer}]\n")
         self._done.set()
+        self._prompt()
+
+    def _prompt(self) -> None:
+        """On a terminal, show where the next line goes (the terminal itself echoes what is typed)."""
+        if not self._echo_input:
+            self._print("you> ")
 
     def _print(self, text: str, *, err: bool = False) -> None:
         stream = sys.stderr if err else self._out

@@ -345,3 +345,47 @@ async def test_a_runtime_that_cannot_start_is_one_clear_line(tmp_path):
     assert code == 2
     assert "setting 'openclaw.device_key_path'" in err and str(key_file) in err
     assert "Traceback" not in err
+
+
+def test_interactive_demo_shows_each_typed_line_once():
+    """On a terminal the line discipline echoes what is typed; the demo must not print it a second time."""
+    import pty
+    import select
+    import subprocess
+    import time
+
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [*CLI, "demo", "--runtime", "echo", "--no-ui"],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=env(),
+        start_new_session=True,
+    )
+    os.close(terminal)
+    screen = b""
+
+    def read_until(marker: bytes, timeout: float = 30) -> None:
+        nonlocal screen
+        deadline = time.monotonic() + timeout
+        while marker not in screen:
+            ready, _, _ = select.select([controller], [], [], max(0.0, deadline - time.monotonic()))
+            assert ready, f"no {marker!r} on the terminal; it shows {screen.decode(errors='replace')!r}"
+            screen += os.read(controller, 4096)
+
+    try:
+        read_until(b"Ctrl-D ends the conversation.\r\nyou> ")  # the prompt: the demo waits for a line
+        os.write(controller, b"testing one two\r")
+        read_until(b"agent> You said: testing one two\r\n")
+        read_until(b"agent> You said: testing one two\r\nyou> ")  # the next prompt
+        os.write(controller, b"\x04")  # Ctrl-D: end of input ends the demo
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(controller)
+    text = screen.decode().replace("\r\n", "\n")
+    assert text.count("testing one two") == 2, text  # the echo of the typing, and the reply; no "you> testing…"
+    assert "you> testing one two\nagent> You said: testing one two\nyou> " in text

@@ -184,3 +184,33 @@ def test_config_data_sits_where_a_file_would(monkeypatch):
     assert (settings.server.port, settings.server.host, settings.runtime) == (9002, "0.0.0.0", "demo")
     with pytest.raises(SettingsError, match="unknown setting 'nope'"):
         load_settings(config_data={"nope": 1})
+
+
+def test_a_bad_value_in_the_config_file_is_named_by_its_file_key(tmp_path, monkeypatch):
+    config = tmp_path / "voice.yaml"
+    config.write_text("server:\n  port: lots\n")
+    with pytest.raises(SettingsError) as excinfo:
+        load_settings(config_file=config)
+    message = str(excinfo.value)
+    assert f"setting 'server.port' in config file {config} (env VOICE_CHANNEL_SERVER__PORT overrides it):" in message
+    assert "(got 'lots')" in message
+    # The same bad value from the environment is reported under the variable that carried it.
+    monkeypatch.setenv("VOICE_CHANNEL_SERVER__PORT", "many")
+    with pytest.raises(SettingsError) as excinfo:
+        load_settings(config_file=config)
+    assert "setting 'server.port' (env VOICE_CHANNEL_SERVER__PORT):" in str(excinfo.value)
+    assert "in config file" not in str(excinfo.value)
+
+
+def test_bad_values_name_the_source_they_came_from(tmp_path, monkeypatch):
+    with pytest.raises(SettingsError, match=re.escape("setting 'server.port' (command line):")):
+        load_settings(overrides={"server": {"port": -1}})
+    with pytest.raises(SettingsError, match=re.escape("setting 'server.port' in the configuration (env VOICE_CHANNEL")):
+        load_settings(config_data={"server": {"port": "x"}})
+    monkeypatch.setenv("ELEVENLABS_SPEECH_ENGINE_ID", "nope")
+    with pytest.raises(SettingsError, match=re.escape("setting 'elevenlabs.speech_engine_id' (env ELEVENLABS_SPEECH")):
+        load_settings()
+    monkeypatch.delenv("ELEVENLABS_SPEECH_ENGINE_ID")
+    monkeypatch.setenv("VOICE_CHANNEL_SERVER", '{"port": "x"}')  # a whole section as JSON
+    with pytest.raises(SettingsError, match=re.escape("setting 'server.port' (env VOICE_CHANNEL_SERVER):")):
+        load_settings()

@@ -9,12 +9,19 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from processes import require
 from voice_channel import ui
 from voice_channel.app import create_app
 from voice_channel.plugins import get_plugin_manager
 from voice_channel.settings import Settings, SettingsError
 
-needs_bundle = pytest.mark.skipif(bool(ui.bundle_missing()), reason="the page is not built (make web)")
+
+@pytest.fixture
+def _bundle() -> None:
+    require(not ui.bundle_missing(), "the page is not built (make web)")
+
+
+needs_bundle = pytest.mark.usefixtures("_bundle")
 
 
 async def fetch(server: TestServer, path: str) -> tuple[int, bytes, dict[str, str]]:

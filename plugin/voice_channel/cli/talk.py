@@ -59,6 +59,7 @@ async def run_talk(
             client,
             wait_for_reply=not interactive or bool(os.environ.get("VOICE_CHANNEL_TALK_WAIT")),
             reply_timeout=reply_timeout,
+            echo_input=not interactive,  # a terminal has already shown the line as it was typed
         )
         return await talker.run(stdin_lines())
     finally:

@@ -27,7 +27,7 @@ from aiohttp import WSMsgType, web
 
 from voice_channel.local_engine import convai
 from voice_channel.local_engine.config import LocalEngineConfig
-from voice_channel.local_engine.engine import EngineSession, TurnMetrics
+from voice_channel.local_engine.engine import EngineEvent, EngineSession, TurnMetrics
 from voice_channel.local_engine.speech import SpeechModels, load_models
 
 __all__ = ["ENGINE", "EngineState", "create_engine_app"]
@@ -49,10 +49,32 @@ class EngineState:
     sessions: list[EngineSession] = field(default_factory=list)
     metrics: list[TurnMetrics] = field(default_factory=list)
     metrics_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Every conversation's turn-taking steps, in order (see :class:`~.engine.EngineEvent`).
+    events: list[EngineEvent] = field(default_factory=list)
+    _events_changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def record(self, metrics: TurnMetrics) -> None:
         self.metrics.append(metrics)
         self.metrics_changed.set()
+
+    def record_event(self, event: EngineEvent) -> None:
+        self.events.append(event)
+        self._events_changed.set()
+
+    async def wait_event(self, kind: str, *, event_id: int | None = None, after: int = 0) -> tuple[int, EngineEvent]:
+        """The first event of ``kind`` (for turn ``event_id``, if given) from index ``after`` on, and its index.
+
+        Waits for it to happen; bound the wait with a timeout around the call.
+        """
+        index = after
+        while True:
+            while index < len(self.events):
+                event = self.events[index]
+                index += 1
+                if event.kind == kind and (event_id is None or event.event_id == event_id):
+                    return index - 1, event
+            self._events_changed.clear()
+            await self._events_changed.wait()
 
 
 ENGINE = web.AppKey("local_engine", EngineState)
@@ -133,7 +155,13 @@ async def conversation(request: web.Request) -> web.StreamResponse:
         return ws
     conversation_id = f"conv_local_{secrets.token_hex(8)}"
     session = EngineSession(
-        ws, state.models, state.config, conversation_id=conversation_id, init=init, on_metrics=state.record
+        ws,
+        state.models,
+        state.config,
+        conversation_id=conversation_id,
+        init=init,
+        on_metrics=state.record,
+        on_event=state.record_event,
     )
     state.sessions.append(session)
     try:

@@ -20,6 +20,9 @@ Turn-taking, as the cloud service does it:
 
 Every frame to the browser goes through one writer task, in order; audio frames of a turn that
 was stopped are dropped even if they were already queued.
+
+Each step of turn-taking is also announced as an :class:`EngineEvent` (``on_event``), so that tests and
+benchmarks can follow a conversation by what the engine did instead of by the clock.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from voice_channel.local_engine.vad import (
     make_classifier,
 )
 
-__all__ = ["EngineSession", "TurnMetrics"]
+__all__ = ["EngineEvent", "EngineSession", "TurnMetrics"]
 
 _PIECE_S = 0.1  # agent audio is sent in 100 ms frames
 _CLOSE_REASON_BYTES = 120  # a WebSocket close reason holds at most 123 bytes
@@ -60,6 +63,28 @@ _CLOSE_REASON_BYTES = 120  # a WebSocket close reason holds at most 123 bytes
 
 class _CascadeFailed(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class EngineEvent:
+    """One step of a conversation's turn-taking, as the engine took it.
+
+    ``kind`` is one of:
+
+    * ``speech_started``: the VAD heard the caller start (``event_id`` is the turn that was current, if any);
+    * ``speech_ended``: the VAD's end of speech; a turn with ``event_id`` starts;
+    * ``turn_continued``: speech came before any audio of turn ``event_id``, which is merged into the next;
+    * ``interrupted``: the caller spoke over the audio of turn ``event_id`` (barge-in);
+    * ``transcript_sent``: turn ``event_id``'s transcript went to the channel;
+    * ``first_audio``: the first audio of turn ``event_id``'s reply went to the browser;
+    * ``turn_done``: turn ``event_id`` ended (its audio all sent, or it was stopped);
+    * ``played_out``: the browser has played turn ``event_id``'s audio to the end (by the engine's playout clock).
+    """
+
+    kind: str
+    conversation_id: str
+    event_id: int | None = None
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -136,6 +161,7 @@ class EngineSession:
         conversation_id: str,
         init: dict[str, Any],
         on_metrics: Callable[[TurnMetrics], None] | None = None,
+        on_event: Callable[[EngineEvent], None] | None = None,
     ) -> None:
         self.ws = ws
         self.models = models
@@ -144,6 +170,7 @@ class EngineSession:
         self.init = init
         self.log = structlog.get_logger("voice_channel.local_engine").bind(conversation_id=conversation_id)
         self._on_metrics = on_metrics
+        self._on_event = on_event
         self.detector = TurnDetector(
             make_classifier(config.vad),
             end_of_turn_ms=config.end_of_turn_ms,
@@ -236,6 +263,10 @@ class EngineSession:
         task.add_done_callback(self._tasks.discard)
         return task
 
+    def _event(self, kind: str, event_id: int | None = None) -> None:
+        if self._on_event is not None:
+            self._on_event(EngineEvent(kind, self.conversation_id, event_id))
+
     async def _close_ws(self, code: int, reason: str) -> None:
         message = reason.encode("utf-8")[:_CLOSE_REASON_BYTES]
         if not self.ws.closed:
@@ -315,6 +346,7 @@ class EngineSession:
     def _on_audio(self, pcm: bytes) -> None:
         for event in self.detector.feed(pcm):
             if isinstance(event, SpeechStarted):
+                self._event("speech_started", None if self._turn is None else self._turn.event_id)
                 self._interrupt_for_new_input()
             elif isinstance(event, SpeechPaused):
                 running = self._speculation is not None and not self._speculation.future.done()
@@ -326,6 +358,7 @@ class EngineSession:
                 self._speculation = None
             elif isinstance(event, SpeechEnded):
                 self._start_turn(event.pcm, text=None, speech_end=event.speech_end, decided=event.decided)
+                self._event("speech_ended", self._turn.event_id if self._turn is not None else None)
             elif isinstance(event, SpeechDiscarded) and self._carry is not None:
                 # The "barge-in" was a click or a cough: answer the utterance it cancelled after all.
                 carry, self._carry = self._carry, None
@@ -344,6 +377,7 @@ class EngineSession:
             self._carry = turn
             self._forget(turn)
             self.log.info("local_engine_turn_continued", event_id=turn.event_id)
+            self._event("turn_continued", turn.event_id)
 
     def _stop(self, turn: _Turn) -> None:
         turn.stopped = True
@@ -377,6 +411,7 @@ class EngineSession:
         self.log.info(
             "local_engine_barge_in", event_id=turn.event_id, interruption_id=interruption_id, heard_chars=len(heard)
         )
+        self._event("interrupted", turn.event_id)
 
     def _start_turn(
         self,
@@ -452,6 +487,15 @@ class EngineSession:
             if self._on_metrics is not None and metrics.transcript:
                 self._on_metrics(metrics)
             self.log.info("local_engine_turn_done", **metrics.as_dict())
+            self._event("turn_done", turn.event_id)
+            if not turn.stopped and turn.playout.started is not None:
+                self._spawn(self._played_out(turn), f"played-out-{turn.event_id}")
+
+    async def _played_out(self, turn: _Turn) -> None:
+        """Announce when the browser has played the turn's audio to the end (by the playout clock)."""
+        await asyncio.sleep(turn.playout.ahead())  # the client's real-time playback, not synchronisation
+        if not turn.stopped:
+            self._event("played_out", turn.event_id)
 
     async def _fail(self, message: str) -> None:
         await self._outbox.join()  # the error frame goes out before the close
@@ -467,6 +511,8 @@ class EngineSession:
             if metrics.sends > 1:
                 self.log.warning("local_engine_cascade_resend", sends=metrics.sends)
             await self.upstream.send_transcript(turn.event_id, history)
+            if metrics.sends == 1:
+                self._event("transcript_sent", turn.event_id)
             try:
                 async with asyncio.timeout(self.config.cascade_timeout_s):
                     while not got_text:
@@ -538,6 +584,7 @@ class EngineSession:
         metrics = turn.metrics
         metrics.first_audio_s = turn.since_speech(time.monotonic())
         self._send(convai.metrics(metrics.as_dict()), turn)
+        self._event("first_audio", turn.event_id)
         self.log.info(
             "local_engine_first_audio",
             speech_to_transcript_s=metrics.transcript_s,

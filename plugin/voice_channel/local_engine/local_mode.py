@@ -35,11 +35,12 @@ def channel_overrides(engine_base_url: str) -> dict[str, Any]:
 
 def voice_unavailable() -> str | None:
     """Why a spoken local demo cannot run here, or ``None`` when it can."""
+    from voice_channel.local_engine.models import INSTALL_HINT
     from voice_channel.ui import bundle_missing
 
     missing = [package for module, package in _MODULES.items() if importlib.util.find_spec(module) is None]
     if missing:
-        return f"the local extra is not installed (missing {', '.join(missing)}): pip install 'voice-channel[local]'"
+        return f"the local extra is not installed (missing {', '.join(missing)}): {INSTALL_HINT}"
     if bundle_missing():
         return "the browser page is not built (run `make web`; it needs Node.js and npm)"
     return None

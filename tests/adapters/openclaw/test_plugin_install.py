@@ -26,7 +26,7 @@ from openclaw_sandbox import RunningGateway, start_gateway, wait_ready
 from processes import ROOT, free_port, port_open, stop_process, wait_until
 from voice_channel.client import SpeechEngineClient
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # with the module fixture's setup, on a loaded machine
 
 PLUGIN_DIR = ROOT / "manifests" / "openclaw"
 API_KEY = "sk_plugin_e2e_0123456789abcdef"
@@ -37,21 +37,21 @@ def installed(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
     """A Gateway sandbox where the CLI installed and enabled the plugin, configured, running."""
     running = start_gateway(tmp_path_factory.mktemp("openclaw-plugin"))
     sandbox = running.sandbox
-    sandbox.stop()  # install while stopped, as a user would ("Saved for the next Gateway start")
-    outputs = {
-        "install": sandbox.cli("plugins", "install", str(PLUGIN_DIR), "--force", "--accept-capabilities"),
-        "enable": sandbox.cli("plugins", "enable", "elevenlabs-voice"),
-    }
-    port = free_port()
-    plugin_config = {
-        "elevenlabs": {"api_key": API_KEY},
-        "server": {"port": port},
-        "log_format": "json",
-        "sidecar": {"command": str(Path(sys.executable).with_name("voice-channel")), "stopTimeoutMs": 5000},
-    }
-    sandbox.write_config({"plugins": {"entries": {"elevenlabs-voice": {"config": plugin_config}}}})
-    outputs["validate"] = sandbox.cli("config", "validate")
-    try:
+    try:  # whatever fails or times out here (a loaded machine), the Gateway and the fake model are stopped
+        sandbox.stop()  # install while stopped, as a user would ("Saved for the next Gateway start")
+        outputs = {
+            "install": sandbox.cli("plugins", "install", str(PLUGIN_DIR), "--force", "--accept-capabilities"),
+            "enable": sandbox.cli("plugins", "enable", "elevenlabs-voice"),
+        }
+        port = free_port()
+        plugin_config = {
+            "elevenlabs": {"api_key": API_KEY},
+            "server": {"port": port},
+            "log_format": "json",
+            "sidecar": {"command": str(Path(sys.executable).with_name("voice-channel")), "stopTimeoutMs": 5000},
+        }
+        sandbox.write_config({"plugins": {"entries": {"elevenlabs-voice": {"config": plugin_config}}}})
+        outputs["validate"] = sandbox.cli("config", "validate")
         yield {"running": running, "outputs": outputs, "port": port}
     finally:
         sandbox.stop()

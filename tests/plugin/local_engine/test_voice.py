@@ -8,6 +8,7 @@ back. A recording proxy on the Speech Engine link (the probe) checks that both s
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +35,7 @@ class Exchange:
     index: int
 
 
-async def converse(browser: ConvaiProbe, pcm: bytes, *, listen: bool = True) -> Exchange:
+async def converse(browser: ConvaiProbe, engine: Any, pcm: bytes, *, listen: bool = True) -> Exchange:
     """Say ``pcm``, wait for the transcript and the reply, and (by default) listen to the reply."""
     start = len(browser.received)
     browser.say(pcm)
@@ -42,13 +43,16 @@ async def converse(browser: ConvaiProbe, pcm: bytes, *, listen: bool = True) -> 
     event_id = heard.event()["event_id"]
     reply = await browser.wait_type("agent_response", after=start, event_id=event_id)
     if listen:
-        await listen_to(browser, event_id, start)
+        await listen_to(browser, engine, event_id, start)
     return Exchange(event_id, heard.event()["user_transcript"], reply.event()["agent_response"], start)
 
 
-async def listen_to(browser: ConvaiProbe, event_id: int, start: int) -> None:
-    """Wait for the reply's audio to begin, then for it to play out."""
+async def listen_to(browser: ConvaiProbe, engine: Any, event_id: int, start: int) -> None:
+    """Wait for the reply's audio to begin, then for it to play out: all of it, as the engine counts it (on a
+    loaded machine a later sentence can come after the earlier ones played), and as the listener hears it."""
     await browser.wait_type("audio", after=start, event_id=event_id)
+    async with asyncio.timeout(90):
+        await engine.state.wait_event("played_out", event_id=event_id)
     await browser.listen(after=start)
 
 
@@ -119,17 +123,20 @@ async def test_conformance_and_add_milk_then_read_list_by_voice(start_channel, s
     try:
         async with ConvaiProbe(await local.signed_url()) as browser:
             assert browser.metadata["user_input_audio_format"] == "pcm_16000"  # type: ignore[index]
-            first = await converse(browser, speak("Please add milk to my list."))
+            first = await converse(browser, local, speak("Please add milk to my list."))
             assert "milk" in words(first.transcript)
             assert first.reply == "Added milk."
             assert "milk" in transcribe_audio(speech_models, browser, first.event_id)
 
-            second = await converse(browser, speak("What is on my list?"))
+            second = await converse(browser, local, speak("What is on my list?"))
             assert words(second.transcript) in {"what is on my list", "what's on my list"}
             assert second.event_id > first.event_id
             assert second.reply == "Your list has milk."
             assert "milk" in transcribe_audio(speech_models, browser, second.event_id)
 
+            # The engine announced each step of the turn, in order (what tests synchronise on).
+            steps = [e.kind for e in local.state.events if e.event_id == first.event_id and e.kind != "speech_started"]
+            assert steps == ["speech_ended", "transcript_sent", "first_audio", "turn_done", "played_out"]
             metrics = browser.of_type("local_engine_metrics")
             assert [m.event()["event_id"] for m in metrics] == [first.event_id, second.event_id]
             assert all(m.event()["first_audio_s"] > 0 for m in metrics)
@@ -160,13 +167,13 @@ async def test_barge_in_stops_the_long_reply_and_the_new_turn_is_answered(
             long_id = help_turn.event()["event_id"]
             await browser.wait_type("audio", after=start, event_id=long_id)
             # Speak over it as soon as it is heard.
-            barge = await converse(browser, speak("Please add milk to my list."), listen=False)
+            barge = await converse(browser, local, speak("Please add milk to my list."), listen=False)
             interruption = browser.of_type("interruption")
             assert len(interruption) == 1
             interruption_id = interruption[0].event()["event_id"]
             assert long_id < interruption_id < barge.event_id
             assert barge.reply == "Added milk."
-            await listen_to(browser, barge.event_id, barge.index)
+            await listen_to(browser, local, barge.event_id, barge.index)
 
             cut = next(i for i, item in enumerate(browser.received) if item.type == "interruption")
             late = [i for i in browser.received[cut:] if i.type == "audio" and i.event()["event_id"] == long_id]
@@ -195,18 +202,18 @@ async def test_spoken_confirmation_with_code_word(start_channel, start_engine, s
     _channel, probe, local = await start_stack(start_channel, start_engine)
     try:
         async with ConvaiProbe(await local.signed_url()) as browser:
-            added = await converse(browser, speak("Please add milk to my list."))
+            added = await converse(browser, local, speak("Please add milk to my list."))
             assert added.reply == "Added milk."
-            ask = await converse(browser, speak("Please clear my list."))
+            ask = await converse(browser, local, speak("Please clear my list."))
             assert words(ask.transcript) == "please clear my list"
             match = re.search(r'say the code word "([a-z]+)"', ask.reply)
             assert match, ask.reply
             code_word = match.group(1)
             assert code_word in CODE_WORDS
-            done = await converse(browser, speak(f"{code_word.capitalize()}."))
+            done = await converse(browser, local, speak(f"{code_word.capitalize()}."))
             assert code_word in words(done.transcript)
             assert done.reply == "Cleared your list."
-            empty = await converse(browser, speak("What is on my list?"))
+            empty = await converse(browser, local, speak("What is on my list?"))
             assert empty.reply == "Your list is empty."
             assert "empty" in transcribe_audio(speech_models, browser, empty.event_id)
         await probe.wire.wait(lambda w: w.up("close"))
@@ -219,10 +226,10 @@ async def test_spoken_no_keeps_the_list(start_channel, start_engine, speak):
     _channel, probe, local = await start_stack(start_channel, start_engine)
     try:
         async with ConvaiProbe(await local.signed_url()) as browser:
-            await converse(browser, speak("Please add bread to my list."))
-            ask = await converse(browser, speak("Please remove bread."))
+            await converse(browser, local, speak("Please add bread to my list."))
+            ask = await converse(browser, local, speak("Please remove bread."))
             assert "Should I go ahead?" in ask.reply
-            answer = await converse(browser, speak("No."))
+            answer = await converse(browser, local, speak("No."))
             assert answer.reply == "Okay, I kept bread."
     finally:
         await probe.close()
