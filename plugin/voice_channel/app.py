@@ -35,6 +35,7 @@ from voice_channel.endpoint import speech_engine_endpoint
 from voice_channel.gc_policy import apply_gc_policy
 from voice_channel.health import HEALTH_PATHS, add_health_routes
 from voice_channel.keys import DRAIN, STATE, TOKENS, ChannelState
+from voice_channel.logging import setup_logging
 from voice_channel.metrics import METRICS_PATH, NO_METRICS, PrometheusMetrics, metrics_endpoint
 from voice_channel.plugins import PluginHooks, RuntimeEntry, get_plugin_manager
 from voice_channel.settings import Settings, SettingsError, build_settings_class, load_settings
@@ -91,7 +92,7 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None, *, dr
     add_health_routes(app)
     app.router.add_get(TOKEN_PATH, token_endpoint, allow_head=False)  # a HEAD must not spend a token
     if settings.metrics.enabled:
-        app.router.add_get(METRICS_PATH, metrics_endpoint)
+        app.router.add_get(METRICS_PATH, metrics_endpoint(settings.metrics.allowed_networks))
     if settings.ui.enabled:
         add_ui_routes(app)
     # Redis first: a start-up check that fails leaves nothing else started to be unwound.
@@ -108,8 +109,6 @@ def app_from_environment() -> web.Application:
 
     ``gunicorn -c python:voice_channel.gunicorn_conf 'voice_channel.app:app_from_environment()'``
     """
-    from voice_channel.cli.common import setup_logging
-
     pm = get_plugin_manager()
     settings_cls = build_settings_class(PluginHooks(pm).settings_sections())
     settings = load_settings(config_file=os.environ.get(CONFIG_ENV) or None, settings_cls=settings_cls)

@@ -26,28 +26,20 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
+from voice_channel.contract import ConfirmationPolicy
+from voice_channel.intents import AFFIRMATIVE_WORDS, NEGATIVE_WORDS, normalize_words
 from voice_channel.runtime import ConfirmationRequest
-from voice_channel.untrusted import AFFIRMATIVE_WORDS, NEGATIVE_WORDS, normalize_words
 
 __all__ = [
     "CODE_WORDS",
     "PROMPT_LEAD",
     "Answer",
-    "ConfirmationPolicy",
     "PendingConfirmation",
     "base_policy",
     "build_prompt",
     "parse_answer",
     "recognize_prompt",
 ]
-
-
-class ConfirmationPolicy(enum.IntEnum):
-    """How strict a spoken confirmation must be; higher is stricter."""
-
-    PLAIN = 1  #: "yes" or "no"
-    CODE_WORD = 2  #: the request's one-time code word
-    NEVER = 3  #: never approvable by voice
 
 
 class Answer(enum.Enum):

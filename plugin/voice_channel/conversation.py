@@ -14,15 +14,10 @@ For a ``user_transcript`` with ``event_id`` E, while the current turn T has id T
 A transcript whose history ends with the agent's item has nothing new from the caller: its turn
 ends with ``is_final`` and nothing else (logged ``transcript_ends_with_agent``).
 
-A conversation owns at most one turn task, the runtime *run* (the iterator of
-``RuntimeSession.respond``) that the turn speaks, and any run paused on a confirmation. A run
-can outlive its turn: when the runtime asks for a confirmation the turn ends with the prompt,
-and the run continues in the turn of the utterance that answered it (its reaction to a "no"
-included). A confirmation that times out is denied while no turn is open: the runtime is told
-(``resolve(..., deny)``) and its run is drained *silently*, since nothing a denied run says may
-be spoken later, under any ``event_id``. The protocol cannot speak outside a turn, so the next
-turn starts with one short sentence of the channel's own about it, then stops that run.
-:meth:`Conversation.close` cancels and awaits all of it and closes the runtime session.
+A conversation owns at most one turn task and the runtime session. The run a turn speaks can
+outlive its turn (paused on a spoken confirmation, or drained after one timed out): that state and
+its flow live in :mod:`voice_channel.pending`. :meth:`Conversation.close` cancels and awaits all of
+it and closes the runtime session.
 """
 
 from __future__ import annotations
@@ -31,31 +26,26 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Mapping
-from dataclasses import dataclass
+from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from voice_channel.confirmations import Answer, ConfirmationPolicy, PendingConfirmation, base_policy
 from voice_channel.metrics import NO_METRICS, Metrics
 from voice_channel.outbox import Frame, Outbox
+from voice_channel.pending import PendingRuns, Run
 from voice_channel.protocol import MAX_EVENT_ID_JUMP, UserTranscriptMessage
 from voice_channel.ratelimit import RateLimiter
 from voice_channel.record import ConversationRecord
 from voice_channel.runtime import (
-    ConfirmationDecision,
     ConfirmationRequest,
     ConversationContext,
     Intent,
-    Notice,
     Refusal,
     Runtime,
     RuntimeMessage,
     RuntimeSession,
-    TextDelta,
 )
-from voice_channel.speech import extract_text
 from voice_channel.turn import Turn, TurnState
 from voice_channel.untrusted import (
     NOTHING_NEW,
@@ -74,46 +64,6 @@ __all__ = ["Conversation"]
 
 _SLOW_DOWN = "Please slow down a little; I can only take so many requests at once."
 _NOTHING_TO_REPEAT = "I haven't said anything yet."
-_NEVER_BY_VOICE = "I can't approve that by voice, so I won't do it."
-#: Said at the start of the turn after a confirmation timed out (the protocol has no way to speak
-#: between turns); the denied run's own words after the denial are never spoken.
-NO_ANSWER_IN_TIME = "I didn't hear an answer in time, so I didn't do it."
-
-
-@dataclass(eq=False)
-class _Run:
-    """A runtime's reply stream, possibly spanning turns."""
-
-    events: AsyncIterator[Any]
-    closed: bool = False
-
-    async def aclose(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        aclose = getattr(self.events, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
-@dataclass(eq=False)
-class _Paused:
-    """A run paused on a confirmation request, waiting for the caller's answer."""
-
-    run: _Run
-    confirmation: PendingConfirmation
-    timer: asyncio.TimerHandle | None = None
-
-
-@dataclass(eq=False)
-class _Unanswered:
-    """A run whose confirmation timed out: denied, then drained silently until the next turn."""
-
-    run: _Run
-    #: Sends the denial; never cancelled by the next turn, so the runtime always learns of it.
-    denial: asyncio.Task[None] | None = None
-    #: Reads (and drops) what the run says after the denial.
-    drain: asyncio.Task[None] | None = None
 
 
 class Conversation:
@@ -147,10 +97,19 @@ class Conversation:
         self._metrics = metrics
         self._turns = RateLimiter(settings.input.max_turns_per_minute, max_clients=1)
         self._session_task: asyncio.Task[RuntimeSession] | None = None
-        self._paused: _Paused | None = None
-        self._unanswered: _Unanswered | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
+        self._pending = PendingRuns(
+            conversation=self,
+            session=self._session,
+            hooks=hooks,
+            settings=settings,
+            metrics=metrics,
+            spawn=self._spawn,
+            settle=self._settle,
+            closed=lambda: self._closed,
+            log=self.log,
+        )
         #: The runtime session opened and ``conversation_started`` was announced.
         self._started = False
 
@@ -163,7 +122,7 @@ class Conversation:
     @property
     def awaiting_confirmation(self) -> ConfirmationRequest | None:
         """The request the next utterance will answer, if any."""
-        return self._paused.confirmation.request if self._paused is not None else None
+        return self._pending.awaiting
 
     def on_init(self, conversation_id: str) -> None:
         if self.conversation_id is not None:
@@ -235,6 +194,7 @@ class Conversation:
         self.conversation_id = conversation_id
         self.log = self.log.bind(conversation_id=conversation_id)
         self._outbox.log = self.log
+        self._pending.log = self.log
         structlog.contextvars.bind_contextvars(conversation_id=conversation_id)
         self.log.info("conversation_started", runtime=self.runtime_name)
         self._session_task = self._spawn(self._open_session())
@@ -277,11 +237,7 @@ class Conversation:
                 turn.task.cancel()
                 await self._settle(turn.task)
         await self._outbox.aclose()
-        if self._paused is not None:
-            paused, self._paused = self._paused, None
-            await self._decide_and_close(paused, ConfirmationDecision(False, "closed"))
-        if self._unanswered is not None:
-            await self._end_unanswered()
+        await self._pending.close()
         session = await self._close_session_task()
         for task in list(self._tasks):
             task.cancel()
@@ -337,11 +293,9 @@ class Conversation:
                 turn.log.info("transcript_ends_with_agent", action="nothing_to_answer")
                 await turn.finish()
                 return
-            if self._unanswered is not None:
-                await self._end_unanswered()
-                await turn.say(NO_ANSWER_IN_TIME + " ")
-            if self._paused is not None:
-                await self._answer_confirmation(turn, utterance)
+            await self._pending.end_unanswered(turn)
+            if self._pending.awaiting is not None:
+                await self._pending.answer(turn, utterance)
             else:
                 await self._respond(turn, utterance)
             await turn.finish()
@@ -387,8 +341,8 @@ class Conversation:
                 return
             message = self._reapply_boundary(message, verdict)
         try:
-            run = _Run(session.respond(message))
-            await self._speak_run(turn, run)
+            run = Run(session.respond(message))
+            await self._pending.speak(turn, run)
             if run.closed and not turn.runtime_output and turn.running:
                 # The runtime ended without a word (it dropped or queued the message): never an
                 # empty final, and never just the filler.
@@ -397,145 +351,6 @@ class Conversation:
         finally:
             # The record holds what came *before* the message while the runtime answers it.
             self.record.add_user(message.text, turn.event_id)
-
-    async def _speak_run(self, turn: Turn, run: _Run) -> None:
-        """Speak ``run`` in ``turn`` until it ends or pauses on a confirmation."""
-        try:
-            while True:
-                request = await turn.speak(run.events)
-                if request is None:
-                    await run.aclose()
-                    return
-                if await self._pause_for_confirmation(turn, run, request):
-                    return
-        except BaseException:
-            if self._paused is None or self._paused.run is not run:
-                await self._close_run(run)
-            raise
-
-    # --- confirmations -----------------------------------------------------------------------------
-
-    async def _pause_for_confirmation(self, turn: Turn, run: _Run, request: ConfirmationRequest) -> bool:
-        """Ask the caller; return False if the run goes on in this turn (refused by policy)."""
-        try:
-            policies = await self._hooks.confirmation_policies(request, self)
-        except asyncio.CancelledError:
-            # Interrupted before the caller was even asked: the request is denied, not left hanging.
-            await self._resolve(request, ConfirmationDecision(False, "superseded"))
-            raise
-        policy = max([base_policy(request), *policies])
-        log = turn.log.bind(request_id=request.id, risk=request.risk, policy=policy.name.lower())
-        if policy is ConfirmationPolicy.NEVER:
-            log.info("confirmation_refused_by_policy")
-            await turn.say(_NEVER_BY_VOICE + " ")
-            await self._resolve(request, ConfirmationDecision(False, "policy"))
-            return False
-        if self._paused is not None:
-            stale, self._paused = self._paused, None
-            await self._decide_and_close(stale, ConfirmationDecision(False, "superseded"))
-        confirmation = PendingConfirmation.open(request, policy, self._settings.confirmations.timeout_s)
-        paused = _Paused(run, confirmation)
-        paused.timer = asyncio.get_running_loop().call_later(
-            self._settings.confirmations.timeout_s, self._on_confirmation_timeout, paused
-        )
-        self._paused = paused
-        log.info("confirmation_requested")
-        self._metrics.confirmation("asked")
-        await turn.say(confirmation.prompt())
-        return True
-
-    async def _answer_confirmation(self, turn: Turn, utterance: Utterance) -> None:
-        paused = self._paused
-        assert paused is not None
-        confirmation = paused.confirmation
-        expired = confirmation.expired
-        if expired or utterance.intent in (Intent.STOP, Intent.CANCEL):
-            answer = Answer.DENY
-        else:
-            answer = confirmation.parse(utterance.text, truncated="truncated" in utterance.flags)
-        log = turn.log.bind(request_id=confirmation.request.id)
-        if answer is Answer.UNCLEAR and confirmation.asked < 2:
-            confirmation.asked += 1
-            log.info("confirmation_reasked")
-            await turn.say(confirmation.prompt(reask=True))
-            return
-        self._paused = None
-        if paused.timer is not None:
-            paused.timer.cancel()
-        reason = "timeout" if expired else "doubt" if answer is Answer.UNCLEAR else "user"
-        decision = ConfirmationDecision(answer is Answer.APPROVE, reason)
-        self._metrics.confirmation("timed_out" if expired else "approved" if decision.approved else "denied")
-        await self._resolve(confirmation.request, decision)
-        await self._speak_run(turn, paused.run)
-
-    def _on_confirmation_timeout(self, paused: _Paused) -> None:
-        # Timer callback: no answer in time, and no turn is open to say so. Deny, and let the run
-        # react to the denial unheard.
-        if self._paused is not paused or self._closed:
-            return
-        self._paused = None
-        self._metrics.confirmation("timed_out")
-        unanswered = _Unanswered(paused.run)
-        self._unanswered = unanswered
-        unanswered.denial = self._spawn(
-            self._resolve_or_log(paused.confirmation.request, ConfirmationDecision(False, "timeout"))
-        )
-        unanswered.drain = self._spawn(self._drain(unanswered))
-
-    async def _drain(self, unanswered: _Unanswered) -> None:
-        """Read what a denied run says while no turn is open, and drop it."""
-        assert unanswered.denial is not None
-        # The run resumes only once the runtime has the decision (asyncio.wait never cancels it).
-        await asyncio.wait({unanswered.denial})
-        dropped = 0
-        try:
-            async for event in unanswered.run.events:
-                if isinstance(event, ConfirmationRequest):
-                    # Nobody is listening to ask: a new request of the denied run is denied too.
-                    await self._resolve(event, ConfirmationDecision(False, "superseded"))
-                elif isinstance(event, TextDelta):
-                    dropped += len(event.text)
-                elif not isinstance(event, Notice):
-                    dropped += len(extract_text(event) or "")
-        finally:
-            self.log.info("denied_run_unspoken", reason="timeout", dropped_chars=dropped)
-            await self._close_run(unanswered.run)
-
-    async def _end_unanswered(self) -> None:
-        """Make sure the runtime has the denial, then stop the drained run."""
-        unanswered, self._unanswered = self._unanswered, None
-        if unanswered is None:
-            return
-        if unanswered.denial is not None:
-            done, _pending = await asyncio.wait({unanswered.denial}, timeout=self._settings.turn.cancel_grace_s)
-            if not done:  # still owned by self._tasks: close() awaits it
-                self.log.warning("confirmation_resolve_slow", grace_s=self._settings.turn.cancel_grace_s)
-        if unanswered.drain is not None and not unanswered.drain.done():
-            unanswered.drain.cancel()
-            await self._settle(unanswered.drain)
-        await self._close_run(unanswered.run)
-
-    async def _resolve(self, request: ConfirmationRequest, decision: ConfirmationDecision) -> None:
-        session = await self._session()
-        self.log.info(
-            "confirmation_decided",
-            request_id=request.id,
-            approved=decision.approved,
-            reason=decision.reason,
-        )
-        await session.resolve(request.id, decision)
-
-    async def _resolve_or_log(self, request: ConfirmationRequest, decision: ConfirmationDecision) -> None:
-        try:
-            await self._resolve(request, decision)
-        except Exception:
-            self.log.exception("confirmation_resolve_failed", request_id=request.id)
-
-    async def _decide_and_close(self, paused: _Paused, decision: ConfirmationDecision) -> None:
-        if paused.timer is not None:
-            paused.timer.cancel()
-        await self._resolve_or_log(paused.confirmation.request, decision)
-        await self._close_run(paused.run)
 
     # --- helpers -------------------------------------------------------------------------------------
 
@@ -561,12 +376,6 @@ class Conversation:
         suspicious = utterance.flags - {"malformed_items", "no_user_text", NOTHING_NEW}
         if suspicious:
             turn.log.warning("untrusted_input_anomaly", flags=sorted(suspicious), removed_chars=utterance.removed_chars)
-
-    async def _close_run(self, run: _Run) -> None:
-        try:
-            await run.aclose()
-        except Exception:
-            self.log.exception("runtime_stream_close_failed")
 
     async def _settle(self, task: asyncio.Task[Any]) -> None:
         """Wait (bounded) for a cancelled task to finish; a runtime that ignores cancellation is logged."""

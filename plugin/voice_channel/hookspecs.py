@@ -50,10 +50,8 @@ if TYPE_CHECKING:
     from aiohttp import web
     from pydantic import BaseModel
 
-    from voice_channel.confirmations import ConfirmationPolicy
-    from voice_channel.conversation import Conversation
+    from voice_channel.contract import ConfirmationPolicy, ConversationInfo, TokenDenied
     from voice_channel.runtime import ConfirmationRequest, Refusal, RuntimeMessage
-    from voice_channel.tokens import TokenDenied
 
 # --- registration -------------------------------------------------------------------------------
 
@@ -91,7 +89,7 @@ def voice_channel_register_settings(register: Callable[[str, type[BaseModel]], N
 
 
 @hookspec
-def voice_channel_conversation_started(conversation: Conversation) -> Awaitable[None] | None:
+def voice_channel_conversation_started(conversation: ConversationInfo) -> Awaitable[None] | None:
     """A verified conversation has started (after its ``init`` frame).
 
     ``conversation`` exposes ``conversation_id``, ``runtime_name``, ``handshake_headers`` (the
@@ -105,7 +103,7 @@ def voice_channel_conversation_started(conversation: Conversation) -> Awaitable[
 
 
 @hookspec
-def voice_channel_conversation_ended(conversation: Conversation, reason: str) -> Awaitable[None] | None:
+def voice_channel_conversation_ended(conversation: ConversationInfo, reason: str) -> Awaitable[None] | None:
     """A conversation has ended and its turns and runtime session are closed.
 
     :param conversation: the conversation.
@@ -123,7 +121,7 @@ def voice_channel_conversation_ended(conversation: Conversation, reason: str) ->
 
 @hookspec
 def voice_channel_transcript(
-    message: RuntimeMessage, conversation: Conversation
+    message: RuntimeMessage, conversation: ConversationInfo
 ) -> Awaitable[RuntimeMessage | Refusal | None] | RuntimeMessage | Refusal | None:
     """Observe, transform or veto an utterance *after* the trust boundary.
 
@@ -145,7 +143,7 @@ def voice_channel_transcript(
 
 @hookspec
 def voice_channel_confirmation_policy(
-    request: ConfirmationRequest, conversation: Conversation
+    request: ConfirmationRequest, conversation: ConversationInfo
 ) -> Awaitable[ConfirmationPolicy | None] | ConfirmationPolicy | None:
     """Decide how strict the spoken confirmation of ``request`` must be.
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from aiohttp import web
@@ -214,11 +215,13 @@ def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
-async def metrics_endpoint(request: web.Request) -> web.Response:
-    from voice_channel.keys import STATE
+def metrics_endpoint(allowed_networks: list[str]) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The ``/metrics`` handler: the exposition for a direct peer in ``allowed_networks``, else 404."""
 
-    settings = request.config_dict[STATE].settings
-    if _came_through_proxy(request) or not _peer_allowed(request, settings.metrics.allowed_networks):
-        raise web.HTTPNotFound()
-    body, content_type = render()
-    return web.Response(body=body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
+    async def endpoint(request: web.Request) -> web.Response:
+        if _came_through_proxy(request) or not _peer_allowed(request, allowed_networks):
+            raise web.HTTPNotFound()
+        body, content_type = render()
+        return web.Response(body=body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
+
+    return endpoint

@@ -22,10 +22,10 @@ from aiohttp import web
 from yarl import URL
 
 from voice_channel.auth import bearer_credential, secret_matches
+from voice_channel.contract import TokenDenied
 from voice_channel.keys import STATE
 from voice_channel.markers import hookimpl
 from voice_channel.settings import Settings
-from voice_channel.tokens import TokenDenied
 
 __all__ = ["LOOPBACK_HOSTS", "ORIGIN_FIX", "allowed_origins", "authorize", "voice_channel_authorize_token"]
 

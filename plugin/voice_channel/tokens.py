@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -38,32 +37,12 @@ if TYPE_CHECKING:
     from voice_channel.settings import Settings
     from voice_channel.shared_ratelimit import SharedRateLimiter
 
-__all__ = ["TokenDenied", "TokenService", "elevenlabs_client_context", "error_response", "token_endpoint"]
+__all__ = ["TokenService", "elevenlabs_client_context", "error_response", "token_endpoint"]
 
 log = structlog.get_logger("voice_channel.tokens")
 
 #: How long the engine's "first-message override allowed" flag is trusted before it is asked again.
 OVERRIDE_CHECK_TTL_S = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class TokenDenied:
-    """A refusal of ``voice_channel_authorize_token``, with what the page shows.
-
-    :param message: plain words for the person at the page (shown as is).
-    :param code: machine-readable, e.g. ``access_code_required`` (the page then asks for an access code).
-    :param status: HTTP status, 4xx: 401 when a credential would help, 403 otherwise.
-    :param reason: for the server log only, never sent.
-    """
-
-    message: str = "This page is not allowed to start a conversation."
-    code: str = "forbidden"
-    status: int = 403
-    reason: str = ""
-
-    def __post_init__(self) -> None:
-        if not 400 <= self.status < 500:
-            raise ValueError(f"TokenDenied.status must be a 4xx status, got {self.status}")
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:

@@ -13,8 +13,8 @@ from structlog.testing import capture_logs
 
 from support import Recorder, ScriptedPlugin, barrier, conversation
 from voice_channel.confirmations import PROMPT_LEAD
-from voice_channel.conversation import NO_ANSWER_IN_TIME
 from voice_channel.keys import STATE
+from voice_channel.pending import NO_ANSWER_IN_TIME
 from voice_channel.runtime import ConfirmationRequest, Notice, RuntimeMessage, TextDelta
 
 TAIL = "Tool result: rm notes.txt BLOCKED by the user. I did not delete it."

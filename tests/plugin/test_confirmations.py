@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from voice_channel.confirmations import Answer, ConfirmationPolicy, PendingConfirmation, parse_answer
+from voice_channel.confirmations import Answer, PendingConfirmation, parse_answer
+from voice_channel.contract import ConfirmationPolicy
 from voice_channel.runtime import ConfirmationRequest
 
 PLAIN, CODE_WORD, NEVER = ConfirmationPolicy.PLAIN, ConfirmationPolicy.CODE_WORD, ConfirmationPolicy.NEVER

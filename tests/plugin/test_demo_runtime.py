@@ -9,7 +9,7 @@ import pytest
 from support import conversation
 from voice_channel import hookimpl
 from voice_channel.confirmations import PROMPT_LEAD, recognize_prompt
-from voice_channel.conversation import NO_ANSWER_IN_TIME
+from voice_channel.pending import NO_ANSWER_IN_TIME
 from voice_channel.runtimes.demo import HELP, DemoRuntime, DemoSession
 
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from support import ScriptedPlugin, conversation, words
 from voice_channel import hookimpl
 from voice_channel.confirmations import recognize_prompt
+from voice_channel.intents import match_intent
 from voice_channel.runtime import Intent
 from voice_channel.untrusted import (
     _INVISIBLE,
@@ -20,7 +21,6 @@ from voice_channel.untrusted import (
     cap_text,
     defuse_markers,
     has_live_marker,
-    match_intent,
     read_transcript,
     sanitize,
 )
@@ -142,7 +142,8 @@ async def test_corpus_confirmation_answers_through_the_demo_runtime(start_channe
 
 
 def test_a_cut_answer_is_never_an_approval():
-    from voice_channel.confirmations import Answer, ConfirmationPolicy, parse_answer
+    from voice_channel.confirmations import Answer, parse_answer
+    from voice_channel.contract import ConfirmationPolicy
 
     assert parse_answer("yes yes yes", ConfirmationPolicy.PLAIN) is Answer.APPROVE
     assert parse_answer("yes yes yes", ConfirmationPolicy.PLAIN, truncated=True) is Answer.UNCLEAR
@@ -339,7 +340,7 @@ async def test_long_turn_is_cut_and_flagged(start_channel):
 
 def test_code_words_are_distinct_and_never_answer_words():
     from voice_channel.confirmations import _FILLER, CODE_WORDS
-    from voice_channel.untrusted import AFFIRMATIVE_WORDS, NEGATIVE_WORDS
+    from voice_channel.intents import AFFIRMATIVE_WORDS, NEGATIVE_WORDS
 
     def edits(a: str, b: str) -> int:
         row = list(range(len(b) + 1))

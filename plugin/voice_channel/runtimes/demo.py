@@ -18,6 +18,7 @@ import itertools
 import re
 from collections.abc import AsyncIterator
 
+from voice_channel.intents import normalize_words
 from voice_channel.markers import hookimpl
 from voice_channel.runtime import (
     ConfirmationDecision,
@@ -28,7 +29,6 @@ from voice_channel.runtime import (
     TextDelta,
 )
 from voice_channel.settings import Settings
-from voice_channel.untrusted import normalize_words
 
 HELP = "I can add, read, remove or clear items on your list. Try saying: add milk."
 

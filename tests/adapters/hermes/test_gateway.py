@@ -12,7 +12,7 @@ import pytest
 from hermes_support import MEDIUM_REPLY, PLATFORM, PLUGIN
 from voice_channel.client import Reply, SpeechEngineClient
 from voice_channel.confirmations import PROMPT_LEAD, recognize_prompt
-from voice_channel.conversation import NO_ANSWER_IN_TIME
+from voice_channel.pending import NO_ANSWER_IN_TIME
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
