@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from voice_channel.ui import bundle_missing
+from voice_channel.elevenlabs.page import bundle_missing
 
 CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
 FLAGS = [

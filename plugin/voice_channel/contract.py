@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from voice_channel.record import ConversationRecord
+    from voice_channel.channel.record import ConversationRecord
     from voice_channel.runtime import ConfirmationRequest
 
 __all__ = ["ConfirmationPolicy", "ConversationInfo", "TokenDenied"]

@@ -149,7 +149,7 @@ def voice_channel_confirmation_policy(
 
     Every implementation is asked, and the *strictest* answer applies; it can never be below what
     the request itself asks for (``risk="high"`` means a code word). So a plugin can only raise
-    the bar: to a code word, or to :attr:`~voice_channel.confirmations.ConfirmationPolicy.NEVER`
+    the bar: to a code word, or to :attr:`~voice_channel.channel.confirmations.ConfirmationPolicy.NEVER`
     (never approvable by voice). An exception counts as ``NEVER``.
 
     This deliberately differs from a ``firstresult`` hook: with first-result semantics a lenient
@@ -157,7 +157,7 @@ def voice_channel_confirmation_policy(
 
     :param request: what the runtime wants to do.
     :param conversation: the conversation.
-    :returns: a :class:`~voice_channel.confirmations.ConfirmationPolicy`, or ``None`` to abstain.
+    :returns: a :class:`~voice_channel.channel.confirmations.ConfirmationPolicy`, or ``None`` to abstain.
 
     .. versionadded:: 0.1
     """
@@ -186,7 +186,7 @@ def voice_channel_authorize_token(
 
     :param request: the aiohttp request (``request.config_dict`` holds the channel's state).
     :returns: ``True`` to allow; ``False`` to deny (HTTP 403, "not allowed"); a
-        :class:`~voice_channel.tokens.TokenDenied` to deny with your own status, code and plain-words message for
+        :class:`~voice_channel.contract.TokenDenied` to deny with your own status, code and plain-words message for
         the page; ``None`` to let the next implementation decide.
 
     .. versionadded:: 0.1

@@ -52,7 +52,11 @@ log = structlog.get_logger("voice_channel.plugins")
 
 ENTRY_POINT_GROUP = PROJECT
 #: Built-in features, registered as plugins through the same hooks as third-party ones.
-DEFAULT_PLUGINS = ("voice_channel.runtimes.echo", "voice_channel.runtimes.demo", "voice_channel.token_policy")
+DEFAULT_PLUGINS = (
+    "voice_channel.default_plugins.echo",
+    "voice_channel.default_plugins.demo",
+    "voice_channel.default_plugins.token_policy",
+)
 #: Comma-separated plugin names that must not be loaded.
 DISABLE_ENV = "VOICE_CHANNEL_DISABLE_PLUGINS"
 #: Comma-separated modules to import and register as plugins, without packaging them.

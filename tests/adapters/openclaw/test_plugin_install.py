@@ -23,7 +23,7 @@ import pytest
 from openclaw_sandbox import RunningGateway, start_gateway, wait_ready
 
 from processes import ROOT, free_port, port_open, stop_process, wait_until
-from voice_channel.client import SpeechEngineClient
+from voice_channel.elevenlabs.client import SpeechEngineClient
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
