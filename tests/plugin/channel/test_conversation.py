@@ -7,6 +7,7 @@ import asyncio
 import structlog
 
 from support import FakeSocket, ScriptedPlugin
+from voice_channel import ConversationInfo
 from voice_channel.channel.conversation import Conversation
 from voice_channel.channel.outbox import Outbox
 from voice_channel.channel.protocol import UserTranscriptMessage
@@ -113,3 +114,26 @@ async def test_runtime_that_ignores_cancellation_does_not_block_the_next_turn():
     assert "".join(f["content"] for f in sock.sent if f["event_id"] == 2) == "second answer"
     plugin.recorder.release.set()
     await conv.close("close")
+
+
+async def test_hooks_see_the_conversation_as_the_read_only_contract_view():
+    async def reply(message, rec):
+        yield "hi"
+
+    sock = FakeSocket()
+    conv = await make_conversation(ScriptedPlugin(reply), sock)
+    try:
+        assert isinstance(conv, ConversationInfo)
+        members = {name for name in vars(ConversationInfo) if not name.startswith("_")}
+        assert members == {
+            "conversation_id",
+            "runtime_name",
+            "handshake_headers",
+            "record",
+            "started_at",
+            "ended_reason",
+            "awaiting_confirmation",
+        }
+        assert conv.conversation_id == "conv-unit" and conv.awaiting_confirmation is None
+    finally:
+        await conv.close("close")
