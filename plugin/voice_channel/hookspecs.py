@@ -92,11 +92,12 @@ def voice_channel_register_settings(register: Callable[[str, type[BaseModel]], N
 def voice_channel_conversation_started(conversation: ConversationInfo) -> Awaitable[None] | None:
     """A verified conversation has started (after its ``init`` frame).
 
-    ``conversation`` exposes ``conversation_id``, ``runtime_name``, ``handshake_headers`` (the
-    upgrade request's headers, minus the authorization and shared-secret headers) and ``record``.
-    An exception is logged and ignored.
+    ``conversation`` is a read-only :class:`~voice_channel.contract.ConversationInfo`:
+    ``conversation_id``, ``runtime_name``, ``handshake_headers`` (the upgrade request's headers,
+    minus the authorization and shared-secret headers), ``record``, ``started_at``,
+    ``ended_reason`` and ``awaiting_confirmation``. An exception is logged and ignored.
 
-    :param conversation: the conversation.
+    :param conversation: the conversation, read-only.
 
     .. versionadded:: 0.1
     """
@@ -149,7 +150,7 @@ def voice_channel_confirmation_policy(
 
     Every implementation is asked, and the *strictest* answer applies; it can never be below what
     the request itself asks for (``risk="high"`` means a code word). So a plugin can only raise
-    the bar: to a code word, or to :attr:`~voice_channel.channel.confirmations.ConfirmationPolicy.NEVER`
+    the bar: to a code word, or to :attr:`~voice_channel.contract.ConfirmationPolicy.NEVER`
     (never approvable by voice). An exception counts as ``NEVER``.
 
     This deliberately differs from a ``firstresult`` hook: with first-result semantics a lenient
@@ -157,7 +158,7 @@ def voice_channel_confirmation_policy(
 
     :param request: what the runtime wants to do.
     :param conversation: the conversation.
-    :returns: a :class:`~voice_channel.channel.confirmations.ConfirmationPolicy`, or ``None`` to abstain.
+    :returns: a :class:`~voice_channel.contract.ConfirmationPolicy`, or ``None`` to abstain.
 
     .. versionadded:: 0.1
     """
