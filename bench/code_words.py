@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugin"))
 
-from voice_channel.confirmations import CODE_WORDS
+from voice_channel.channel.confirmations import CODE_WORDS
 from voice_channel.local_engine.models import whisper_model_dir
 from voice_channel.local_engine.probe import SpeechMaker
 from voice_channel.local_engine.stt import Transcriber

@@ -28,7 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "plugin"))
 
-from voice_channel.client import SpeechEngineClient  # noqa: E402
+from voice_channel.elevenlabs.client import SpeechEngineClient  # noqa: E402
 
 UTTERANCE = "please add two liters of milk and a loaf of bread to my shopping list"
 

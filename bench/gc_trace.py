@@ -20,8 +20,8 @@ import sys
 import time
 from collections import Counter
 
-from voice_channel import gc_policy, server
 from voice_channel.cli import main
+from voice_channel.serving import gc_policy, server
 
 
 def trace() -> None:

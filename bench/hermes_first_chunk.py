@@ -116,7 +116,7 @@ async def run(args: argparse.Namespace) -> int:
     from gateway.run import GatewayRunner
     from hermes_cli import plugins as hermes_plugins
 
-    from voice_channel.client import SpeechEngineClient
+    from voice_channel.elevenlabs.client import SpeechEngineClient
 
     hermes_plugins.discover_plugins(force=True)
     runner = GatewayRunner(load_gateway_config())

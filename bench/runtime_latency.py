@@ -28,7 +28,7 @@ from aiohttp.test_utils import TestServer  # noqa: E402
 from fake_openai import FakeOpenAI, RemoteFake  # noqa: E402
 from runtime_support import adapter_settings  # noqa: E402
 from voice_channel.app import create_app  # noqa: E402
-from voice_channel.client import SpeechEngineClient  # noqa: E402
+from voice_channel.elevenlabs.client import SpeechEngineClient  # noqa: E402
 from voice_channel.plugins import get_plugin_manager  # noqa: E402
 
 API_KEY = "sk_bench_0123456789abcdef"

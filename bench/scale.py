@@ -6,7 +6,7 @@ shaping, chunking, structured logging at info) and the SDK's ``SpeechEngineServe
 same echo (``bench/sdk_echo_server.py``). They are measured one after the other on the same
 core (the order alternates between repetitions), each in a fresh process per N. The load
 generator is this script's worker processes, pinned to the other core(s); each plays ElevenLabs
-for its share of the conversations with :class:`voice_channel.client.SpeechEngineClient` (JWT
+for its share of the conversations with :class:`voice_channel.elevenlabs.client.SpeechEngineClient` (JWT
 signed handshake, ``init``, full history, increasing ``event_id``) and reports its own CPU use
 and event-loop lag, so a saturated generator shows instead of passing for a slow server.
 
@@ -54,7 +54,7 @@ sys.path.insert(0, str(HERE.parent / "plugin"))
 sys.path.insert(0, str(HERE))
 
 from first_chunk import UTTERANCE, free_port, pct, wait_listening  # noqa: E402
-from voice_channel.client import SpeechEngineClient  # noqa: E402
+from voice_channel.elevenlabs.client import SpeechEngineClient  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 GC_OFF = "VOICE_CHANNEL_SERVER__GC_POLICY=false"

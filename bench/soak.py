@@ -28,7 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "plugin"))
 
-from voice_channel.client import SpeechEngineClient  # noqa: E402
+from voice_channel.elevenlabs.client import SpeechEngineClient  # noqa: E402
 
 MiB = 1024 * 1024
 CHECKPOINTS = (1_000, 5_000, 10_000)

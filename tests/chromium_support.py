@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from processes import require
-from voice_channel.ui import bundle_missing
+from voice_channel.elevenlabs.page import bundle_missing
 
 CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
 FLAGS = [

@@ -16,8 +16,8 @@ import socket
 import struct
 from typing import Any
 
-from voice_channel.auth import JWT_HEADER
-from voice_channel.client import sign_speech_engine_jwt
+from voice_channel.channel.auth import JWT_HEADER
+from voice_channel.elevenlabs.client import sign_speech_engine_jwt
 
 __all__ = ["BINARY", "CLOSE", "PING", "PONG", "TEXT", "RawPeer", "encode_frame"]
 

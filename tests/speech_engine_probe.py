@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from voice_channel.auth import JWT_HEADER
+from voice_channel.channel.auth import JWT_HEADER
 
 
 @dataclass

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestServer
 from elevenlabs_standin import STANDIN, Standin, engine_defaults
 from elevenlabs_standin import make_app as make_standin_app
 from voice_channel import hookimpl
-from voice_channel.client import SpeechEngineClient
+from voice_channel.elevenlabs.client import SpeechEngineClient
 from voice_channel.runtime import ConfirmationDecision, ConversationContext, RuntimeMessage
 from voice_channel.settings import Settings
 

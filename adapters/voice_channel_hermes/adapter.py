@@ -33,13 +33,13 @@ from gateway.platforms.base import (
 )
 from gateway.session import build_session_key
 
+from voice_channel import ConversationContext, Settings, SettingsError
 from voice_channel.app import create_app
-from voice_channel.auth import protection
+from voice_channel.channel.auth import protection
 from voice_channel.logging import LineRedactor, SecretRedactor
 from voice_channel.plugins import PluginHooks, get_plugin_manager
-from voice_channel.runtime import ConversationContext
-from voice_channel.server import running_app
-from voice_channel.settings import Settings, SettingsError, secret_values
+from voice_channel.serving.server import running_app
+from voice_channel.settings import secret_values
 from voice_channel_hermes import PLATFORM
 from voice_channel_hermes.chat import VoiceChat
 from voice_channel_hermes.policy import ToolPolicy

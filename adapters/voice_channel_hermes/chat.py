@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from voice_channel.runtime import ConfirmationDecision, ConversationContext, RuntimeMessage
+from voice_channel import ConfirmationDecision, ConversationContext, RuntimeMessage
 from voice_channel_hermes.prompting import approval_request
 from voice_channel_hermes.stream import ReplyStream
 

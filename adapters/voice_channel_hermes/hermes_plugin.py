@@ -65,8 +65,8 @@ def validate_platform_config(config: Any) -> bool:
     other platforms, or for cron jobs when it was the only one). Failing in ``connect`` instead is a
     non-retryable startup error, which stops the whole gateway when voice is its only platform.
     """
+    from voice_channel import SettingsError
     from voice_channel.plugins import PluginHooks, get_plugin_manager
-    from voice_channel.settings import SettingsError
     from voice_channel_hermes.runtime import AdapterRuntimePlugin
     from voice_channel_hermes.settings import channel_settings
 

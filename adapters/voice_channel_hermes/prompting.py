@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from voice_channel.runtime import ConfirmationRequest, Risk
+from voice_channel import ConfirmationRequest, Risk
 
 __all__ = ["PLATFORM_HINT", "approval_request", "describe_tool_call", "hermes_risk"]
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from voice_channel.markers import hookimpl
-from voice_channel.runtime import ConversationContext, RuntimeSession
+from voice_channel import ConversationContext, RuntimeSession, hookimpl
 from voice_channel_hermes.settings import HermesSettings
 
 if TYPE_CHECKING:
-    from voice_channel.settings import Settings
+    from voice_channel import Settings
 
 __all__ = ["RUNTIME_DESCRIPTION", "AdapterRuntimePlugin", "HermesRuntime"]
 

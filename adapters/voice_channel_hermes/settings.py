@@ -14,8 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from voice_channel import Settings, SettingsError
 from voice_channel.plugins import PluginHooks
-from voice_channel.settings import Settings, SettingsError, build_settings_class, load_settings
+from voice_channel.settings import build_settings_class, load_settings
 from voice_channel_hermes import PLATFORM
 
 __all__ = ["DEFAULT_CONFIRM_TOOLS", "NO_KEY", "HermesSettings", "channel_settings", "load_hermes_settings"]

@@ -26,7 +26,7 @@ from typing import Any
 
 import structlog
 
-from voice_channel.runtime import ConfirmationRequest, Notice, TextDelta
+from voice_channel import ConfirmationRequest, Notice, TextDelta
 
 __all__ = ["HermesRunFailed", "ReplyStream"]
 

@@ -2,7 +2,7 @@
 
 Hermes persists what its model *generated*; after a barge-in the caller heard less (speech lags
 the text, and the caller talked over the rest). The voice channel's record knows how many words
-were heard (:meth:`voice_channel.record.ConversationRecord.reconcile_last_reply`). Before the
+were heard (:meth:`voice_channel.channel.record.ConversationRecord.reconcile_last_reply`). Before the
 next message goes in, :func:`amend_last_reply` rewrites the tail of the session's transcript, the
 last user message and what followed it, so that the assistant text keeps only that many of its
 own words. Tool calls and their results stay: they happened.

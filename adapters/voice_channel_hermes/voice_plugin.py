@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from voice_channel.markers import hookimpl
-from voice_channel.settings import Settings, SettingsError
+from voice_channel import Settings, SettingsError, hookimpl
 from voice_channel_hermes import PLATFORM, PLUGIN_NAME
 from voice_channel_hermes.runtime import RUNTIME_DESCRIPTION
 from voice_channel_hermes.settings import HermesSettings

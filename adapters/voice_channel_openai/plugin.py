@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from voice_channel.markers import hookimpl
+from voice_channel import hookimpl
 from voice_channel_openai.settings import OpenAISettings
 
 if TYPE_CHECKING:
-    from voice_channel.runtime import Runtime
-    from voice_channel.settings import Settings
+    from voice_channel import Runtime, Settings
 
 
 def _factory(settings: Settings) -> Runtime:

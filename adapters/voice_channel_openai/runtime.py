@@ -26,16 +26,16 @@ from typing import Any
 import aiohttp
 import structlog
 
-from voice_channel.runtime import (
+from voice_channel import (
     ConfirmationDecision,
     ConversationContext,
     Notice,
     RuntimeEvent,
     RuntimeMessage,
+    Settings,
     TextDelta,
     spotlight,
 )
-from voice_channel.settings import Settings
 from voice_channel_openai.prompt import system_prompt
 from voice_channel_openai.settings import OpenAISettings
 from voice_channel_openai.sse import iter_events

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from voice_channel.settings import Secret
+from voice_channel import Secret
 
 __all__ = ["OpenAISettings"]
 

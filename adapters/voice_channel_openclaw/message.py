@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 
-from voice_channel.runtime import RuntimeMessage, spotlight
+from voice_channel import RuntimeMessage, spotlight
 
 __all__ = ["VOICE_PREAMBLE", "gateway_message", "neutralize_commands"]
 

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from voice_channel.markers import hookimpl
+from voice_channel import hookimpl
 from voice_channel_openclaw.settings import OpenClawSettings
 
 if TYPE_CHECKING:
-    from voice_channel.runtime import Runtime
-    from voice_channel.settings import Settings
+    from voice_channel import Runtime, Settings
 
 
 def _factory(settings: Settings) -> Runtime:
     try:
         from voice_channel_openclaw.runtime import OpenClawRuntime
     except ImportError as exc:  # pragma: no cover - depends on the installation
-        from voice_channel.settings import SettingsError
+        from voice_channel import SettingsError
 
         raise SettingsError(f"runtime 'openclaw' needs {exc.name}: pip install 'voice-channel[openclaw]'") from None
     return OpenClawRuntime(settings)

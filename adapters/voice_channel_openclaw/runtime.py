@@ -41,17 +41,19 @@ from typing import Any
 
 import structlog
 
-from voice_channel import __version__
-from voice_channel.runtime import (
+from voice_channel import (
     ConfirmationDecision,
     ConfirmationRequest,
     ConversationContext,
     Notice,
     RuntimeEvent,
     RuntimeMessage,
+    Settings,
+    SettingsError,
     TextDelta,
+    __version__,
+    env_secret,
 )
-from voice_channel.settings import Settings, SettingsError, env_secret
 from voice_channel_openclaw.client import GatewayClient
 from voice_channel_openclaw.identity import DeviceIdentity, IdentityError
 from voice_channel_openclaw.message import gateway_message

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from voice_channel.settings import Secret
+from voice_channel import Secret
 
 __all__ = ["DEFAULT_DEVICE_KEY_PATH", "OpenClawSettings"]
 

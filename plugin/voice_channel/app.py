@@ -16,9 +16,10 @@ the environment and ``VOICE_CHANNEL_CONFIG``)::
     gunicorn -c python:voice_channel.gunicorn_conf 'voice_channel.app:app_from_environment()'
 
 Routes: ``settings.server.path`` (the Speech Engine WebSocket), ``/livez``, ``/readyz``, ``/healthz`` and ``/status``
-(:mod:`voice_channel.health`), ``/api/token`` (conversation credentials for a browser page, see
-:mod:`voice_channel.tokens`), ``/metrics`` with ``metrics.enabled`` (:mod:`voice_channel.metrics`) and,
-with ``ui.enabled``, the page at ``/`` (:mod:`voice_channel.ui`).
+(:mod:`voice_channel.serving.health`), ``/api/token`` (conversation credentials for a browser page, see
+:mod:`voice_channel.elevenlabs.tokens`), ``/metrics`` with ``metrics.enabled``
+(:mod:`voice_channel.serving.metrics`) and, with ``ui.enabled``, the page at ``/``
+(:mod:`voice_channel.elevenlabs.page`).
 """
 
 from __future__ import annotations
@@ -30,17 +31,18 @@ import pluggy
 import structlog
 from aiohttp import web
 
-from voice_channel.drain import Drain, close_conversations
-from voice_channel.endpoint import speech_engine_endpoint
-from voice_channel.gc_policy import apply_gc_policy
-from voice_channel.health import HEALTH_PATHS, add_health_routes
-from voice_channel.keys import DRAIN, STATE, TOKENS, ChannelState
-from voice_channel.metrics import METRICS_PATH, NO_METRICS, PrometheusMetrics, metrics_endpoint
+from voice_channel.channel.endpoint import speech_engine_endpoint
+from voice_channel.elevenlabs.page import add_ui_routes
+from voice_channel.elevenlabs.shared_ratelimit import redis_context
+from voice_channel.elevenlabs.tokens import TokenService, elevenlabs_client_context, token_endpoint
+from voice_channel.logging import setup_logging
 from voice_channel.plugins import PluginHooks, RuntimeEntry, get_plugin_manager
+from voice_channel.serving.drain import Drain, close_conversations
+from voice_channel.serving.gc_policy import apply_gc_policy
+from voice_channel.serving.health import HEALTH_PATHS, add_health_routes
+from voice_channel.serving.keys import DRAIN, STATE, TOKENS, ChannelState
+from voice_channel.serving.metrics import METRICS_PATH, NO_METRICS, PrometheusMetrics, metrics_endpoint
 from voice_channel.settings import Settings, SettingsError, build_settings_class, load_settings
-from voice_channel.shared_ratelimit import redis_context
-from voice_channel.tokens import TokenService, elevenlabs_client_context, token_endpoint
-from voice_channel.ui import add_ui_routes
 
 __all__ = ["CONFIG_ENV", "TOKEN_PATH", "app_from_environment", "create_app", "resolve_runtime"]
 
@@ -70,7 +72,7 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None, *, dr
 
     :param settings: loaded settings (see :func:`voice_channel.settings.load_settings`).
     :param pm: plugin manager; by default the built-ins plus installed plugins.
-    :param drain: keep a :class:`~voice_channel.drain.Drain` in ``app[DRAIN]``, run before shutting down by
+    :param drain: keep a :class:`~voice_channel.serving.drain.Drain` in ``app[DRAIN]``, run before shutting down by
         ``voice-channel serve`` and under gunicorn (what a standalone server does on SIGTERM). Off, open
         conversations are closed with 1001 as soon as the app shuts down.
     :raises SettingsError: the configured runtime is not registered.
@@ -91,7 +93,7 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None, *, dr
     add_health_routes(app)
     app.router.add_get(TOKEN_PATH, token_endpoint, allow_head=False)  # a HEAD must not spend a token
     if settings.metrics.enabled:
-        app.router.add_get(METRICS_PATH, metrics_endpoint)
+        app.router.add_get(METRICS_PATH, metrics_endpoint(settings.metrics.allowed_networks))
     if settings.ui.enabled:
         add_ui_routes(app)
     # Redis first: a start-up check that fails leaves nothing else started to be unwound.
@@ -108,8 +110,6 @@ def app_from_environment() -> web.Application:
 
     ``gunicorn -c python:voice_channel.gunicorn_conf 'voice_channel.app:app_from_environment()'``
     """
-    from voice_channel.cli.common import setup_logging
-
     pm = get_plugin_manager()
     settings_cls = build_settings_class(PluginHooks(pm).settings_sections())
     settings = load_settings(config_file=os.environ.get(CONFIG_ENV) or None, settings_cls=settings_cls)
@@ -142,6 +142,6 @@ async def _runtime_context(app: web.Application) -> AsyncIterator[None]:
 async def _close_conversations(app: web.Application) -> None:
     """Graceful shutdown: cancel and await every turn, then close each socket with 1001.
 
-    A draining server has already done this, at the end of its drain (:mod:`voice_channel.drain`).
+    A draining server has already done this, at the end of its drain (:mod:`voice_channel.serving.drain`).
     """
     await close_conversations(app[STATE])

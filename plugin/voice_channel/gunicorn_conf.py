@@ -12,7 +12,7 @@ master, so that gunicorn and the workers cannot disagree:
 * ``worker_class`` = aiohttp's own ``aiohttp.GunicornWebWorker``.
 * ``graceful_timeout`` = ``server.drain_timeout_s + server.shutdown_timeout_s`` + 5 s: a worker told to
   stop (SIGTERM, or a HUP's rolling restart) drains, then closes what is left with 1001, and gunicorn
-  must not kill it before (:mod:`voice_channel.drain`). The drain runs while aiohttp's worker still
+  must not kill it before (:mod:`voice_channel.serving.drain`). The drain runs while aiohttp's worker still
   serves (``post_worker_init`` takes over its SIGTERM): it stops accepting on the shared socket, waits,
   then lets the worker stop as usual. The worker keeps reporting to the master meanwhile, so gunicorn's
   ``timeout`` (a silent worker is killed) stays at its 30 s.
@@ -87,7 +87,7 @@ if _settings.metrics.enabled and not os.environ.get(_MULTIPROC_ENV):
 
 def on_starting(server: Any) -> None:
     """Master, once: check Redis; start metrics from zero (prometheus-client's rule for its directory)."""
-    from voice_channel.shared_ratelimit import check_redis
+    from voice_channel.elevenlabs.shared_ratelimit import check_redis
 
     try:
         check_redis(_settings)
@@ -102,15 +102,15 @@ def on_starting(server: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Worker: on SIGTERM, drain first, then stop as aiohttp's worker does (:mod:`voice_channel.workers`)."""
-    from voice_channel.workers import install_drain
+    """Worker: on SIGTERM, drain first, then stop as aiohttp's worker does (:mod:`voice_channel.serving.workers`)."""
+    from voice_channel.serving.workers import install_drain
 
     install_drain(worker)
 
 
 def worker_int(worker: Any) -> None:
     """Worker, on SIGINT/SIGQUIT (quick shutdown): close open conversations now."""
-    from voice_channel.workers import cut_drain
+    from voice_channel.serving.workers import cut_drain
 
     cut_drain(worker)
 

@@ -50,10 +50,8 @@ if TYPE_CHECKING:
     from aiohttp import web
     from pydantic import BaseModel
 
-    from voice_channel.confirmations import ConfirmationPolicy
-    from voice_channel.conversation import Conversation
+    from voice_channel.contract import ConfirmationPolicy, ConversationInfo, TokenDenied
     from voice_channel.runtime import ConfirmationRequest, Refusal, RuntimeMessage
-    from voice_channel.tokens import TokenDenied
 
 # --- registration -------------------------------------------------------------------------------
 
@@ -91,21 +89,22 @@ def voice_channel_register_settings(register: Callable[[str, type[BaseModel]], N
 
 
 @hookspec
-def voice_channel_conversation_started(conversation: Conversation) -> Awaitable[None] | None:
+def voice_channel_conversation_started(conversation: ConversationInfo) -> Awaitable[None] | None:
     """A verified conversation has started (after its ``init`` frame).
 
-    ``conversation`` exposes ``conversation_id``, ``runtime_name``, ``handshake_headers`` (the
-    upgrade request's headers, minus the authorization and shared-secret headers) and ``record``.
-    An exception is logged and ignored.
+    ``conversation`` is a read-only :class:`~voice_channel.contract.ConversationInfo`:
+    ``conversation_id``, ``runtime_name``, ``handshake_headers`` (the upgrade request's headers,
+    minus the authorization and shared-secret headers), ``record``, ``started_at``,
+    ``ended_reason`` and ``awaiting_confirmation``. An exception is logged and ignored.
 
-    :param conversation: the conversation.
+    :param conversation: the conversation, read-only.
 
     .. versionadded:: 0.1
     """
 
 
 @hookspec
-def voice_channel_conversation_ended(conversation: Conversation, reason: str) -> Awaitable[None] | None:
+def voice_channel_conversation_ended(conversation: ConversationInfo, reason: str) -> Awaitable[None] | None:
     """A conversation has ended and its turns and runtime session are closed.
 
     :param conversation: the conversation.
@@ -123,7 +122,7 @@ def voice_channel_conversation_ended(conversation: Conversation, reason: str) ->
 
 @hookspec
 def voice_channel_transcript(
-    message: RuntimeMessage, conversation: Conversation
+    message: RuntimeMessage, conversation: ConversationInfo
 ) -> Awaitable[RuntimeMessage | Refusal | None] | RuntimeMessage | Refusal | None:
     """Observe, transform or veto an utterance *after* the trust boundary.
 
@@ -145,13 +144,13 @@ def voice_channel_transcript(
 
 @hookspec
 def voice_channel_confirmation_policy(
-    request: ConfirmationRequest, conversation: Conversation
+    request: ConfirmationRequest, conversation: ConversationInfo
 ) -> Awaitable[ConfirmationPolicy | None] | ConfirmationPolicy | None:
     """Decide how strict the spoken confirmation of ``request`` must be.
 
     Every implementation is asked, and the *strictest* answer applies; it can never be below what
     the request itself asks for (``risk="high"`` means a code word). So a plugin can only raise
-    the bar: to a code word, or to :attr:`~voice_channel.confirmations.ConfirmationPolicy.NEVER`
+    the bar: to a code word, or to :attr:`~voice_channel.contract.ConfirmationPolicy.NEVER`
     (never approvable by voice). An exception counts as ``NEVER``.
 
     This deliberately differs from a ``firstresult`` hook: with first-result semantics a lenient
@@ -159,7 +158,7 @@ def voice_channel_confirmation_policy(
 
     :param request: what the runtime wants to do.
     :param conversation: the conversation.
-    :returns: a :class:`~voice_channel.confirmations.ConfirmationPolicy`, or ``None`` to abstain.
+    :returns: a :class:`~voice_channel.contract.ConfirmationPolicy`, or ``None`` to abstain.
 
     .. versionadded:: 0.1
     """
@@ -188,7 +187,7 @@ def voice_channel_authorize_token(
 
     :param request: the aiohttp request (``request.config_dict`` holds the channel's state).
     :returns: ``True`` to allow; ``False`` to deny (HTTP 403, "not allowed"); a
-        :class:`~voice_channel.tokens.TokenDenied` to deny with your own status, code and plain-words message for
+        :class:`~voice_channel.contract.TokenDenied` to deny with your own status, code and plain-words message for
         the page; ``None`` to let the next implementation decide.
 
     .. versionadded:: 0.1

@@ -24,7 +24,9 @@ import structlog
 import structlog.tracebacks
 from pydantic_core import to_json
 
-__all__ = ["REDACTED", "LineRedactor", "SecretRedactor", "configure_logging"]
+from voice_channel.settings import Settings, secret_values
+
+__all__ = ["REDACTED", "LineRedactor", "SecretRedactor", "configure_logging", "setup_logging"]
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 _SENSITIVE_KEY = re.compile(r"api_key|apikey|secret|token|password|authorization", re.IGNORECASE)
@@ -152,3 +154,12 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(max(logging.WARNING, _LEVELS[level]))
+
+
+def setup_logging(
+    settings: Settings, *, level: str | None = None, stream: TextIO | None = None, cache: bool = True
+) -> None:
+    """Configure logging from ``settings``; every secret setting (plugin sections too) is redacted."""
+    configure_logging(
+        level or settings.log_level, settings.log_format, stream=stream, secrets=secret_values(settings), cache=cache
+    )

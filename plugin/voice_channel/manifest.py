@@ -31,7 +31,7 @@ from pydantic import BaseModel
 
 from voice_channel import __version__
 from voice_channel.plugins import PluginHooks, get_plugin_manager
-from voice_channel.settings import Settings, build_settings_class
+from voice_channel.settings import ENV_PREFIX, Settings, build_settings_class
 
 __all__ = [
     "SIDECAR_SCHEMA",
@@ -179,8 +179,6 @@ def ui_hints(model: type[BaseModel] | None = None, prefix: str = "") -> dict[str
 
 def render_settings_table(model: type[BaseModel] | None = None) -> str:
     """The README's configuration table: key, environment variable, default, meaning."""
-    from voice_channel.settings import ENV_PREFIX
-
     rows = ["| Setting | Environment variable | Default | Meaning |", "|---|---|---|---|"]
 
     def walk(current: type[BaseModel], prefix: str) -> None:

@@ -28,16 +28,15 @@ from pluggy import HookImpl, PluginValidationError
 from pydantic import BaseModel
 
 from voice_channel import hookspecs
+from voice_channel.contract import ConfirmationPolicy, ConversationInfo, TokenDenied
 from voice_channel.markers import PROJECT
 from voice_channel.runtime import Refusal, RuntimeFactory, RuntimeMessage
+from voice_channel.settings import SettingsError
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from voice_channel.confirmations import ConfirmationPolicy
-    from voice_channel.conversation import Conversation
     from voice_channel.runtime import ConfirmationRequest
-    from voice_channel.tokens import TokenDenied
 
 __all__ = [
     "DEFAULT_PLUGINS",
@@ -53,7 +52,11 @@ log = structlog.get_logger("voice_channel.plugins")
 
 ENTRY_POINT_GROUP = PROJECT
 #: Built-in features, registered as plugins through the same hooks as third-party ones.
-DEFAULT_PLUGINS = ("voice_channel.runtimes.echo", "voice_channel.runtimes.demo", "voice_channel.token_policy")
+DEFAULT_PLUGINS = (
+    "voice_channel.default_plugins.echo",
+    "voice_channel.default_plugins.demo",
+    "voice_channel.default_plugins.token_policy",
+)
 #: Comma-separated plugin names that must not be loaded.
 DISABLE_ENV = "VOICE_CHANNEL_DISABLE_PLUGINS"
 #: Comma-separated modules to import and register as plugins, without packaging them.
@@ -177,7 +180,6 @@ def _load_entrypoints(pm: PluginManager) -> None:
 def _load_modules(pm: PluginManager, names: Iterable[str]) -> None:
     """Register the modules named in ``VOICE_CHANNEL_PLUGINS``: asked for explicitly, so one that
     cannot be imported is an error that names it, not a plugin quietly missing."""
-    from voice_channel.settings import SettingsError  # the settings module must not import plugins
 
     for name in names:
         if pm.get_plugin(name) is not None or pm.is_blocked(name):
@@ -313,10 +315,10 @@ class PluginHooks:
 
     # --- lifecycle ---
 
-    async def conversation_started(self, conversation: Conversation) -> None:
+    async def conversation_started(self, conversation: ConversationInfo) -> None:
         await self._notify("voice_channel_conversation_started", conversation=conversation)
 
-    async def conversation_ended(self, conversation: Conversation, reason: str) -> None:
+    async def conversation_ended(self, conversation: ConversationInfo, reason: str) -> None:
         await self._notify("voice_channel_conversation_ended", conversation=conversation, reason=reason)
 
     # --- turns ---
@@ -326,7 +328,7 @@ class PluginHooks:
         """Whether any plugin implements ``voice_channel_transcript`` (lets turns skip the call)."""
         return bool(self.pm.hook.voice_channel_transcript.get_hookimpls())
 
-    async def transcript(self, message: RuntimeMessage, conversation: Conversation) -> RuntimeMessage | Refusal:
+    async def transcript(self, message: RuntimeMessage, conversation: ConversationInfo) -> RuntimeMessage | Refusal:
         """Run the transcript hooks in order; each sees the previous one's message."""
         hook = "voice_channel_transcript"
         impls = self._impls(hook)
@@ -346,11 +348,9 @@ class PluginHooks:
         return message
 
     async def confirmation_policies(
-        self, request: ConfirmationRequest, conversation: Conversation
+        self, request: ConfirmationRequest, conversation: ConversationInfo
     ) -> list[ConfirmationPolicy]:
         """Every plugin's answer (``None`` left out); an exception counts as ``NEVER``."""
-        from voice_channel.confirmations import ConfirmationPolicy
-
         hook = "voice_channel_confirmation_policy"
         answers: list[ConfirmationPolicy] = []
         impls = self._impls(hook)
@@ -383,7 +383,6 @@ class PluginHooks:
         return denied
 
     async def _first_decision(self, hook: str, impls: list[HookImpl], request: web.Request) -> TokenDenied | None:
-        from voice_channel.tokens import TokenDenied
 
         for impl in impls:
             try:

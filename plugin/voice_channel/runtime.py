@@ -4,7 +4,7 @@ A *runtime* is the agent behind the voice (Hermes Agent, OpenClaw, an OpenAI-com
 server, or the built-in ``echo``/``demo``). The channel talks to it only through these types:
 
 * :class:`RuntimeMessage` is the one thing a runtime ever receives: a sanitised utterance,
-  labelled ``source="voice"`` and ``trust="untrusted"``, built by :mod:`voice_channel.untrusted`.
+  labelled ``source="voice"`` and ``trust="untrusted"``, built by :mod:`voice_channel.channel.untrusted`.
 * :meth:`RuntimeSession.respond` returns an async iterator of :data:`RuntimeEvent`
   (``TextDelta``, ``ConfirmationRequest``, ``Notice``); a plain ``str`` and the stream chunks of
   the OpenAI, Anthropic and Gemini SDKs are accepted as text too.
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from voice_channel.record import ConversationRecord
+    from voice_channel.channel.record import ConversationRecord
     from voice_channel.settings import Settings
 
 __all__ = [

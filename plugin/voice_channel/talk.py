@@ -15,8 +15,8 @@ import sys
 from collections.abc import AsyncIterator
 from typing import TextIO
 
-from voice_channel.client import SpeechEngineClient
-from voice_channel.confirmations import recognize_prompt
+from voice_channel.channel.confirmations import recognize_prompt
+from voice_channel.elevenlabs.client import SpeechEngineClient
 
 __all__ = ["Talk", "stdin_lines"]
 

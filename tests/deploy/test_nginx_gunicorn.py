@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 
 from deploy_support import Gunicorn, Nginx, RedisServer, client_tls, self_signed_certificate, tls_session, wait_for
-from voice_channel.client import SpeechEngineClient
+from voice_channel.elevenlabs.client import SpeechEngineClient
 
 API_KEY = "sk_deploy_test_0123456789abcdef"
 DRAIN_S = 3.0

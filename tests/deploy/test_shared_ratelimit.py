@@ -47,8 +47,8 @@ async def test_two_servers_on_one_redis_share_each_clients_bucket(redis_server, 
 
 
 async def test_the_bucket_refills_at_the_configured_rate_and_says_when(redis_server, make_settings):
-    from voice_channel.ratelimit import RateLimiter
-    from voice_channel.shared_ratelimit import SharedRateLimiter
+    from voice_channel.elevenlabs.ratelimit import RateLimiter
+    from voice_channel.elevenlabs.shared_ratelimit import SharedRateLimiter
 
     client = aioredis.Redis.from_url(redis_server.url)
     try:

@@ -11,7 +11,7 @@ import sys
 
 from deploy_support import need_module
 from processes import ROOT, free_port, port_open, wait_until
-from voice_channel.client import SpeechEngineClient
+from voice_channel.elevenlabs.client import SpeechEngineClient
 
 KEY = "sk_workers_cli_test_0123456789"
 

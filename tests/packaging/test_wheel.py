@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from processes import ROOT, require
-from voice_channel.ui import bundle_missing
+from voice_channel.elevenlabs.page import bundle_missing
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from cli_process import CLI, env, run, serve
-from voice_channel.client import SpeechEngineClient
+from voice_channel.elevenlabs.client import SpeechEngineClient
 
 
 def test_module_entry_point_exists():

@@ -19,11 +19,10 @@ from elevenlabs_standin import Fault
 from raw_http import raw_request, upgrade_request
 from support import ScriptedPlugin, barrier, get_token
 from voice_channel import hookimpl
-from voice_channel.auth import JWT_HEADER
-from voice_channel.cli.common import setup_logging
-from voice_channel.client import sign_speech_engine_jwt
-from voice_channel.keys import TOKENS
-from voice_channel.logging import REDACTED
+from voice_channel.channel.auth import JWT_HEADER
+from voice_channel.elevenlabs.client import sign_speech_engine_jwt
+from voice_channel.logging import REDACTED, setup_logging
+from voice_channel.serving.keys import TOKENS
 from voice_channel_openai import plugin as openai_plugin
 
 SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}

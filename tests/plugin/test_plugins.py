@@ -16,11 +16,10 @@ from structlog.testing import capture_logs
 from support import ScriptedPlugin, conversation, get_token, words
 from voice_channel import Refusal, RuntimeMessage, hookimpl
 from voice_channel import hookspecs as specs
-from voice_channel.confirmations import ConfirmationPolicy
+from voice_channel.contract import ConfirmationPolicy, TokenDenied
 from voice_channel.plugins import PluginHooks, get_plugin_manager
 from voice_channel.runtime import ConfirmationRequest, TextDelta
 from voice_channel.settings import build_settings_class, load_settings
-from voice_channel.tokens import TokenDenied
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, TextIO
+from typing import Any
 
 import click
 import pluggy
 
-from voice_channel.logging import configure_logging
+from voice_channel.logging import setup_logging
 from voice_channel.plugins import PluginHooks, PluginManager, get_plugin_manager
-from voice_channel.settings import Settings, SettingsError, build_settings_class, load_settings, secret_values
+from voice_channel.settings import Settings, SettingsError, build_settings_class, load_settings
 
 __all__ = ["config_option", "fail", "load", "nested", "plugin_manager", "setup_logging"]
 
@@ -60,12 +60,3 @@ def load(config_file: str | None, overrides: dict[str, Any]) -> tuple[Settings, 
     except SettingsError as exc:
         raise fail(str(exc)) from None
     return settings, pm
-
-
-def setup_logging(
-    settings: Settings, *, level: str | None = None, stream: TextIO | None = None, cache: bool = True
-) -> None:
-    """Configure logging from ``settings``; every secret setting (plugin sections too) is redacted."""
-    configure_logging(
-        level or settings.log_level, settings.log_format, stream=stream, secrets=secret_values(settings), cache=cache
-    )

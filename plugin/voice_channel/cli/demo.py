@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from voice_channel.app import create_app
 from voice_channel.cli.common import config_option, fail, load, nested, setup_logging
 from voice_channel.cli.talk import run_talk
-from voice_channel.server import running_app
+from voice_channel.serving.server import running_app
 from voice_channel.settings import Settings, SettingsError
 
 DEFAULT_RUNTIME = "demo"

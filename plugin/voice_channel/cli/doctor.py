@@ -9,7 +9,7 @@ import sys
 import click
 
 from voice_channel.cli.common import config_option, load
-from voice_channel.doctor import run_checks
+from voice_channel.elevenlabs.doctor import run_checks
 
 MARKS = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
 

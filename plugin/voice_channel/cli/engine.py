@@ -12,7 +12,7 @@ import click
 from elevenlabs.core.api_error import ApiError
 
 from voice_channel.cli.common import config_option, fail, load
-from voice_channel.elevenlabs_api import (
+from voice_channel.elevenlabs.api import (
     NoApiKey,
     check_engine_id,
     classify,
@@ -20,7 +20,7 @@ from voice_channel.elevenlabs_api import (
     request_options,
     validation_details,
 )
-from voice_channel.engines import (
+from voice_channel.elevenlabs.engines import (
     ENV_NAME,
     EngineChanges,
     create_engine,

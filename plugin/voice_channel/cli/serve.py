@@ -13,11 +13,11 @@ import click
 import structlog
 
 from voice_channel.app import CONFIG_ENV, create_app
-from voice_channel.auth import protection
+from voice_channel.channel.auth import protection
 from voice_channel.cli.common import config_option, fail, load, nested, setup_logging
-from voice_channel.server import serve_until_stopped
+from voice_channel.elevenlabs.shared_ratelimit import check_redis
+from voice_channel.serving.server import serve_until_stopped
 from voice_channel.settings import ENV_PREFIX, Settings, SettingsError
-from voice_channel.shared_ratelimit import check_redis
 
 NO_KEY = (
     "no ElevenLabs API key: set ELEVENLABS_API_KEY (or elevenlabs.api_key in the config file); "

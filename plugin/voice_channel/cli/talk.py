@@ -10,7 +10,7 @@ import aiohttp
 import click
 
 from voice_channel.cli.common import fail
-from voice_channel.client import SpeechEngineClient
+from voice_channel.elevenlabs.client import SpeechEngineClient
 from voice_channel.talk import Talk, stdin_lines
 
 

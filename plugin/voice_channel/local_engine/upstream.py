@@ -1,6 +1,6 @@
 """Toward our channel: one Speech Engine conversation, played exactly as ElevenLabs plays it.
 
-:class:`~voice_channel.client.SpeechEngineClient` signs the handshake JWT like ElevenLabs (HS256
+:class:`~voice_channel.elevenlabs.client.SpeechEngineClient` signs the handshake JWT like ElevenLabs (HS256
 over the SHA-256 of the API key, exact issuer and subject), opens the WebSocket and sends
 ``init``; this module adds the reading side the engine needs: every frame from the channel is
 handed to a callback (``agent_response`` chunks are routed by ``event_id`` there), ``pong`` s are
@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from voice_channel.client import SpeechEngineClient
+from voice_channel.elevenlabs.client import SpeechEngineClient
 
 __all__ = ["Upstream", "UpstreamError"]
 

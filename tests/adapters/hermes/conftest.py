@@ -22,7 +22,7 @@ import pytest
 import pytest_asyncio
 
 from hermes_support import PLATFORM, FakeLLM, hermes_config, prepare_hermes_home
-from voice_channel.client import SpeechEngineClient
+from voice_channel.elevenlabs.client import SpeechEngineClient
 
 CONFIRM_TIMEOUT_S = 3.0
 API_KEY = f"sk_test_{secrets.token_hex(16)}"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from hermes_support import FakeLLM
-from voice_channel.client import SpeechEngineClient
+from voice_channel.elevenlabs.client import SpeechEngineClient
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from voice_channel.record import ConversationRecord
+from voice_channel.channel.record import ConversationRecord
 from voice_channel.runtime import (
     ConfirmationDecision,
     ConfirmationRequest,

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from hermes_support import MEDIUM_REPLY, PLATFORM, PLUGIN
-from voice_channel.client import Reply, SpeechEngineClient
-from voice_channel.confirmations import PROMPT_LEAD, recognize_prompt
-from voice_channel.conversation import NO_ANSWER_IN_TIME
+from voice_channel.channel.confirmations import PROMPT_LEAD, recognize_prompt
+from voice_channel.channel.pending import NO_ANSWER_IN_TIME
+from voice_channel.elevenlabs.client import Reply, SpeechEngineClient
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

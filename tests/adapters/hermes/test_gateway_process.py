@@ -14,7 +14,7 @@ import yaml
 
 from hermes_support import HERMES, HERMETIC_ENV, PLATFORM, PLUGIN, FakeLLM, hermes_cli, hermes_config
 from processes import free_port, port_open, stop_process, wait_until
-from voice_channel.client import SpeechEngineClient
+from voice_channel.elevenlabs.client import SpeechEngineClient
 from voice_channel_hermes.settings import NO_KEY
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -96,7 +96,7 @@ def start(start_adapter_channel, hermes):  # type: ignore[no-untyped-def]
 
 
 def _boundary(channel) -> str:  # type: ignore[no-untyped-def]
-    from voice_channel.keys import STATE
+    from voice_channel.serving.keys import STATE
 
     (conv,) = channel.app[STATE].conversations
     return conv.boundary

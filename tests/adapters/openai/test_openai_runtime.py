@@ -67,7 +67,7 @@ async def test_streams_the_reply_with_system_prompt_boundary_and_auth(start, fak
 
 
 def _conversations(channel):  # type: ignore[no-untyped-def]
-    from voice_channel.keys import STATE
+    from voice_channel.serving.keys import STATE
 
     return list(channel.app[STATE].conversations)
 

@@ -20,7 +20,7 @@ from structlog.testing import capture_logs
 
 import voice_channel_openclaw.plugin as openclaw_plugin
 from runtime_support import adapter_settings
-from voice_channel.record import ConversationRecord
+from voice_channel.channel.record import ConversationRecord
 from voice_channel.runtime import (
     ConfirmationDecision,
     ConfirmationRequest,

@@ -19,8 +19,8 @@ from structlog.testing import capture_logs
 
 import voice_channel_openclaw.plugin as openclaw_plugin
 from support import barrier, conversation
-from voice_channel.conversation import NO_ANSWER_IN_TIME
-from voice_channel.keys import STATE
+from voice_channel.channel.pending import NO_ANSWER_IN_TIME
+from voice_channel.serving.keys import STATE
 from voice_channel_openclaw.client import GatewayClient
 from voice_channel_openclaw.identity import DeviceIdentity
 from voice_channel_openclaw.protocol import GatewayError

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 import voice_channel_openclaw.plugin as openclaw_plugin
 from runtime_support import adapter_settings
+from voice_channel.channel.untrusted import read_transcript
 from voice_channel.runtime import RuntimeMessage
 from voice_channel.settings import SettingsError, load_settings
-from voice_channel.untrusted import read_transcript
 from voice_channel_openclaw.identity import DeviceIdentity, IdentityError
 from voice_channel_openclaw.message import VOICE_PREAMBLE, gateway_message, neutralize_commands
 from voice_channel_openclaw.runtime import session_key

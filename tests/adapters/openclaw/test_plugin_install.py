@@ -24,7 +24,7 @@ import pytest
 from openclaw_sandbox import RunningGateway, start_gateway, wait_ready
 
 from processes import ROOT, free_port, port_open, stop_process, wait_until
-from voice_channel.client import SpeechEngineClient
+from voice_channel.elevenlabs.client import SpeechEngineClient
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # with the module fixture's setup, on a loaded machine
 

@@ -172,7 +172,7 @@ async def test_barge_in_stops_a_long_reply_in_chromium(local_stack, chromium, sp
 
 
 async def test_clear_the_list_with_the_spoken_code_word_in_chromium(local_stack, chromium, speak, monkeypatch):
-    import voice_channel.confirmations as confirmations
+    import voice_channel.channel.confirmations as confirmations
 
     # The utterances are made before the conversation, so the code word must be known in advance.
     monkeypatch.setattr(confirmations, "CODE_WORDS", ("falcon",))

@@ -67,6 +67,6 @@ def test_without_the_extra_the_demo_says_why(monkeypatch):
     )
     reason = local_mode.voice_unavailable()
     assert reason is not None and "piper-tts" in reason and "pip install '.[local]'" in reason
-    monkeypatch.setattr("voice_channel.ui.bundle_missing", lambda: ["app.js"])
+    monkeypatch.setattr("voice_channel.elevenlabs.page.bundle_missing", lambda: ["app.js"])
     monkeypatch.setattr(local_mode.importlib.util, "find_spec", real)
     assert "make web" in (local_mode.voice_unavailable() or "")

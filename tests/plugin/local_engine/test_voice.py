@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from speech_engine_probe import SpeechEngineProbe, Wire
-from voice_channel.confirmations import CODE_WORDS
+from voice_channel.channel.confirmations import CODE_WORDS
 from voice_channel.local_engine.audio import resample
 from voice_channel.local_engine.probe import ConvaiProbe
 

@@ -1,0 +1,2 @@
+"""The voice channel itself: one Speech Engine WebSocket, its turns, the trust boundary and spoken
+confirmations."""

@@ -1,0 +1,394 @@
+"""The turn engine: one :class:`Conversation` per Speech Engine WebSocket.
+
+For a ``user_transcript`` with ``event_id`` E, while the current turn T has id T.e:
+
+* E == T.e and T running → a re-send by ElevenLabs (no text came in time): keep going;
+* E == T.e and T finished → re-send T's whole reply, ending with ``is_final``;
+* E < T.e → stale: dropped and logged;
+* E > T.e, or no id → a new turn. T is superseded *synchronously* (nothing of it is written
+  from this instant), its task is cancelled, and the new turn's task first waits for T's task,
+  and with it the runtime's iterator, to finish closing. The receive loop never waits.
+* E more than :data:`~voice_channel.channel.protocol.MAX_EVENT_ID_JUMP` above T.e → refused and logged
+  (an implausible jump would make every later genuine id look stale).
+
+A transcript whose history ends with the agent's item has nothing new from the caller: its turn
+ends with ``is_final`` and nothing else (logged ``transcript_ends_with_agent``).
+
+A conversation owns at most one turn task and the runtime session. The run a turn speaks can
+outlive its turn (paused on a spoken confirmation, or drained after one timed out): that state and
+its flow live in :mod:`voice_channel.channel.pending`. :meth:`Conversation.close` cancels and awaits all of
+it and closes the runtime session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Coroutine, Mapping
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from voice_channel.channel.outbox import Frame, Outbox
+from voice_channel.channel.pending import PendingRuns, Run
+from voice_channel.channel.protocol import MAX_EVENT_ID_JUMP, UserTranscriptMessage
+from voice_channel.channel.record import ConversationRecord
+from voice_channel.channel.turn import Turn, TurnState
+from voice_channel.channel.untrusted import (
+    NOTHING_NEW,
+    Utterance,
+    clean_text,
+    new_boundary,
+    read_transcript,
+    to_runtime_message,
+)
+from voice_channel.elevenlabs.ratelimit import RateLimiter
+from voice_channel.runtime import (
+    ConfirmationRequest,
+    ConversationContext,
+    Intent,
+    Refusal,
+    Runtime,
+    RuntimeMessage,
+    RuntimeSession,
+)
+from voice_channel.serving.metrics import NO_METRICS, Metrics
+
+if TYPE_CHECKING:
+    from voice_channel.plugins import PluginHooks
+    from voice_channel.settings import Settings
+
+__all__ = ["Conversation"]
+
+_SLOW_DOWN = "Please slow down a little; I can only take so many requests at once."
+_NOTHING_TO_REPEAT = "I haven't said anything yet."
+
+
+class Conversation:
+    """State and turn engine of one conversation. Created by the endpoint per WebSocket."""
+
+    def __init__(
+        self,
+        *,
+        runtime: Runtime,
+        runtime_name: str,
+        hooks: PluginHooks,
+        settings: Settings,
+        outbox: Outbox,
+        handshake_headers: Mapping[str, str] | None = None,
+        metrics: Metrics = NO_METRICS,
+    ) -> None:
+        self.conversation_id: str | None = None
+        self.runtime_name = runtime_name
+        #: The upgrade request's headers, without authorization or shared-secret headers.
+        self.handshake_headers: Mapping[str, str] = dict(handshake_headers or {})
+        self.record = ConversationRecord()
+        self.boundary = new_boundary()
+        self.current: Turn | None = None
+        self.started_at = time.time()
+        self.ended_reason: str | None = None
+        self.log: structlog.typing.FilteringBoundLogger = structlog.get_logger("voice_channel.conversation")
+        self._runtime = runtime
+        self._hooks = hooks
+        self._settings = settings
+        self._outbox = outbox
+        self._metrics = metrics
+        self._turns = RateLimiter(settings.input.max_turns_per_minute, max_clients=1)
+        self._session_task: asyncio.Task[RuntimeSession] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+        self._pending = PendingRuns(
+            conversation=self,
+            session=self._session,
+            hooks=hooks,
+            settings=settings,
+            metrics=metrics,
+            spawn=self._spawn,
+            settle=self._settle,
+            closed=lambda: self._closed,
+            log=self.log,
+        )
+        #: The runtime session opened and ``conversation_started`` was announced.
+        self._started = False
+
+    # --- inbound, called by the receive loop (never blocks) ---------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def awaiting_confirmation(self) -> ConfirmationRequest | None:
+        """The request the next utterance will answer, if any."""
+        return self._pending.awaiting
+
+    def on_init(self, conversation_id: str) -> None:
+        if self.conversation_id is not None:
+            self.log.warning("duplicate_init_ignored", new_conversation_id=conversation_id)
+            return
+        self._start(conversation_id)
+
+    def on_ping(self) -> None:
+        self._outbox.post(Frame(None, pong=True))
+
+    def on_transcript(self, message: UserTranscriptMessage) -> None:
+        """Apply the turn rules to one transcript (see the module docstring)."""
+        if self._closed:
+            return
+        if self.conversation_id is None:
+            self._start(f"local-{uuid.uuid4().hex[:12]}")
+            self.log.warning("transcript_before_init")
+        event_id = message.event_id
+        turn = self.current
+        if event_id is None:
+            self.log.warning("transcript_without_event_id")
+        elif turn is not None and turn.event_id is not None:
+            if event_id == turn.event_id:
+                if turn.running:
+                    self.log.info("transcript_resent", event_id=event_id, action="continue")
+                else:
+                    self.log.info("transcript_resent", event_id=event_id, action="replay")
+                    turn.replay()
+                return
+            if event_id < turn.event_id:
+                self.log.info("transcript_stale", event_id=event_id, current_event_id=turn.event_id)
+                return
+            if event_id - turn.event_id > MAX_EVENT_ID_JUMP:
+                # Believing it would make every later genuine id look stale (see protocol notes).
+                self.log.error(
+                    "event_id_implausible_jump",
+                    event_id=event_id,
+                    current_event_id=turn.event_id,
+                    max_jump=MAX_EVENT_ID_JUMP,
+                )
+                return
+
+        previous: asyncio.Task[None] | None = None
+        if turn is not None:
+            if turn.running:
+                self.log.info("turn_interrupted", event_id=turn.event_id, by_event_id=event_id)
+                self._metrics.interruption(self.runtime_name)
+            turn.supersede()
+            if turn.task is not None and not turn.task.done():
+                turn.task.cancel()
+                previous = turn.task
+        new = Turn(
+            event_id,
+            outbox=self._outbox,
+            settings=self._settings.turn,
+            log=self.log,
+            metrics=self._metrics,
+            runtime_name=self.runtime_name,
+        )
+        self._metrics.turn_started(self.runtime_name)
+        self.current = new
+        new.task = asyncio.get_running_loop().create_task(
+            self._run_turn(new, message, previous), name=f"turn-{self.conversation_id}-{event_id}"
+        )
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def _start(self, conversation_id: str) -> None:
+        self.conversation_id = conversation_id
+        self.log = self.log.bind(conversation_id=conversation_id)
+        self._outbox.log = self.log
+        self._pending.log = self.log
+        structlog.contextvars.bind_contextvars(conversation_id=conversation_id)
+        self.log.info("conversation_started", runtime=self.runtime_name)
+        self._session_task = self._spawn(self._open_session())
+
+    async def _open_session(self) -> RuntimeSession:
+        assert self.conversation_id is not None
+        context = ConversationContext(
+            conversation_id=self.conversation_id,
+            settings=self._settings,
+            record=self.record,
+            boundary=self.boundary,
+        )
+        try:
+            session = await self._runtime.open_session(context)
+        except Exception:
+            self.log.exception("runtime_session_open_failed", runtime=self.runtime_name)
+            raise
+        self._started = True
+        await self._hooks.conversation_started(self)
+        return session
+
+    async def _session(self) -> RuntimeSession:
+        task = self._session_task
+        assert task is not None
+        if task.done():
+            return task.result()
+        # Shielded: an interrupted turn must not cancel the session being opened for the next.
+        return await asyncio.shield(task)
+
+    async def close(self, reason: str) -> None:
+        """End the conversation: cancel and await every task, deny what is pending, close the session."""
+        if self._closed:
+            return
+        self._closed = True
+        self.ended_reason = reason
+        turn = self.current
+        if turn is not None:
+            turn.supersede()
+            if turn.task is not None and not turn.task.done():
+                turn.task.cancel()
+                await self._settle(turn.task)
+        await self._outbox.aclose()
+        await self._pending.close()
+        session = await self._close_session_task()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        if session is not None:
+            try:
+                await session.aclose()
+            except Exception:
+                self.log.exception("runtime_session_close_failed")
+        self.log.info(
+            "conversation_ended", reason=reason, sent=self._outbox.frames_sent, dropped=self._outbox.frames_dropped
+        )
+        self._metrics.conversation_closed(self.runtime_name, self._outbox.frames_superseded)
+        if self._started:
+            await self._hooks.conversation_ended(self, reason)
+
+    async def _close_session_task(self) -> RuntimeSession | None:
+        task = self._session_task
+        if task is None:
+            return None
+        if not task.done():
+            await asyncio.wait({task}, timeout=self._settings.turn.cancel_grace_s)
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+                return None
+        if task.cancelled() or task.exception() is not None:
+            return None
+        return task.result()
+
+    # --- one turn ----------------------------------------------------------------------------------
+
+    async def _run_turn(self, turn: Turn, message: UserTranscriptMessage, previous: asyncio.Task[None] | None) -> None:
+        # conversation_id is inherited from the receive loop's context; runtime adapters' own
+        # log lines get the event_id from here.
+        structlog.contextvars.bind_contextvars(event_id=turn.event_id)
+        if previous is not None:
+            await self._settle(previous)
+        try:
+            utterance = read_transcript(
+                message.user_transcript,
+                boundary=self.boundary,
+                max_chars=self._settings.input.max_turn_chars,
+                max_history_items=self._settings.input.max_history_items,
+            )
+            self._log_anomalies(turn, utterance)
+            self.record.reconcile_last_reply(utterance.heard_reply)
+            if NOTHING_NEW in utterance.flags:
+                # Nothing new from the caller, so nothing to answer: the turn ends empty.
+                turn.log.info("transcript_ends_with_agent", action="nothing_to_answer")
+                await turn.finish()
+                return
+            await self._pending.end_unanswered(turn)
+            if self._pending.awaiting is not None:
+                await self._pending.answer(turn, utterance)
+            else:
+                await self._respond(turn, utterance)
+            await turn.finish()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            turn.log.exception("turn_failed")
+            if turn.running:
+                await turn.say(self._settings.turn.apology_text)
+                await turn.finish()
+        finally:
+            # After finish(): the record holds everything sent, including text flushed at the end.
+            if turn.spoken:
+                self.record.add_assistant(turn.text, turn.event_id, interrupted=turn.state is TurnState.SUPERSEDED)
+
+    async def _respond(self, turn: Turn, utterance: Utterance) -> None:
+        if not utterance.text:
+            turn.log.info("turn_without_user_text")
+            return
+        if self._turns.acquire("turns") is not None:
+            turn.log.warning("turn_rate_limited", per_minute=self._settings.input.max_turns_per_minute)
+            await turn.say(_SLOW_DOWN)
+            return
+        if utterance.intent in (Intent.STOP, Intent.CANCEL):
+            turn.log.info("intent", intent=utterance.intent.value)
+            return
+        if utterance.intent is Intent.REPEAT:
+            turn.log.info("intent", intent=utterance.intent.value)
+            last = self.record.last_assistant()
+            await turn.say(last.text if last is not None else _NOTHING_TO_REPEAT)
+            return
+        task = self._session_task
+        session = task.result() if task is not None and task.done() else await self._session()
+        assert self.conversation_id is not None
+        message = to_runtime_message(
+            utterance, conversation_id=self.conversation_id, event_id=turn.event_id, boundary=self.boundary
+        )
+        if self._hooks.has_transcript_hooks:
+            verdict = await self._hooks.transcript(message, self)
+            if isinstance(verdict, Refusal):
+                turn.log.info("transcript_vetoed")
+                await turn.say(verdict.text)
+                return
+            message = self._reapply_boundary(message, verdict)
+        try:
+            run = Run(session.respond(message))
+            await self._pending.speak(turn, run)
+            if run.closed and not turn.runtime_output and turn.running:
+                # The runtime ended without a word (it dropped or queued the message): never an
+                # empty final, and never just the filler.
+                turn.log.warning("runtime_reply_empty", runtime=self.runtime_name)
+                await turn.say(self._settings.turn.apology_text)
+        finally:
+            # The record holds what came *before* the message while the runtime answers it.
+            self.record.add_user(message.text, turn.event_id)
+
+    # --- helpers -------------------------------------------------------------------------------------
+
+    def _reapply_boundary(self, original: RuntimeMessage, replacement: RuntimeMessage) -> RuntimeMessage:
+        """A hook's replacement goes through the trust boundary again and keeps the provenance."""
+        if replacement is original:
+            return original
+        text, flags, _removed = clean_text(
+            replacement.text, boundary=self.boundary, max_chars=self._settings.input.max_turn_chars
+        )
+        return RuntimeMessage(
+            text=text,
+            conversation_id=original.conversation_id,
+            event_id=original.event_id,
+            boundary=original.boundary,
+            intent=original.intent,
+            flags=original.flags | flags | {"transformed"},
+        )
+
+    def _log_anomalies(self, turn: Turn, utterance: Utterance) -> None:
+        if utterance.skipped_items:
+            turn.log.warning("history_items_skipped", count=utterance.skipped_items)
+        suspicious = utterance.flags - {"malformed_items", "no_user_text", NOTHING_NEW}
+        if suspicious:
+            turn.log.warning("untrusted_input_anomaly", flags=sorted(suspicious), removed_chars=utterance.removed_chars)
+
+    async def _settle(self, task: asyncio.Task[Any]) -> None:
+        """Wait (bounded) for a cancelled task to finish; a runtime that ignores cancellation is logged."""
+        done, _pending = await asyncio.wait({task}, timeout=self._settings.turn.cancel_grace_s)
+        if not done:
+            self.log.error("runtime_ignored_cancellation", grace_s=self._settings.turn.cancel_grace_s)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif not task.cancelled() and task.exception() is not None:
+            self.log.error("task_failed", error=repr(task.exception()))
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task

@@ -1,0 +1,222 @@
+"""A turn: the reply window opened by one ``user_transcript``, bound to its ``event_id``.
+
+A :class:`Turn` owns what is spoken in reply to one transcript: it shapes and chunks the
+runtime's text, sends the filler phrase when the runtime is slow, flushes held text when the
+runtime stalls, and ends with exactly one ``is_final``. It never decides *what* to say; the
+:class:`~voice_channel.channel.conversation.Conversation` does.
+
+Every frame carries its own turn, and the :class:`~voice_channel.channel.outbox.Outbox` checks
+:attr:`Turn.is_current` right before writing. :meth:`Turn.supersede` is synchronous and is
+called the moment a newer transcript is read, so nothing of this turn is written afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+
+from voice_channel.channel.outbox import Frame, Outbox
+from voice_channel.channel.speech import PhraseChunker, SpeechShaper, extract_text
+from voice_channel.runtime import ConfirmationRequest, Notice, TextDelta
+from voice_channel.serving.metrics import NO_METRICS, Metrics
+from voice_channel.settings import TurnSettings
+
+__all__ = ["Turn", "TurnState"]
+
+
+class TurnState(enum.Enum):
+    RUNNING = "running"
+    FINISHED = "finished"
+    SUPERSEDED = "superseded"
+
+
+class Turn:
+    """One reply window. Created and driven by a conversation."""
+
+    def __init__(
+        self,
+        event_id: int | None,
+        *,
+        outbox: Outbox,
+        settings: TurnSettings,
+        log: structlog.typing.FilteringBoundLogger,
+        metrics: Metrics = NO_METRICS,
+        runtime_name: str = "",
+    ) -> None:
+        self.event_id = event_id
+        self.state = TurnState.RUNNING
+        self.task: asyncio.Task[None] | None = None
+        #: Everything sent for this turn, in order (for a replay and for the record).
+        self.spoken: list[str] = []
+        #: What the runtime gave this turn: characters of its text (not the filler, prompts or apologies)
+        #: plus one per confirmation request. Zero after a run ended means it said nothing.
+        self.runtime_output = 0
+        self.started_at = time.perf_counter()
+        self.first_text_at: float | None = None
+        self._conversation_log = log
+        self._log: structlog.typing.FilteringBoundLogger | None = None
+        self._outbox = outbox
+        self._settings = settings
+        self._metrics = metrics
+        self._runtime_name = runtime_name
+        self._chunker = PhraseChunker(settings.chunk_max_chars)
+        self._shaper = SpeechShaper()
+        self._loop = asyncio.get_running_loop()
+        self._stall: asyncio.TimerHandle | None = None
+        self._filler: asyncio.TimerHandle | None = None
+
+    # --- state ---------------------------------------------------------------------------------
+
+    @property
+    def log(self) -> structlog.typing.FilteringBoundLogger:
+        """The conversation's logger bound to this turn's ``event_id`` (bound on first use)."""
+        if self._log is None:
+            self._log = self._conversation_log.bind(event_id=self.event_id)
+        return self._log
+
+    @property
+    def is_current(self) -> bool:
+        """Frames of this turn may still be written (it has not been superseded)."""
+        return self.state is not TurnState.SUPERSEDED
+
+    @property
+    def running(self) -> bool:
+        return self.state is TurnState.RUNNING
+
+    @property
+    def text(self) -> str:
+        return "".join(self.spoken)
+
+    def supersede(self) -> None:
+        """Synchronously stop this turn's output; called when a newer transcript is read."""
+        if self.state is TurnState.SUPERSEDED:
+            return
+        self.state = TurnState.SUPERSEDED
+        self._cancel_timers()
+
+    # --- speaking --------------------------------------------------------------------------------
+
+    async def say(self, text: str) -> None:
+        """Speak channel-authored text (prompts, apologies) as one chunk."""
+        if text:
+            await self._send_text(text)
+
+    async def speak(self, events: AsyncIterator[Any]) -> ConfirmationRequest | None:
+        """Speak a runtime's stream until it ends, or until it asks for a confirmation.
+
+        Returns the :class:`ConfirmationRequest` the runtime paused on (the iterator is left
+        open, to be resumed by a later turn), or ``None`` when the stream is exhausted. The
+        caller owns the iterator and closes it.
+        """
+        if not self.spoken and self._settings.filler_enabled:
+            self._filler = self._loop.call_later(self._settings.first_text_deadline_s, self._send_filler)
+        try:
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    text: str | None = event.text
+                elif isinstance(event, ConfirmationRequest):
+                    self.runtime_output += 1
+                    await self._flush_all()
+                    return event
+                elif isinstance(event, Notice):
+                    self.log.debug("runtime_notice", kind=event.kind, length=len(event.text))
+                    continue
+                else:
+                    text = extract_text(event)
+                if text:
+                    self.runtime_output += len(text.strip())
+                    await self._feed(text)
+            return None
+        finally:
+            self._cancel_timers()
+
+    async def finish(self) -> None:
+        """Send what is held, then the turn's single ``is_final``."""
+        if self.state is not TurnState.RUNNING:
+            return
+        await self._flush_all()
+        self._cancel_timers()
+        if self.state is TurnState.RUNNING:
+            self.state = TurnState.FINISHED
+            await self._outbox.send(Frame(self, "", is_final=True))
+            self._metrics.turn_finished(self._runtime_name, time.perf_counter() - self.started_at)
+            self.log.info(
+                "turn_finished",
+                chars=sum(map(len, self.spoken)),
+                first_text_ms=None
+                if self.first_text_at is None
+                else round((self.first_text_at - self.started_at) * 1000, 2),
+                total_ms=round((time.perf_counter() - self.started_at) * 1000, 2),
+            )
+
+    def replay(self) -> None:
+        """Re-send the finished reply in full, then ``is_final`` (ElevenLabs re-sent this turn)."""
+        text = self.text
+        if text:
+            self._outbox.post(Frame(self, text))
+        self._outbox.post(Frame(self, "", is_final=True))
+
+    # --- internals -----------------------------------------------------------------------------
+
+    async def _feed(self, text: str) -> None:
+        shaped = self._shaper.feed(text)
+        chunk = self._chunker.feed(shaped) if shaped else None
+        if chunk:
+            await self._send_text(chunk)
+        if self._chunker.pending:
+            if self._stall is None:
+                self._stall = self._loop.call_later(self._settings.stall_flush_ms / 1000, self._flush_on_stall)
+        elif self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+
+    async def _flush_all(self) -> None:
+        rest = self._shaper.finish()
+        chunk = self._chunker.feed(rest) if rest else None
+        if chunk:
+            await self._send_text(chunk)
+        chunk = self._chunker.flush()
+        if chunk:
+            await self._send_text(chunk)
+        self._shaper = SpeechShaper()
+
+    def _flush_on_stall(self) -> None:
+        # Timer callback: the runtime paused with text held back; send it now.
+        self._stall = None
+        chunk = self._chunker.flush()
+        if chunk and self.is_current:
+            self._record_sent(chunk)
+            self._outbox.post(Frame(self, chunk))
+
+    def _send_filler(self) -> None:
+        # Timer callback: nothing said by the deadline; keep ElevenLabs from re-sending the turn.
+        self._filler = None
+        if not self.spoken and self.state is TurnState.RUNNING:
+            self.log.info("filler_sent", deadline_s=self._settings.first_text_deadline_s)
+            text = self._settings.filler_text + " "
+            self._record_sent(text)
+            self._outbox.post(Frame(self, text))
+
+    async def _send_text(self, text: str) -> None:
+        self._record_sent(text)
+        await self._outbox.send(Frame(self, text))
+
+    def _record_sent(self, text: str) -> None:
+        if self.first_text_at is None:
+            self.first_text_at = time.perf_counter()
+            self._metrics.first_chunk(self._runtime_name, self.first_text_at - self.started_at)
+            if self._filler is not None:
+                self._filler.cancel()
+                self._filler = None
+        self.spoken.append(text)
+
+    def _cancel_timers(self) -> None:
+        for handle in (self._stall, self._filler):
+            if handle is not None:
+                handle.cancel()
+        self._stall = self._filler = None

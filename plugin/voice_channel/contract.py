@@ -1,0 +1,81 @@
+"""The types hooks take or return, apart from the runtime contract (:mod:`voice_channel.runtime`).
+
+A plugin sees a conversation through :class:`ConversationInfo` (read-only), answers
+``voice_channel_confirmation_policy`` with a :class:`ConfirmationPolicy` and
+``voice_channel_authorize_token`` with ``True``, ``None`` or a :class:`TokenDenied`. This module
+imports no implementation module, so the contract stands on its own.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from voice_channel.channel.record import ConversationRecord
+    from voice_channel.runtime import ConfirmationRequest
+
+__all__ = ["ConfirmationPolicy", "ConversationInfo", "TokenDenied"]
+
+
+class ConfirmationPolicy(enum.IntEnum):
+    """How strict a spoken confirmation must be; higher is stricter."""
+
+    PLAIN = 1  #: "yes" or "no"
+    CODE_WORD = 2  #: the request's one-time code word
+    NEVER = 3  #: never approvable by voice
+
+
+@runtime_checkable
+class ConversationInfo(Protocol):
+    """What a hook may read of a conversation (one per Speech Engine WebSocket). Read-only."""
+
+    @property
+    def conversation_id(self) -> str | None:
+        """ElevenLabs' id from ``conversation_init`` (``local-…`` if a transcript came first)."""
+
+    @property
+    def runtime_name(self) -> str:
+        """The runtime answering this conversation, e.g. ``echo`` or ``hermes``."""
+
+    @property
+    def handshake_headers(self) -> Mapping[str, str]:
+        """The upgrade request's headers, without authorization or shared-secret headers."""
+
+    @property
+    def record(self) -> ConversationRecord:
+        """What the caller said and heard so far."""
+
+    @property
+    def started_at(self) -> float:
+        """When the WebSocket was accepted (``time.time()``)."""
+
+    @property
+    def ended_reason(self) -> str | None:
+        """Why it ended (``None`` while open)."""
+
+    @property
+    def awaiting_confirmation(self) -> ConfirmationRequest | None:
+        """The request the caller's next utterance will answer, if any."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenDenied:
+    """A refusal of ``voice_channel_authorize_token``, with what the page shows.
+
+    :param message: plain words for the person at the page (shown as is).
+    :param code: machine-readable, e.g. ``access_code_required`` (the page then asks for an access code).
+    :param status: HTTP status, 4xx: 401 when a credential would help, 403 otherwise.
+    :param reason: for the server log only, never sent.
+    """
+
+    message: str = "This page is not allowed to start a conversation."
+    code: str = "forbidden"
+    status: int = 403
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if not 400 <= self.status < 500:
+            raise ValueError(f"TokenDenied.status must be a 4xx status, got {self.status}")

@@ -1,0 +1,1 @@
+"""Serving: the app state, health, drain, metrics, gunicorn workers and the GC policy."""

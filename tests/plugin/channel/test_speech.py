@@ -1,0 +1,150 @@
+"""Speech shaping, phrase chunking, and text extraction from LLM SDK stream chunks."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace as NS
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from voice_channel.channel.speech import PhraseChunker, SpeechShaper, extract_text, shape_text
+
+# --- extraction ---
+
+
+@pytest.mark.parametrize(
+    ("chunk", "text"),
+    [
+        ("plain", "plain"),
+        ({"type": "response.output_text.delta", "delta": "resp"}, "resp"),
+        ({"choices": [{"delta": {"content": "chat"}}]}, "chat"),
+        (NS(choices=[NS(delta=NS(content="chat-obj"))]), "chat-obj"),
+        ({"choices": [{"delta": {"tool_calls": [{}]}}]}, None),
+        ({"choices": []}, None),
+        ({"type": "content_block_delta", "delta": {"type": "text_delta", "text": "claude"}}, "claude"),
+        ({"type": "content_block_delta", "delta": {"type": "input_json_delta", "partial_json": "{"}}, None),
+        (NS(type="content_block_delta", delta=NS(type="text_delta", text="claude-obj")), "claude-obj"),
+        ({"candidates": [{"content": {"parts": [{"text": "gem"}, {"text": "ini"}]}}]}, "gemini"),
+        ({"candidates": [{"content": {"parts": [{"text": "hmm", "thought": True}, {"text": "ok"}]}}]}, "ok"),
+        ({"candidates": [{"content": {"parts": [{"text": "hmm", "thought": True}]}}]}, None),
+        ({"type": "message_stop"}, None),
+        (None, None),
+        (42, None),
+        (b"bytes", None),
+    ],
+)
+def test_extract_text(chunk, text):
+    assert extract_text(chunk) == text
+
+
+# --- shaping ---
+
+
+@pytest.mark.parametrize(
+    ("markdown", "spoken"),
+    [
+        ("Plain words, nothing else.", "Plain words, nothing else."),
+        ("# Title\nBody text.", "Title. Body text."),
+        ("Some **bold** and *italic* and __under__ text.", "Some bold and italic and under text."),
+        ("Use `pip install x` now.", "Use pip install x now."),
+        ("- milk\n- eggs\n", "milk. eggs. "),
+        ("1. first\n2. second", "1. first. 2. second"),
+        ("> quoted\nplain", "quoted. plain"),
+        ("See [the docs](https://example.com/a/b) please.", "See the docs please."),
+        ("![a cat](http://x/cat.png) here", "a cat here"),
+        ("Go to https://www.example.com/path?q=1.", "Go to example.com."),
+        ("Visit <https://example.org/x>", "Visit example.org"),
+        ("Before\n```python\nprint('secret code')\n```\nAfter", "Before. After"),
+        ("<think>internal musing</think>The answer is 4.", "The answer is 4."),
+        ("| a | b |\n|---|---|\n| 1 | 2 |\n", "a, b. 1, 2. "),
+        ("Keep snake_case and 2 * 3 = 6", "Keep snake_case and 2 * 3 = 6"),
+        ("Line one\n\nLine two.", "Line one. Line two."),
+        ("A<br>B", "AB"),
+        ("---\nafter rule", "after rule"),
+    ],
+)
+def test_shape_text(markdown, spoken):
+    assert shape_text(markdown) == spoken
+
+
+def test_plain_first_words_pass_through_without_delay():
+    shaper = SpeechShaper()
+    assert shaper.feed("Hello") == "Hello"
+    assert shaper.feed(" there") == " there"
+
+
+def test_unfinished_constructs_are_held_until_decided():
+    shaper = SpeechShaper()
+    assert shaper.feed("See [the") == "See "
+    assert shaper.feed(" docs](https://x.y/") == ""
+    assert shaper.feed("z) now") == "the docs now"
+    shaper = SpeechShaper()
+    assert shaper.feed("go to h") == "go to "
+    assert shaper.feed("ttps://example.com/a b") == "example.com b"
+
+
+MARKDOWN_SAMPLES = [
+    "# Plan\n\nFirst, **buy** milk. Then *call* Bob at https://bob.example/x.\n\n- one\n- two\n",
+    "Use `code` and [a link](http://a.b/c) or ![img](x.png).\n```js\nalert(1)\n```\nDone.",
+    "<think>private</think>Answer: | x | y |\n> note\n1. step",
+    "Snake_case_words and 3 * 4, plus __dunder__ ~~strike~~.",
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(sample=st.sampled_from(MARKDOWN_SAMPLES), cuts=st.lists(st.integers(min_value=1, max_value=8), max_size=200))
+def test_streaming_in_any_pieces_equals_shaping_at_once(sample, cuts):
+    shaper = SpeechShaper()
+    out, i = [], 0
+    for size in cuts:
+        if i >= len(sample):
+            break
+        out.append(shaper.feed(sample[i : i + size]))
+        i += size
+    out.append(shaper.feed(sample[i:]))
+    out.append(shaper.finish())
+    assert "".join(out) == shape_text(sample)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_shaping_never_raises_and_leaves_no_markup_markers(text):
+    spoken = shape_text(text)
+    assert "**" not in spoken and "```" not in spoken and "](" not in spoken
+
+
+# --- chunking ---
+
+
+def test_first_chunk_leaves_at_once_then_phrases_are_coalesced():
+    chunker = PhraseChunker(max_chars=200)
+    assert chunker.feed("Sure") == "Sure"
+    assert chunker.feed(" thing") is None
+    assert chunker.feed(", here") == " thing,"
+    assert chunker.feed(" is the plan") is None
+    assert chunker.feed(". Next") == " here is the plan."
+    assert chunker.flush() == " Next"
+    assert chunker.flush() is None
+
+
+def test_long_text_without_punctuation_is_cut_at_a_space_past_the_cap():
+    chunker = PhraseChunker(max_chars=20)
+    assert chunker.feed("x") == "x"
+    out = chunker.feed(" aaaa bbbb cccc dddd eeee ffff")
+    assert out is not None and out.endswith(" ") and len(out) <= 31
+    assert (out + (chunker.flush() or "")) == " aaaa bbbb cccc dddd eeee ffff"
+
+
+def test_token_stream_becomes_few_frames():
+    chunker = PhraseChunker()
+    tokens = [f"w{i}{'.' if i % 12 == 11 else ''} " for i in range(600)]
+    frames = [c for c in (chunker.feed(t) for t in tokens) if c] + [chunker.flush() or ""]
+    assert "".join(frames) == "".join(tokens).rstrip()
+    assert len(frames) <= 60  # 600 tokens, one sentence every 12 words
+
+
+def test_whitespace_alone_is_not_a_frame():
+    chunker = PhraseChunker()
+    assert chunker.feed("  ") is None
+    assert chunker.feed("Hi") == "  Hi"
