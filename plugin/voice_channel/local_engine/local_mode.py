@@ -35,8 +35,8 @@ def channel_overrides(engine_base_url: str) -> dict[str, Any]:
 
 def voice_unavailable() -> str | None:
     """Why a spoken local demo cannot run here, or ``None`` when it can."""
-    from voice_channel.local_engine.models import INSTALL_HINT
     from voice_channel.elevenlabs.page import bundle_missing
+    from voice_channel.local_engine.models import INSTALL_HINT
 
     missing = [package for module, package in _MODULES.items() if importlib.util.find_spec(module) is None]
     if missing:

@@ -10,7 +10,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from processes import require
-from voice_channel.elevenlabs import page as ui
 from voice_channel.app import create_app
 from voice_channel.elevenlabs import page as ui
 from voice_channel.plugins import get_plugin_manager
