@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -28,16 +27,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "plugin"))
 
+sys.path.insert(0, str(HERE))
+
+from first_chunk import free_port, wait_listening  # noqa: E402
 from voice_channel.elevenlabs.client import SpeechEngineClient  # noqa: E402
 
 MiB = 1024 * 1024
 CHECKPOINTS = (1_000, 5_000, 10_000)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss(pid: int) -> int:
@@ -49,21 +45,6 @@ def rss(pid: int) -> int:
 
 def fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-async def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            await writer.wait_closed()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)  # a readiness probe of another process, not a synchronisation
-    raise TimeoutError(f"nothing listening on {port}")
 
 
 async def settle_fds(pid: int, baseline: int, timeout: float = 10.0) -> int:

@@ -295,3 +295,14 @@ async def get_token(channel: Channel, headers: dict[str, str] | None = None) -> 
         session.get(channel.server.make_url("/api/token"), headers=headers or {}) as response,
     ):
         return response.status, await response.json(), response.headers
+
+
+async def handshake_status(url: str, headers: dict[str, str]) -> int:
+    """The HTTP status of a WebSocket upgrade to ``url`` with ``headers`` (101 when it opens)."""
+    async with aiohttp.ClientSession() as session:
+        try:
+            async with session.ws_connect(url, headers=headers) as ws:
+                await ws.close()
+                return 101
+        except aiohttp.WSServerHandshakeError as exc:
+            return exc.status

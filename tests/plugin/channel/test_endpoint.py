@@ -11,20 +11,10 @@ import pytest
 from aiohttp import WSMsgType
 from structlog.testing import capture_logs
 
-from support import ScriptedPlugin, barrier, conversation, stalls_after, words
+from support import ScriptedPlugin, barrier, conversation, handshake_status, stalls_after, words
 from voice_channel.channel.auth import JWT_HEADER
 from voice_channel.elevenlabs.client import sign_speech_engine_jwt
 from voice_channel.serving.keys import STATE
-
-
-async def handshake_status(url: str, headers: dict[str, str]) -> int:
-    async with aiohttp.ClientSession() as session:
-        try:
-            async with session.ws_connect(url, headers=headers) as ws:
-                await ws.close()
-                return 101
-        except aiohttp.WSServerHandshakeError as exc:
-            return exc.status
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 
 from cli_process import run, serve
 from raw_http import raw_request, upgrade_request
-from support import ElevenLabsStandin, get_token
+from support import ElevenLabsStandin, get_token, handshake_status
 from voice_channel.channel.auth import JWT_HEADER
 from voice_channel.elevenlabs.client import sign_speech_engine_jwt
 from voice_channel.serving.keys import STATE
@@ -165,16 +165,6 @@ async def test_the_right_non_ascii_shared_secret_still_opens(start_channel, api_
         upgrade_request("/ws", jwt_header + b"x-voice-channel-secret: " + "s3cret-\u00e9t\u00e9".encode() + b"\r\n"),
     )
     assert status == 101
-
-
-async def handshake_status(url: str, headers: dict[str, str]) -> int:
-    async with aiohttp.ClientSession() as session:
-        try:
-            async with session.ws_connect(url, headers=headers) as ws:
-                await ws.close()
-                return 101
-        except aiohttp.WSServerHandshakeError as exc:
-            return exc.status
 
 
 # --- 11. DNS rebinding: without configuration only loopback origins get tokens ------------------------------
