@@ -184,6 +184,43 @@ def engine_defaults(name: str, now: int) -> dict[str, Any]:
     }
 
 
+#: The engine's ``turn`` fields and their allowed values, as the SDK's ``BaseTurnConfig`` (2.78) types them.
+TURN_CHOICES = {
+    "turn_eagerness": {"patient", "normal", "eager"},
+    "spelling_patience": {"auto", "off"},
+    "turn_model": {"turn_v2", "turn_v3"},
+}
+TURN_NUMBERS = {"turn_timeout", "initial_wait_time", "silence_end_call_timeout"}
+TURN_FLAGS = {
+    "speculative_turn",
+    "retranscribe_on_turn_timeout",
+    "merge_with_default_ignore_terms",
+    "transcribe_on_disabled_interruptions",
+}
+TURN_LISTS = {"interruption_ignore_terms", "interruption_ignore_term_languages"}
+
+
+def _validate_turn(turn: dict[str, Any]) -> list[dict[str, Any]]:
+    errors = []
+    for key, value in turn.items():
+        loc = ["body", "turn", key]
+        if key in TURN_CHOICES:
+            if value not in TURN_CHOICES[key]:
+                errors.append(_error(loc, f"Input should be one of {sorted(TURN_CHOICES[key])}", "enum"))
+        elif key in TURN_NUMBERS:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                errors.append(_error(loc, "Input should be a valid number", "float_type"))
+        elif key in TURN_FLAGS:
+            if not isinstance(value, bool):
+                errors.append(_error(loc, "Input should be a valid boolean", "bool_type"))
+        elif key in TURN_LISTS:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                errors.append(_error(loc, "Input should be a valid list of strings", "list_type"))
+        else:  # [assumed] strict, to catch typos in what we send
+            errors.append(_error(loc, "Extra inputs are not permitted", "extra_forbidden"))
+    return errors
+
+
 def _validate(body: Any, *, creating: bool) -> list[dict[str, Any]]:
     if not isinstance(body, dict):
         return [_error(["body"], "Input should be a valid dictionary", "dict_type")]
@@ -206,6 +243,9 @@ def _validate(body: Any, *, creating: bool) -> list[dict[str, Any]]:
             errors.append(
                 _error(["body", "speech_engine", "ws_url"], "URL scheme should be 'ws' or 'wss'", "url_scheme")
             )
+    turn = body.get("turn")
+    if isinstance(turn, dict):
+        errors.extend(_validate_turn(turn))
     timeout = body.get("cascade_timeout_seconds")
     if timeout is not None and (
         isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 2 <= timeout <= 15

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -108,6 +109,44 @@ def _check_ws_url(url: str) -> str:
     return url
 
 
+#: Longest backchannel term; more is not a backchannel but a sentence.
+MAX_IGNORE_TERM_CHARS = 40
+MAX_IGNORE_TERMS = 100
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
+
+
+def _silence_timeout(_ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is None or value == -1 or 1 <= value <= 7200:
+        return value
+    raise click.BadParameter(f"{value} is neither -1 (never end the call) nor 1 to 7200 seconds", param=param)
+
+
+def _ignore_terms(_ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[str]:
+    terms: list[str] = []
+    for value in values:
+        term = " ".join(value.split())
+        if not term:
+            raise click.BadParameter("an ignore term cannot be empty", param=param)
+        if len(term) > MAX_IGNORE_TERM_CHARS:
+            raise click.BadParameter(
+                f"{term[:20]!r}... is longer than {MAX_IGNORE_TERM_CHARS} characters: an ignore term is a short"
+                " backchannel such as uh-huh, matched against the whole utterance",
+                param=param,
+            )
+        if term.casefold() not in {t.casefold() for t in terms}:
+            terms.append(term)
+    if len(terms) > MAX_IGNORE_TERMS:
+        raise click.BadParameter(f"at most {MAX_IGNORE_TERMS} ignore terms, got {len(terms)}", param=param)
+    return terms
+
+
+def _languages(_ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[str]:
+    for value in values:
+        if not _LANGUAGE.match(value):
+            raise click.BadParameter(f"{value!r} is not a language code such as en or pt-BR", param=param)
+    return list(dict.fromkeys(values))
+
+
 def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The settings ``create`` and ``update`` share."""
     options = [
@@ -128,6 +167,53 @@ def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--keyword", "keywords", multiple=True, help="Word the recogniser should expect (repeatable)."),
         click.option("--turn-timeout", type=click.FloatRange(1, 30), help="Seconds of silence before a re-prompt."),
         click.option("--turn-eagerness", type=click.Choice(["patient", "normal", "eager"]), help="Turn taking."),
+        click.option(
+            "--initial-wait-time",
+            type=click.FloatRange(1, 300),
+            help="Seconds to wait for the caller to speak first, without a first message (default: turn timeout).",
+        ),
+        click.option(
+            "--silence-end-call-timeout",
+            type=float,
+            callback=_silence_timeout,
+            help="Seconds of caller silence that end the call (-1: never).",
+        ),
+        click.option(
+            "--spelling-patience",
+            type=click.Choice(["auto", "off"]),
+            help="Wait longer while the caller spells numbers and names (auto) or never (off).",
+        ),
+        click.option(
+            "--speculative-turn/--no-speculative-turn",
+            default=None,
+            help="Start the reply during silence before the turn is certain (faster; more runtime calls).",
+        ),
+        click.option(
+            "--retranscribe-on-turn-timeout/--no-retranscribe-on-turn-timeout",
+            default=None,
+            help="At the turn timeout, transcribe again what VAD thought was no speech.",
+        ),
+        click.option("--turn-model", type=click.Choice(["turn_v2", "turn_v3"]), help="ElevenLabs' turn model."),
+        click.option(
+            "--ignore-term",
+            "ignore_terms",
+            multiple=True,
+            callback=_ignore_terms,
+            help="Backchannel that does not interrupt the agent, e.g. uh-huh (repeatable; replaces the list).",
+        ),
+        click.option("--clear-ignore-terms", is_flag=True, help="Remove every interruption ignore term."),
+        click.option(
+            "--ignore-term-language",
+            "ignore_term_languages",
+            multiple=True,
+            callback=_languages,
+            help="Language whose curated ignore terms ElevenLabs activates, e.g. en (repeatable).",
+        ),
+        click.option(
+            "--merge-default-ignore-terms/--no-merge-default-ignore-terms",
+            default=None,
+            help="Use the curated terms of the --ignore-term-language languages as well as --ignore-term.",
+        ),
         click.option("--max-duration", type=click.IntRange(1), help="Longest conversation, in seconds."),
         click.option("--record-voice/--no-record-voice", default=None, help="Let ElevenLabs keep call audio."),
         click.option("--retention-days", type=click.IntRange(-1), help="Days ElevenLabs keeps data (-1: default)."),
@@ -181,6 +267,19 @@ def _changes(settings: Settings, options: dict[str, Any], *, creating: bool) -> 
     changes.set("asr", "keywords", list(options["keywords"]) or None)
     changes.set("turn", "turn_timeout", options["turn_timeout"])
     changes.set("turn", "turn_eagerness", options["turn_eagerness"])
+    changes.set("turn", "initial_wait_time", options["initial_wait_time"])
+    changes.set("turn", "silence_end_call_timeout", options["silence_end_call_timeout"])
+    changes.set("turn", "spelling_patience", options["spelling_patience"])
+    changes.set("turn", "speculative_turn", options["speculative_turn"])
+    changes.set("turn", "retranscribe_on_turn_timeout", options["retranscribe_on_turn_timeout"])
+    changes.set("turn", "turn_model", options["turn_model"])
+    if options["clear_ignore_terms"] and options["ignore_terms"]:
+        raise fail("give either --ignore-term or --clear-ignore-terms, not both")
+    changes.set(
+        "turn", "interruption_ignore_terms", [] if options["clear_ignore_terms"] else options["ignore_terms"] or None
+    )
+    changes.set("turn", "interruption_ignore_term_languages", options["ignore_term_languages"] or None)
+    changes.set("turn", "merge_with_default_ignore_terms", options["merge_default_ignore_terms"])
     changes.set("conversation", "max_duration_seconds", options["max_duration"])
     changes.set("privacy", "record_voice", options["record_voice"])
     changes.set("privacy", "retention_days", options["retention_days"])

@@ -38,12 +38,21 @@ __all__ = ["local_engine"]
 @click.option("--cascade-timeout-s", type=float, default=4.0, show_default=True, help="Re-send a turn after this.")
 @click.option("--keyword", "keywords", multiple=True, help="Word to bias speech recognition toward (repeatable).")
 @click.option(
+    "--ignore-term",
+    "ignore_terms",
+    multiple=True,
+    help="Backchannel that does not interrupt the agent, e.g. uh-huh (repeatable; as the engine's"
+    " turn.interruption_ignore_terms).",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
-def local_engine(log_level: str, api_key: str, keywords: tuple[str, ...], **options: Any) -> None:
+def local_engine(
+    log_level: str, api_key: str, keywords: tuple[str, ...], ignore_terms: tuple[str, ...], **options: Any
+) -> None:
     """Serve a local stand-in for ElevenLabs: real speech in the browser, no cloud.
 
     Browsers connect with @elevenlabs/client in WebSocket mode using a signed URL from
@@ -55,7 +64,9 @@ def local_engine(log_level: str, api_key: str, keywords: tuple[str, ...], **opti
     except ImportError as exc:  # pragma: no cover - the config needs only pydantic
         raise fail(f"the local engine cannot load: {exc}") from None
     try:
-        config = LocalEngineConfig(api_key=api_key, keywords=list(keywords), **options)
+        config = LocalEngineConfig(
+            api_key=api_key, keywords=list(keywords), interruption_ignore_terms=list(ignore_terms), **options
+        )
     except ValidationError as exc:
         problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors())
         raise fail(problems) from None

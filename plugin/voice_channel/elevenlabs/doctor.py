@@ -19,6 +19,7 @@ from yarl import URL
 
 from voice_channel.default_plugins.token_policy import ORIGIN_FIX, allowed_origins
 from voice_channel.elevenlabs.api import NoApiKey, classify, open_client, request_options
+from voice_channel.elevenlabs.engines import TURN_LABELS, engine_as_json, turn_settings
 from voice_channel.settings import Settings
 
 __all__ = ["Check", "run_checks"]
@@ -76,6 +77,7 @@ async def run_checks(settings: Settings) -> list[Check]:
     engine_ws_url = config.speech_engine.ws_url if config is not None else None
     checks.append(_check_ws_url(settings, engine_ws_url))
     checks.append(_check_header_secret(settings, config))
+    checks.extend(_turn_checks(config))
     checks.append(await _probe_websocket(settings, engine_ws_url or settings.server.public_ws_url))
     checks.append(_check_browser(settings))
     return checks
@@ -155,6 +157,30 @@ def _check_header_secret(settings: Settings, config: Any) -> Check:
         f"the engine sends a different {name} than this server expects: every conversation would be refused",
         "voice-channel engine update --secret-header",
     )
+
+
+#: Backchannels worth ignoring, suggested when the engine ignores none.
+SUGGESTED_IGNORE_TERMS = ("uh-huh", "mm-hmm", "okay", "gotcha", "right")
+
+
+def _turn_checks(config: Any) -> list[Check]:
+    """One line per turn setting the engine has, and a hint when no backchannel would be ignored."""
+    if config is None:
+        return []
+    keys = {label: key for key, label in TURN_LABELS.items()}
+    checks = [Check(f"turn.{keys[label]}", "ok", f"{label}: {value}") for label, value in turn_settings(config)]
+    turn = engine_as_json(config).get("turn", {})
+    if not turn.get("interruption_ignore_terms") and not turn.get("interruption_ignore_term_languages"):
+        suggestion = " ".join(f"--ignore-term {term}" for term in SUGGESTED_IGNORE_TERMS)
+        checks.append(
+            Check(
+                "ignore_terms",
+                "ok",
+                "hint: no interruption ignore terms, so a backchannel such as 'uh-huh' interrupts the agent;"
+                f" to keep talking through them: voice-channel engine update {suggestion}",
+            )
+        )
+    return checks
 
 
 async def _probe_websocket(settings: Settings, ws_url: str | None) -> Check:

@@ -30,6 +30,7 @@ __all__ = [
     "create_engine",
     "describe_engine",
     "engine_as_json",
+    "turn_settings",
     "update_engine",
     "write_env_file",
 ]
@@ -155,7 +156,7 @@ def describe_engine(config: Any) -> list[tuple[str, str]]:
     data = engine_as_json(config)
     speech_engine = data.get("speech_engine", {})
     headers = speech_engine.get("request_headers") or {}
-    tts, asr, turn = data.get("tts", {}), data.get("asr", {}), data.get("turn", {})
+    tts, asr = data.get("tts", {}), data.get("asr", {})
     privacy, overrides = data.get("privacy", {}), data.get("overrides", {})
 
     def header(name: str, value: Any) -> str:
@@ -168,10 +169,7 @@ def describe_engine(config: Any) -> list[tuple[str, str]]:
     tts_parts = [tts.get("model_id"), tts.get("voice_id") and f"voice {tts['voice_id']}"]
     if tts.get("speed") is not None:
         tts_parts.append(f"speed {tts['speed']}")
-    turn_parts = [
-        turn.get("turn_eagerness") and f"{turn['turn_eagerness']} eagerness",
-        turn.get("turn_timeout") is not None and f"turn timeout {turn['turn_timeout']} s",
-    ]
+    turn_parts = [f"{label} {value}" for label, value in turn_settings(config)]
     privacy_parts = [
         {True: "records voice", False: "does not record voice"}.get(privacy.get("record_voice")),
         privacy.get("retention_days") is not None and f"retention {privacy['retention_days']} days",
@@ -184,13 +182,52 @@ def describe_engine(config: Any) -> list[tuple[str, str]]:
         ("request headers", "; ".join(header(k, v) for k, v in sorted(headers.items())) or "none"),
         ("tts", ", ".join(str(p) for p in tts_parts if p) or "default"),
         ("asr", ", ".join(str(p) for p in (asr.get("provider"), asr.get("quality")) if p) or "default"),
-        ("turn", ", ".join(str(p) for p in turn_parts if p) or "default"),
+        ("turn", "; ".join(turn_parts) or "default"),
         ("cascade timeout", f"{cascade} s" if cascade is not None else "default"),
         ("first message", "override allowed" if overrides.get("first_message") else "override not allowed"),
         ("privacy", ", ".join(str(p) for p in privacy_parts if p) or "default"),
         ("language", data.get("language") or "default"),
         ("tags", ", ".join(data.get("tags") or []) or "none"),
     ]
+
+
+#: The engine's ``turn`` settings ``engine get`` and ``doctor`` show, with their labels, in this order.
+TURN_LABELS = {
+    "turn_timeout": "turn timeout",
+    "initial_wait_time": "initial wait",
+    "silence_end_call_timeout": "silence end-call timeout",
+    "turn_eagerness": "eagerness",
+    "spelling_patience": "spelling patience",
+    "speculative_turn": "speculative turn",
+    "retranscribe_on_turn_timeout": "retranscribe on turn timeout",
+    "turn_model": "turn model",
+    "interruption_ignore_terms": "interruption ignore terms",
+    "interruption_ignore_term_languages": "ignore-term languages",
+    "merge_with_default_ignore_terms": "merge default ignore terms",
+}
+_SECONDS = {"turn_timeout", "initial_wait_time", "silence_end_call_timeout"}
+
+
+def turn_settings(config: Any) -> list[tuple[str, str]]:
+    """The engine's turn settings that are set, as readable ``(label, value)`` pairs."""
+    turn = engine_as_json(config).get("turn", {})
+    shown = []
+    for key, label in TURN_LABELS.items():
+        value = turn.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            text = "on" if value else "off"
+        elif isinstance(value, list):
+            text = ", ".join(repr(str(v)) for v in value) if value else "none"
+        elif key == "silence_end_call_timeout" and value == -1:
+            text = "off"
+        elif key in _SECONDS:
+            text = f"{value} s"
+        else:
+            text = str(value)
+        shown.append((label, text))
+    return shown
 
 
 _ENV_LINE = re.compile(rf"^\s*(export\s+)?{ENV_NAME}\s*=")

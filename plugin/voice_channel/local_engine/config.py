@@ -51,6 +51,17 @@ class LocalEngineConfig(BaseModel):
         0.5, gt=0, le=10, description="How far ahead of playout agent audio is sent (what a barge-in must fade)."
     )
 
+    interruption_ignore_terms: list[str] = Field(
+        default_factory=list,
+        description="Backchannels that do not interrupt the agent (the engine's turn.interruption_ignore_terms).",
+    )
+    backchannel_max_ms: int = Field(
+        1500,
+        ge=300,
+        le=5000,
+        description="With ignore terms, speech over the agent longer than this interrupts without waiting for words.",
+    )
+
     cascade_timeout_s: float = Field(
         4.0, ge=0.5, le=15, description="A turn with no agent text by then is re-sent (same event_id)."
     )

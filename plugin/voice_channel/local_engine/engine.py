@@ -40,6 +40,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from voice_channel.local_engine import convai
 from voice_channel.local_engine.audio import INPUT_RATE, Playout, b64decode_pcm, b64encode_pcm, seconds
+from voice_channel.local_engine.backchannel import IgnoreTerms
 from voice_channel.local_engine.config import LocalEngineConfig
 from voice_channel.local_engine.speech import SpeechModels
 from voice_channel.local_engine.stt import Transcript
@@ -75,6 +76,8 @@ class EngineEvent:
     * ``speech_ended``: the VAD's end of speech; a turn with ``event_id`` starts;
     * ``turn_continued``: speech came before any audio of turn ``event_id``, which is merged into the next;
     * ``interrupted``: the caller spoke over the audio of turn ``event_id`` (barge-in);
+    * ``backchannel_held``: with ignore terms, speech over turn ``event_id``'s audio waits for its words;
+    * ``backchannel_ignored``: those words were an ignore term: turn ``event_id`` goes on, no new turn;
     * ``transcript_sent``: turn ``event_id``'s transcript went to the channel;
     * ``first_audio``: the first audio of turn ``event_id``'s reply went to the browser;
     * ``turn_done``: turn ``event_id`` ended (its audio all sent, or it was stopped);
@@ -201,6 +204,10 @@ class EngineSession:
         self._closed = False
         self._closing: asyncio.Task[None] | None = None
         self.keywords = [*config.keywords, *self._client_keywords(init)]
+        self.ignore_terms = IgnoreTerms(config.interruption_ignore_terms)
+        #: The turn whose barge-in waits for the words of the speech over it (ignore terms), and that speech's size.
+        self._held: _Turn | None = None
+        self._held_bytes = 0
 
     @staticmethod
     def _client_keywords(init: dict[str, Any]) -> list[str]:
@@ -347,7 +354,21 @@ class EngineSession:
         for event in self.detector.feed(pcm):
             if isinstance(event, SpeechStarted):
                 self._event("speech_started", None if self._turn is None else self._turn.event_id)
-                self._interrupt_for_new_input()
+                audible = self._audible_turn()
+                if self.ignore_terms and audible is not None:
+                    # It may be a backchannel: the reply goes on until the words say otherwise.
+                    self._held, self._held_bytes = audible, 0
+                    self._event("backchannel_held", audible.event_id)
+                else:
+                    self._interrupt_for_new_input()
+            elif self._held is not None and isinstance(event, SpeechEnded):
+                held, self._held = self._held, None
+                self._speculation = None
+                self._spawn(self._decide_backchannel(held, event), f"backchannel-{held.event_id}")
+            elif self._held is not None and isinstance(event, SpeechDiscarded):
+                self._held = None  # a click or a cough: the reply goes on
+            elif self._held is not None:
+                pass  # no early transcription of speech that may be a backchannel
             elif isinstance(event, SpeechPaused):
                 running = self._speculation is not None and not self._speculation.future.done()
                 if not running and self._carry is None:
@@ -363,6 +384,39 @@ class EngineSession:
                 # The "barge-in" was a click or a cough: answer the utterance it cancelled after all.
                 carry, self._carry = self._carry, None
                 self._start_turn(carry.pcm, text=carry.text, speech_end=carry.speech_end, merge=False)
+
+        if self._held is not None:
+            self._held_bytes += len(pcm)
+            if self._held_bytes / 2 / INPUT_RATE * 1000 > self.config.backchannel_max_ms:
+                # Longer than any backchannel: a real barge-in, no need to wait for the words.
+                self._held = None
+                self._interrupt_for_new_input()
+
+    def _audible_turn(self) -> _Turn | None:
+        """The current turn if the caller can hear its reply (its audio started, and it is sending or playing)."""
+        turn = self._turn
+        if turn is None or turn.stopped or turn.playout.started is None:
+            return None
+        running = turn.task is not None and not turn.task.done()
+        return turn if running or turn.playout.playing() else None
+
+    async def _decide_backchannel(self, held: _Turn, event: SpeechEnded) -> None:
+        """Speech over ``held``'s reply ended: an ignore term leaves the reply alone, anything else is a turn."""
+        try:
+            text = (await self.models.transcribe_soon(event.pcm, self._stt_prompt())).text.strip()
+        except Exception as exc:  # the reply goes on; the caller can say it again
+            self.log.warning("local_engine_stt_failed", error=str(exc))
+            return
+        if self.ignore_terms.matches(text):
+            self.log.info("local_engine_backchannel_ignored", event_id=held.event_id, transcript=text)
+            self._event("backchannel_ignored", held.event_id)
+            return
+        if not text:
+            self.log.info("local_engine_no_words", audio_s=round(seconds(event.pcm, INPUT_RATE), 2))
+            return
+        self._interrupt_for_new_input()
+        self._start_turn(event.pcm, text=text, speech_end=event.speech_end, decided=event.decided)
+        self._event("speech_ended", self._turn.event_id if self._turn is not None else None)
 
     def _interrupt_for_new_input(self) -> None:
         turn = self._turn

@@ -97,6 +97,12 @@ def test_a_consistent_deployment_passes(deployment):
         "engine": "ok",
         "ws_url": "ok",
         "header_secret": "ok",
+        "turn.turn_timeout": "ok",
+        "turn.silence_end_call_timeout": "ok",
+        "turn.turn_eagerness": "ok",
+        "turn.speculative_turn": "ok",
+        "turn.turn_model": "ok",
+        "ignore_terms": "ok",
         "websocket": "ok",
         "browser": "ok",
     }

@@ -127,3 +127,35 @@ def test_cli_reports_a_bad_channel_url_without_traceback() -> None:
     assert result.exit_code == 2
     assert "--channel-url" in result.output and "ws://" in result.output
     assert "Traceback" not in result.output
+
+
+# --- interruption ignore terms ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("transcript", "ignored"),
+    [
+        ("Uh-huh.", True),
+        ("uh huh", True),
+        (" UH-HUH! ", True),
+        ("Uh, huh.", True),
+        ("Gotcha.", True),
+        ("Mm-hmm.", False),  # not a term here
+        ("Uh-huh, stop.", False),  # the whole utterance must be a term
+        ("uh", False),
+        ("", False),
+        ("Please add milk.", False),
+    ],
+)
+def test_ignore_terms_match_the_whole_transcript_whatever_the_case_and_punctuation(transcript, ignored):
+    from voice_channel.local_engine.backchannel import IgnoreTerms
+
+    terms = IgnoreTerms(["uh-huh", "Gotcha", "  "])
+    assert terms.matches(transcript) is ignored
+
+
+def test_no_ignore_terms_means_every_utterance_interrupts():
+    from voice_channel.local_engine.backchannel import IgnoreTerms
+
+    assert not IgnoreTerms([]) and not IgnoreTerms(["", " - "])
+    assert IgnoreTerms(["okay"]) and not IgnoreTerms([]).matches("okay")

@@ -233,3 +233,59 @@ async def test_spoken_no_keeps_the_list(start_channel, start_engine, speak):
             assert answer.reply == "Okay, I kept bread."
     finally:
         await probe.close()
+
+
+# --- interruption ignore terms ---------------------------------------------------------------------
+# Whisper tiny.en hears piper's "Uh huh." as "Uh-huh." (piper's "Uh-huh." comes out as "Oh."), so the caller says
+# "Uh huh." and the engine's ignore term is spelled "uh-huh": the match ignores case, punctuation and hyphens.
+
+IGNORE = {"interruption_ignore_terms": ["uh-huh", "gotcha"]}
+
+
+async def long_reply(browser: ConvaiProbe, speak) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """Ask something the demo answers with its long help reply; returns its event_id once its audio is heard."""
+    start = len(browser.received)
+    browser.say(speak("Tell me something nice about the weather."))
+    heard = await browser.wait_type("user_transcript", after=start)
+    event_id = heard.event()["event_id"]
+    await browser.wait_type("audio", after=start, event_id=event_id)
+    return event_id, start
+
+
+async def test_a_spoken_ignore_term_does_not_interrupt_the_reply(start_channel, start_engine, speak):
+    _channel, probe, local = await start_stack(start_channel, start_engine, **IGNORE)
+    try:
+        async with ConvaiProbe(await local.signed_url()) as browser:
+            long_id, start = await long_reply(browser, speak)
+            after = len(local.state.events)
+            browser.say(speak("Uh huh."))
+            async with asyncio.timeout(60):
+                held, _ = await local.state.wait_event("backchannel_held", event_id=long_id, after=after)
+                await local.state.wait_event("backchannel_ignored", event_id=long_id, after=held)
+            await listen_to(browser, local, long_id, start)
+            assert browser.of_type("interruption") == []
+            assert [item.event()["event_id"] for item in browser.of_type("user_transcript")] == [long_id]
+            assert not any(e.kind == "interrupted" for e in local.state.events)
+            # The whole help reply played (about 5 s; a barge-in cuts it under 3 s, see test_voice.py).
+            assert len(browser.audio(long_id)) / 2 / 16000 > 3.0
+        await probe.wire.wait(lambda w: w.up("close"))
+        assert len(probe.wire.up("user_transcript")) == 1, "the backchannel never reached the channel"
+    finally:
+        await probe.close()
+
+
+async def test_other_short_words_over_the_reply_still_interrupt(start_channel, start_engine, speak):
+    _channel, probe, local = await start_stack(start_channel, start_engine, **IGNORE)
+    try:
+        async with ConvaiProbe(await local.signed_url()) as browser:
+            long_id, _start = await long_reply(browser, speak)
+            after = len(local.state.events)
+            barge = await converse(browser, local, speak("Add milk."), listen=False)
+            held, _ = await local.state.wait_event("backchannel_held", event_id=long_id, after=after)
+            await local.state.wait_event("interrupted", event_id=long_id, after=held)
+            assert not any(e.kind == "backchannel_ignored" for e in local.state.events)
+            assert len(browser.of_type("interruption")) == 1
+            assert barge.event_id > long_id and barge.reply == "Added milk."
+            await listen_to(browser, local, barge.event_id, barge.index)
+    finally:
+        await probe.close()
