@@ -213,7 +213,7 @@ async def test_exec_approval_timeout_denies_and_the_runs_tail_is_never_spoken(st
                     c for c in calls if c["kind"] == "tool_result" and f"timeout-{tag}" in str(c["messages"])
                 ]
             )
-            await asyncio.wait_for(asyncio.shield(conv._unanswered.drain), 60)
+            await asyncio.wait_for(asyncio.shield(conv._pending._unanswered.drain), 60)  # the run drained by pending.py
             between = await barrier(client)
             await client.say("hello")
             reply = await client.reply(timeout=60)
