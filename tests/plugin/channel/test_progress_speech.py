@@ -9,11 +9,14 @@ moves only when a test advances it, and each advance waits until the speaker is 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import structlog
+import yaml
 from structlog.testing import capture_logs
 
 from support import ScriptedPlugin, conversation
@@ -378,21 +381,18 @@ async def test_without_a_phrase_source_tool_events_are_ignored():
 
 @pytest.mark.parametrize("seed", range(5))
 def test_phrases_vary_and_never_repeat_back_to_back(seed):
-    import random
-
     phrases = ["a", "b", "c", "d"]
     rotation = _Rotation(phrases, random.Random(seed))
     picks = [rotation.next() for _ in range(200)]
-    assert all(x != y for x, y in zip(picks, picks[1:], strict=False))
+    assert all(x != y for x, y in itertools.pairwise(picks))
     for i in range(0, 200, 4):
         assert sorted(picks[i : i + 4]) == phrases, "every phrase once per round"
 
 
 def test_phrases_are_deterministic_with_a_seed_and_one_phrase_just_repeats():
-    import random
-
-    one = [_Rotation(["a", "b", "c"], random.Random(3)).next() for _ in range(1)]
-    again = [_Rotation(["a", "b", "c"], random.Random(3)).next() for _ in range(1)]
+    first, second = _Rotation(["a", "b", "c"], random.Random(3)), _Rotation(["a", "b", "c"], random.Random(3))
+    one = [first.next() for _ in range(9)]
+    again = [second.next() for _ in range(9)]
     assert one == again
     single = _Rotation(["only"], random.Random(1))
     assert [single.next() for _ in range(3)] == ["only"] * 3
@@ -498,8 +498,6 @@ async def test_a_slow_hook_never_stacks_its_phrase_on_text_the_runtime_sent_mean
 )
 def test_bad_progress_settings_name_the_key(tmp_path, config, fragment):
     path = tmp_path / "voice.yaml"
-    import yaml
-
     path.write_text(yaml.safe_dump({"progress": config}))
     with pytest.raises(SettingsError) as error:
         load_settings(config_file=path)
