@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from voice_channel import ConfirmationDecision, ConversationContext, RuntimeMessage
+from voice_channel import ConfirmationDecision, ConversationContext, RuntimeMessage, ToolActivity
 from voice_channel_hermes.prompting import approval_request
 from voice_channel_hermes.stream import ReplyStream
 
@@ -189,6 +189,12 @@ class VoiceChat:
             stream.started = True
         else:
             stream.complete(outcome)
+
+    def on_tool(self, activity: ToolActivity) -> None:
+        """A tool of this chat's Hermes run started or ended: part of the reply in flight, if any."""
+        stream = self.current
+        if stream is not None:
+            stream.tool(activity)
 
     def on_approval(self, command: str, description: str, session_key: str, *, smart_denied: bool = False) -> bool:
         """Hermes waits on an approval for this chat; False if no reply is open to ask it in."""
