@@ -24,7 +24,7 @@ import structlog
 from voice_channel.channel.outbox import Frame, Outbox
 from voice_channel.channel.progress import PhraseSource, ProgressSpeaker
 from voice_channel.channel.speech import PhraseChunker, SpeechShaper, extract_text
-from voice_channel.runtime import ConfirmationRequest, Notice, TextDelta, ToolActivity
+from voice_channel.runtime import ConfirmationRequest, Notice, TextDelta, ToolActivity, ToolPhase
 from voice_channel.serving.metrics import NO_METRICS, Metrics
 from voice_channel.settings import TurnSettings
 
@@ -207,8 +207,8 @@ class Turn:
             return
         self.log.debug("runtime_tool", phase=activity.phase.value, tool=activity.tool)
         if self._progress is None:
-            if not self.running:
-                return
+            if not self.running or activity.phase is ToolPhase.END:
+                return  # an end without a start here (e.g. a tool approved in an earlier turn): nothing to stop
             self._progress = ProgressSpeaker(self._progress_source, self, self.log)
         await self._progress.on_tool(activity)
 
