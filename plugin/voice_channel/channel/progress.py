@@ -119,11 +119,9 @@ class PhraseSource:
         self.clock: Clock = clock or LoopClock()
         self._hooks = hooks
         self._conversation = conversation
-        rng = random.Random(seed)
-        self._rotations: dict[str, _Rotation] = {
-            "start": _Rotation(settings.start_phrases, rng),
-            "progress": _Rotation(settings.progress_phrases, rng),
-        }
+        self._seed = seed
+        #: Built on first use: most conversations never run a tool (one per conversation, so keep it cheap).
+        self._rotations: dict[str, _Rotation] | None = None
 
     async def phrase(self, kind: ProgressKind, *, tool: str, count: int, elapsed_s: float) -> tuple[str, str]:
         """The words to say (``""``: nothing) and where they came from (``plugin`` or ``builtin``)."""
@@ -134,6 +132,12 @@ class PhraseSource:
             )
             if chosen is not None:
                 return " ".join(chosen.split()), "plugin"
+        if self._rotations is None:
+            rng = random.Random(self._seed)
+            self._rotations = {
+                "start": _Rotation(self.settings.start_phrases, rng),
+                "progress": _Rotation(self.settings.progress_phrases, rng),
+            }
         return self._rotations[kind].next(), "builtin"
 
 
