@@ -6,6 +6,11 @@ an internal-context user message after it, which is skipped):
 
 * ``run: <command>``   → a ``tool_calls`` reply calling ``exec`` with ``{"command": <command>}``;
   once a ``tool`` message follows, it streams ``Command finished: <tool output>``
+* ``terminal: <command>`` → the same, calling ``terminal`` (Hermes Agent's shell tool)
+* ``agenttool <seconds>`` → a server that runs its own tool: a ``tool_calls`` delta (``lookup``), that
+  many seconds of nothing, then :data:`TOOL_DONE_REPLY`, in one stream
+* ``hermestool <seconds>`` → the same, reported the way Hermes's API server does it
+  (``event: hermes.tool.progress``, ``running`` then ``completed``)
 * ``slow``             → 60 tokens, 0.25 s apart (interruption tests)
 * ``cold``             → waits ``COLD_START_S`` before the first token, then the default reply
 * ``fail <status>``    → that HTTP status with an OpenAI error body
@@ -38,6 +43,7 @@ INTERNAL_PREFIX = "<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>"
 MODEL_ID = "fake-model"
 COLD_START_S = 3.0
 DEFAULT_REPLY = "Hello from the fake model."
+TOOL_DONE_REPLY = "The lookup is done."
 
 
 @dataclass
@@ -86,8 +92,19 @@ def plan(messages: list[dict[str, Any]], cold_start_s: float = COLD_START_S) -> 
     if tools:
         output = _text(tools[-1].get("content")).strip().replace("\n", " ")[:200]
         return {"kind": "tool_result", "user": user, "tokens": _tokens(f"Command finished: {output}"), "delay": 0.02}
+    if match := re.search(r"\bterminal:\s*([^\n<]+)", user):
+        return {"kind": "tool", "user": user, "command": match.group(1).strip(), "tool": "terminal"}
     if match := re.search(r"\brun:\s*([^\n<]+)", user):
         return {"kind": "tool", "user": user, "command": match.group(1).strip()}
+    if match := re.search(r"\b(agenttool|hermestool) (\d+(?:\.\d+)?)\b", user):
+        kind = "agent_tool" if match.group(1) == "agenttool" else "hermes_tool"
+        return {
+            "kind": kind,
+            "user": user,
+            "tokens": _tokens(TOOL_DONE_REPLY),
+            "delay": 0.02,
+            "tool_s": float(match.group(2)),
+        }
     if match := re.search(r"\bfail (\d{3})\b", user):
         return {"kind": "fail", "user": user, "status": int(match.group(1))}
     if re.search(r"\bmidfail\b", user):
@@ -216,7 +233,7 @@ class FakeOpenAI:
         return {
             "id": f"call_{uuid.uuid4().hex[:12]}",
             "type": "function",
-            "function": {"name": "exec", "arguments": json.dumps({"command": script["command"]})},
+            "function": {"name": script.get("tool", "exec"), "arguments": json.dumps({"command": script["command"]})},
         }
 
     async def _stream(self, request: web.Request, call: Call, script: dict[str, Any]) -> web.StreamResponse:
@@ -243,6 +260,22 @@ class FakeOpenAI:
                 await chunk({"tool_calls": [{"index": 0, **tool}]})
                 await chunk({"tool_calls": [{"index": 0, "function": {"arguments": arguments}}]})
                 await chunk({}, "tool_calls")
+            elif script["kind"] in ("agent_tool", "hermes_tool"):
+                # A server running its own tool inside one reply, then answering.
+                call_id = f"call_{uuid.uuid4().hex[:12]}"
+                if script["kind"] == "agent_tool":
+                    function = {"name": "lookup", "arguments": "{}"}
+                    await chunk({"tool_calls": [{"index": 0, "id": call_id, "type": "function", "function": function}]})
+                else:
+                    await self._hermes_tool(response, call_id, "running")
+                if not await self._pause(request, script["tool_s"]):
+                    return await self._closed(call, response)
+                if script["kind"] == "hermes_tool":
+                    await self._hermes_tool(response, call_id, "completed")
+                for token in script["tokens"]:
+                    await chunk({"content": token})
+                    call.tokens_sent += 1
+                await chunk({}, "stop")
             else:
                 if not await self._pause(request, script.get("first", 0.0)):
                     return await self._closed(call, response)
@@ -264,6 +297,11 @@ class FakeOpenAI:
         except ConnectionResetError:
             return await self._closed(call, response)
         return response
+
+    @staticmethod
+    async def _hermes_tool(response: web.StreamResponse, call_id: str, status: str) -> None:
+        payload = {"tool": "lookup", "toolCallId": call_id, "status": status}
+        await response.write(b"event: hermes.tool.progress\ndata: " + json.dumps(payload).encode() + b"\n\n")
 
     @staticmethod
     async def _pause(request: web.Request, seconds: float) -> bool:

@@ -33,7 +33,7 @@ from gateway.platforms.base import (
 )
 from gateway.session import build_session_key
 
-from voice_channel import ConversationContext, Settings, SettingsError
+from voice_channel import ConversationContext, Settings, SettingsError, ToolActivity
 from voice_channel.app import create_app
 from voice_channel.channel.auth import protection
 from voice_channel.logging import LineRedactor, SecretRedactor
@@ -47,6 +47,7 @@ from voice_channel_hermes.prewarm import prewarm_agent
 from voice_channel_hermes.runs import RunTracker
 from voice_channel_hermes.runtime import AdapterRuntimePlugin
 from voice_channel_hermes.settings import channel_settings
+from voice_channel_hermes.tools import ToolEvents
 from voice_channel_hermes.transcript import amend_last_reply
 
 __all__ = ["ElevenLabsVoiceAdapter"]
@@ -73,12 +74,18 @@ class ElevenLabsVoiceAdapter(BasePlatformAdapter):
     interactive_resume = True
 
     def __init__(
-        self, config: PlatformConfig, policy: ToolPolicy | None = None, runs: RunTracker | None = None
+        self,
+        config: PlatformConfig,
+        policy: ToolPolicy | None = None,
+        runs: RunTracker | None = None,
+        tools: ToolEvents | None = None,
     ) -> None:
         super().__init__(config, Platform(PLATFORM))
         self._policy = policy or ToolPolicy()
         #: Hermes agent runs in flight, from the plugin's run hooks (see :mod:`voice_channel_hermes.runs`).
         self._runs = runs or RunTracker()
+        #: The calls' tool runs, from the plugin's tool hooks (see :mod:`voice_channel_hermes.tools`).
+        self._tools = tools or ToolEvents()
         self._settings: Settings | None = None
         self._chats: dict[str, VoiceChat] = {}
         self._serving: contextlib.AsyncExitStack | None = None
@@ -123,6 +130,7 @@ class ElevenLabsVoiceAdapter(BasePlatformAdapter):
             self._set_fatal_error("listen_failed", message, retryable=True)
             return False
         self._settings, self._serving, self._closing = settings, serving, False
+        self._tools.attach(asyncio.get_running_loop(), self._on_tool)
         if settings.hermes.prewarm and self._prewarm is None:
             self._prewarm = asyncio.ensure_future(self._prewarm_agent())
         self._mark_connected()
@@ -162,6 +170,7 @@ class ElevenLabsVoiceAdapter(BasePlatformAdapter):
 
     async def disconnect(self) -> None:
         self._closing = True
+        self._tools.detach()
         serving, self._serving = self._serving, None
         if serving is not None:
             await serving.aclose()
@@ -282,6 +291,13 @@ class ElevenLabsVoiceAdapter(BasePlatformAdapter):
     def forget(self, chat: VoiceChat) -> None:
         if self._chats.get(chat.chat_id) is chat:
             del self._chats[chat.chat_id]
+
+    def _on_tool(self, session_key: str, activity: ToolActivity) -> None:
+        """A tool of a voice session started or ended (from :class:`ToolEvents`, on this loop)."""
+        for chat in self._chats.values():
+            if chat.session_key == session_key:
+                chat.on_tool(activity)
+                return
 
     def _busy(self, session_key: str) -> bool:
         return session_key in self._active_sessions

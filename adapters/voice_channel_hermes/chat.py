@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from voice_channel import ConfirmationDecision, ConversationContext, RuntimeMessage
+from voice_channel import ConfirmationDecision, ConversationContext, RuntimeMessage, ToolActivity
 from voice_channel_hermes.prompting import approval_request
 from voice_channel_hermes.stream import ReplyStream
 
@@ -190,6 +190,12 @@ class VoiceChat:
         else:
             stream.complete(outcome)
 
+    def on_tool(self, activity: ToolActivity) -> None:
+        """A tool of this chat's Hermes run started or ended: part of the reply in flight, if any."""
+        stream = self.current
+        if stream is not None:
+            stream.tool(activity)
+
     def on_approval(self, command: str, description: str, session_key: str, *, smart_denied: bool = False) -> bool:
         """Hermes waits on an approval for this chat; False if no reply is open to ask it in."""
         stream = self.current
@@ -256,7 +262,8 @@ class VoiceChat:
         """How many words of the reply to ``event_id`` the caller heard; None if all of it (or unknown).
 
         The record ends with that message and its reply as heard (cut short, or removed when nothing
-        was heard). The filler phrase the channel may have said first is not Hermes's text.
+        was heard). The filler phrase the channel may have said first, and the progress phrases it says
+        while a tool runs (the configured ones), are not Hermes's text.
         """
         entries = self._context.record.entries
         last = entries[-1] if entries else None
@@ -266,7 +273,11 @@ class VoiceChat:
             return 0
         if not last.interrupted:
             return None
-        words = last.text.split()
+        text = last.text
+        progress = self._context.settings.progress
+        for phrase in (*progress.start_phrases, *progress.progress_phrases):
+            text = text.replace(phrase, " ")
+        words = text.split()
         filler = self._context.settings.turn.filler_text.split()
         if filler and [w.casefold() for w in words[: len(filler)]] == [w.casefold() for w in filler]:
             words = words[len(filler) :]

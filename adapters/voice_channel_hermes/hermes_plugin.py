@@ -7,6 +7,8 @@
 * the ``pre_tool_call`` hook of :class:`~voice_channel_hermes.policy.ToolPolicy`;
 * the ``pre_llm_call`` and ``on_session_end`` hooks of :class:`~voice_channel_hermes.runs.RunTracker`
   (when an agent run of a call has really ended);
+* the ``pre_tool_call`` and ``post_tool_call`` hooks of :class:`~voice_channel_hermes.tools.ToolEvents`
+  (a call's tool runs, for the channel's progress speech);
 * voice defaults for Hermes's per-platform display settings (token streaming on, tool progress,
   interim messages and busy-ack details off), which explicit ``display.platforms.elevenlabs_voice``
   settings in ``config.yaml`` override.
@@ -22,6 +24,7 @@ from voice_channel_hermes import PLATFORM
 from voice_channel_hermes.policy import ToolPolicy
 from voice_channel_hermes.prompting import PLATFORM_HINT
 from voice_channel_hermes.runs import RunTracker
+from voice_channel_hermes.tools import ToolEvents
 
 __all__ = ["VOICE_DISPLAY_DEFAULTS", "register_plugin"]
 
@@ -87,11 +90,12 @@ def register_plugin(ctx: Any) -> None:
     """Register the platform, the tool policy hook and the display defaults with Hermes."""
     policy = ToolPolicy()
     runs = RunTracker()
+    tools = ToolEvents()
 
     def adapter_factory(config: Any) -> Any:
         from voice_channel_hermes.adapter import ElevenLabsVoiceAdapter
 
-        return ElevenLabsVoiceAdapter(config, policy, runs)
+        return ElevenLabsVoiceAdapter(config, policy, runs, tools)
 
     ctx.register_platform(
         name=PLATFORM,
@@ -111,4 +115,6 @@ def register_plugin(ctx: Any) -> None:
     ctx.register_hook("pre_tool_call", policy)
     ctx.register_hook("pre_llm_call", runs.on_run_start)
     ctx.register_hook("on_session_end", runs.on_run_end)
+    ctx.register_hook("pre_tool_call", tools.on_start)
+    ctx.register_hook("post_tool_call", tools.on_end)
     _install_display_defaults()

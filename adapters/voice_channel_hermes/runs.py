@@ -23,10 +23,10 @@ from typing import Any
 
 from voice_channel_hermes import PLATFORM
 
-__all__ = ["RunTracker"]
+__all__ = ["RunTracker", "voice_session_key"]
 
 
-def _voice_session_key() -> str | None:
+def voice_session_key() -> str | None:
     """The session key of the run calling a hook, if it is a voice call's."""
     from gateway.session_context import get_session_env
 
@@ -47,14 +47,14 @@ class RunTracker:
 
     def on_run_start(self, turn_id: str = "", **_: Any) -> None:
         """``pre_llm_call``: a turn of a voice session started."""
-        key = _voice_session_key()
+        key = voice_session_key()
         if key is not None:
             with self._lock:
                 self._running.setdefault(key, set()).add(turn_id or str(threading.get_ident()))
 
     def on_run_end(self, turn_id: str = "", **_: Any) -> None:
         """``on_session_end``: a turn of a voice session ended and was persisted."""
-        key = _voice_session_key()
+        key = voice_session_key()
         if key is not None:
             self._finish(key, turn_id or str(threading.get_ident()))
 

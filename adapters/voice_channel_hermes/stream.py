@@ -26,7 +26,7 @@ from typing import Any
 
 import structlog
 
-from voice_channel import ConfirmationRequest, Notice, TextDelta
+from voice_channel import ConfirmationRequest, Notice, TextDelta, ToolActivity
 
 __all__ = ["HermesRunFailed", "ReplyStream"]
 
@@ -60,7 +60,7 @@ class ReplyStream:
         self.closed = False
         self.max_draft_id = draft_floor
         self._cursor = cursor
-        self._queue: asyncio.Queue[TextDelta | Notice | ConfirmationRequest | _End] = asyncio.Queue()
+        self._queue: asyncio.Queue[TextDelta | Notice | ConfirmationRequest | ToolActivity | _End] = asyncio.Queue()
         self._segment: tuple[str, Any] | None = None
         self._segment_text = ""
         self._spoken_any = False
@@ -112,6 +112,11 @@ class ReplyStream:
         if not self.closed:
             self._queue.put_nowait(Notice(text[:500], kind))
 
+    def tool(self, activity: ToolActivity) -> None:
+        """Hermes started or finished a tool for this message (the channel's progress speech covers the wait)."""
+        if not self.closed and self.outcome is None:
+            self._queue.put_nowait(activity)
+
     def confirm(self, request: ConfirmationRequest) -> None:
         """Hermes waits for the caller's approval: the channel asks and resolves it."""
         self.confirmations += 1
@@ -129,7 +134,7 @@ class ReplyStream:
 
     # --- what the channel reads -------------------------------------------------------------------
 
-    async def events(self) -> AsyncIterator[TextDelta | Notice | ConfirmationRequest]:
+    async def events(self) -> AsyncIterator[TextDelta | Notice | ConfirmationRequest | ToolActivity]:
         """The reply's events until Hermes is done with the message.
 
         :raises HermesRunFailed: Hermes reported a failure and nothing was said.

@@ -10,6 +10,10 @@ Interruption: the channel cancels the turn task and closes this iterator; either
 ``finally`` below closes the HTTP response, which closes its connection, so the server sees the
 client go away (and a server that watches for that stops generating).
 
+Tool calls are the server's business; when the stream shows one running (a ``tool_calls`` delta, or
+Hermes's ``hermes.tool.progress`` events), it is reported as :class:`~voice_channel.runtime.ToolActivity`
+so the channel can tell the caller to hold on (:mod:`voice_channel_openai.tools`).
+
 Upstream trouble (an HTTP error status, an ``error`` event in the stream, a stream that ends
 without ``data: [DONE]``, a refused connection, a timeout) is logged with what is known (the
 status, the start of the body) and answered with the channel's short apology after whatever text
@@ -39,6 +43,7 @@ from voice_channel import (
 from voice_channel_openai.prompt import system_prompt
 from voice_channel_openai.settings import OpenAISettings
 from voice_channel_openai.sse import iter_events
+from voice_channel_openai.tools import HERMES_TOOL_EVENT, ToolCalls
 
 __all__ = ["OpenAIRuntime", "OpenAISession", "UpstreamError"]
 
@@ -172,13 +177,19 @@ class OpenAISession:
                 yield TextDelta(text)
             return
         first = True
-        tool_calls_seen = False
+        tools = ToolCalls()
         finish_reason: str | None = None
         async for event in iter_events(response.content.iter_any()):
+            if event.event == HERMES_TOOL_EVENT:
+                for activity in tools.from_hermes_event(event.data):
+                    yield activity
+                continue
             if event.event != "message":
                 yield Notice(event.data[:200], kind=event.event)
                 continue
             if event.data.strip() == "[DONE]":
+                for activity in tools.end_all():
+                    yield activity
                 return
             try:
                 chunk = json.loads(event.data)
@@ -197,11 +208,13 @@ class OpenAISession:
                 if first:
                     first = False
                     log.debug("openai_first_token", ms=round((time.perf_counter() - started) * 1000, 1))
+                for activity in tools.end_all():  # the server talks again: its tools are done
+                    yield activity
                 yield TextDelta(content)
-            if delta.get("tool_calls") and not tool_calls_seen:
-                # Plain chat completions: tools are the server's business; nothing to speak or confirm.
-                tool_calls_seen = True
-                yield Notice("the server streamed tool calls; they are not handled by the voice channel", "tool")
+            if delta.get("tool_calls"):
+                # Tools are the server's business (nothing to run or confirm here); the caller hears progress.
+                for activity in tools.from_delta(delta["tool_calls"]):
+                    yield activity
             if choice.get("finish_reason") == "error":
                 raise UpstreamError("the server ended the reply with an error", detail=json.dumps(chunk)[:300])
             if isinstance(choice.get("finish_reason"), str):

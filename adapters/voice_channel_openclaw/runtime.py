@@ -10,9 +10,10 @@ A turn (:meth:`OpenClawSession.respond`):
 1. register the run (id = the ``idempotencyKey`` = the ``runId``) *before* ``chat.send``, so no
    event of it can be missed;
 2. ``chat.send`` with ``deliver: false`` to ``agent:<agentId>:elevenlabs:<conversation id>``;
-3. speak the run's ``agent``/``assistant`` deltas; ``chat`` ``status`` events are progress, not
-   the end; the ``chat`` ``final`` is authoritative (text it has beyond what streamed is spoken;
-   ``aborted`` and ``error`` end the turn);
+3. speak the run's ``agent``/``assistant`` deltas (its ``tool`` stream, ``start`` and ``result``,
+   becomes :class:`~voice_channel.runtime.ToolActivity` for the channel's progress speech); ``chat``
+   ``status`` events are progress, not the end; the ``chat`` ``final`` is authoritative (text it
+   has beyond what streamed is spoken; ``aborted`` and ``error`` end the turn);
 4. an exec or plugin approval of the run becomes a :class:`ConfirmationRequest`; the channel asks
    the caller and calls :meth:`OpenClawSession.resolve`, which sends ``allow-once`` or ``deny``
    (never ``allow-always`` by voice); the run then continues in the same iterator.
@@ -51,6 +52,8 @@ from voice_channel import (
     Settings,
     SettingsError,
     TextDelta,
+    ToolActivity,
+    ToolPhase,
     __version__,
     env_secret,
 )
@@ -73,6 +76,8 @@ _ELSEWHERE = {
     "other": "That was already decided elsewhere. ",
 }
 _SPOKEN_COMMAND_MAX = 160
+#: The ``agent`` event ``tool`` stream's phases that start and end a tool (``update`` is neither).
+_TOOL_PHASES = {"start": ToolPhase.START, "result": ToolPhase.END}
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_.:-]+")
 
 
@@ -267,8 +272,11 @@ class OpenClawSession:
                     spoken.append(held)
                     yield TextDelta(held)
                     held = ""
-                elif stream == "tool" and data.get("phase") == "start":
-                    yield Notice(f"tool {data.get('name')} started", "tool")
+                elif stream == "tool" and data.get("phase") in _TOOL_PHASES:
+                    # The run's tool stream (cap tool-events): the channel's progress speech covers the wait.
+                    yield ToolActivity(
+                        _TOOL_PHASES[data["phase"]], str(data.get("name") or ""), str(data.get("toolCallId") or "")
+                    )
             elif kind == "chat":
                 state = payload.get("state")
                 if state in ("status", "delta"):

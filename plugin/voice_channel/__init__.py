@@ -21,6 +21,8 @@ from voice_channel.runtime import (
     RuntimeMessage,
     RuntimeSession,
     TextDelta,
+    ToolActivity,
+    ToolPhase,
     spotlight,
 )
 from voice_channel.settings import Secret, Settings, SettingsError, env_secret
@@ -46,6 +48,8 @@ __all__ = [
     "SettingsError",
     "TextDelta",
     "TokenDenied",
+    "ToolActivity",
+    "ToolPhase",
     "__version__",
     "env_secret",
     "hookimpl",

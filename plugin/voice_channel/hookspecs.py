@@ -164,6 +164,39 @@ def voice_channel_confirmation_policy(
     """
 
 
+@hookspec(firstresult=True)
+def voice_channel_progress_phrase(
+    kind: str, tool: str, count: int, elapsed_s: float, conversation: ConversationInfo
+) -> Awaitable[str | None] | str | None:
+    """Choose what the caller hears while the runtime runs a tool.
+
+    Asked each time the channel is about to say a progress phrase (see the ``progress`` settings:
+    when, how often, and never over text still playing or after an interruption). Stops at the first
+    implementation that answers something other than ``None``.
+
+    Example: name the tool, and stay quiet about the fast ones::
+
+        @hookimpl
+        def voice_channel_progress_phrase(kind, tool, count):
+            if tool == "web_search":
+                return "Searching the web." if kind == "start" else "Still searching."
+            return None
+
+    :param kind: ``"start"`` (once per turn, when a tool has been running ``progress.delay_s``) or
+        ``"progress"`` (every ``progress.interval_s`` while it keeps running).
+    :param tool: the name of the tool the runtime reported (may be empty).
+    :param count: ``0`` for the start phrase; for a progress line, its number in this turn (from 1).
+    :param elapsed_s: seconds since the tool started.
+    :param conversation: the conversation, read-only.
+    :returns: the words to say; ``""`` to say nothing this time; ``None`` to leave it to the next
+        implementation and then the built-in phrases (``progress.start_phrases`` and
+        ``progress.progress_phrases``, varied). Anything else, or an exception, is logged and the
+        built-in phrase is said.
+
+    .. versionadded:: 0.1
+    """
+
+
 # --- browser side -------------------------------------------------------------------------------
 
 

@@ -366,6 +366,46 @@ class PluginHooks:
             trace.done([answer.name for answer in answers])
         return answers
 
+    @property
+    def has_progress_phrase_hooks(self) -> bool:
+        """Whether any plugin implements ``voice_channel_progress_phrase``."""
+        return bool(self.pm.hook.voice_channel_progress_phrase.get_hookimpls())
+
+    async def progress_phrase(
+        self, *, kind: str, tool: str, count: int, elapsed_s: float, conversation: ConversationInfo
+    ) -> str | None:
+        """The first plugin's phrase (``""`` = say nothing), or ``None`` for the built-in one.
+
+        An implementation that raises or answers something that is not a string is logged, and the
+        built-in phrase is said: a broken plugin must not leave the caller in silence, nor say junk.
+        """
+        hook = "voice_channel_progress_phrase"
+        impls = self._impls(hook)
+        with self._trace(hook, impls) as trace:
+            for impl in impls:
+                try:
+                    result = await await_me_maybe(
+                        self._call(
+                            impl, kind=kind, tool=tool, count=count, elapsed_s=elapsed_s, conversation=conversation
+                        )
+                    )
+                except Exception:
+                    log.exception("hook_failed", hook=hook, plugin=impl.plugin_name)
+                    trace.done("built-in (plugin failed)")
+                    return None
+                if result is None:
+                    continue
+                if not isinstance(result, str):
+                    log.warning(
+                        "hook_bad_result", hook=hook, plugin=impl.plugin_name, result_type=type(result).__name__
+                    )
+                    trace.done("built-in (bad answer)")
+                    return None
+                trace.done(f"plugin {impl.plugin_name}: {'silence' if not result.strip() else 'phrase'}")
+                return result
+            trace.done("built-in")
+        return None
+
     # --- browser side ---
 
     async def authorize_token(self, request: web.Request) -> TokenDenied | None:

@@ -6,8 +6,8 @@ server, or the built-in ``echo``/``demo``). The channel talks to it only through
 * :class:`RuntimeMessage` is the one thing a runtime ever receives: a sanitised utterance,
   labelled ``source="voice"`` and ``trust="untrusted"``, built by :mod:`voice_channel.channel.untrusted`.
 * :meth:`RuntimeSession.respond` returns an async iterator of :data:`RuntimeEvent`
-  (``TextDelta``, ``ConfirmationRequest``, ``Notice``); a plain ``str`` and the stream chunks of
-  the OpenAI, Anthropic and Gemini SDKs are accepted as text too.
+  (``TextDelta``, ``ConfirmationRequest``, ``Notice``, ``ToolActivity``); a plain ``str`` and the
+  stream chunks of the OpenAI, Anthropic and Gemini SDKs are accepted as text too.
 * Cancelling the task that iterates ``respond`` must cancel the runtime's run (close the HTTP
   stream, abort the gateway run, interrupt the agent): the channel does it on every interruption
   and waits for the iterator to finish closing.
@@ -39,6 +39,8 @@ __all__ = [
     "RuntimeMessage",
     "RuntimeSession",
     "TextDelta",
+    "ToolActivity",
+    "ToolPhase",
     "spotlight",
 ]
 
@@ -105,6 +107,30 @@ class Notice:
     kind: str = "notice"
 
 
+class ToolPhase(enum.StrEnum):
+    """Where a tool call is: :attr:`START` when the runtime begins running it, :attr:`END` when it is done."""
+
+    START = "start"
+    END = "end"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolActivity:
+    """The runtime started or finished running a tool; never spoken itself.
+
+    While a tool runs the caller would hear nothing, so the channel says a short phrase ("Let me
+    check that.") and, for a long tool, a progress line now and then (see ``progress`` settings and
+    the ``voice_channel_progress_phrase`` hook). ``call_id`` pairs an ``END`` with its ``START``
+    when several tools overlap; without one, the tool name does. An ``END`` that matches no
+    ``START`` is ignored, and the turn ending ends all of them.
+    """
+
+    phase: ToolPhase
+    #: The tool's name as the runtime knows it, e.g. ``terminal`` or ``exec`` (may be empty).
+    tool: str = ""
+    call_id: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class ConfirmationRequest:
     """A runtime asks the caller to approve an action before it runs.
@@ -141,7 +167,7 @@ class ConfirmationDecision:
             raise ValueError("only the caller's answer can approve a request")
 
 
-RuntimeEvent = TextDelta | Notice | ConfirmationRequest
+RuntimeEvent = TextDelta | Notice | ConfirmationRequest | ToolActivity
 
 
 @dataclass(slots=True)

@@ -344,6 +344,66 @@ class ConfirmationSettings(_Section):
     timeout_s: float = Field(30.0, gt=0, le=600, description="An unanswered confirmation is denied after this.")
 
 
+#: The built-in phrases (English). Lists in settings so they can be replaced, or localised, per deployment.
+DEFAULT_START_PHRASES: tuple[str, ...] = (
+    "Let me check that.",
+    "Let me look into that.",
+    "Give me a second to check.",
+    "Checking that now.",
+)
+DEFAULT_PROGRESS_PHRASES: tuple[str, ...] = (
+    "Still working on it.",
+    "Still on it, thanks for waiting.",
+    "This is taking a little longer, still working.",
+    "Bear with me, still going.",
+)
+_PHRASE_MAX_CHARS = 200
+
+
+class ProgressSettings(_Section):
+    """What the caller hears while the runtime runs a tool (see the README, "Progress speech while tools run")."""
+
+    enabled: bool = Field(True, description="Speak a short phrase while a tool runs, and progress lines on long ones.")
+    delay_s: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="A tool still running this long after it started, with nothing said since, gets a start phrase.",
+    )
+    interval_s: float = Field(8.0, ge=1, le=600, description="Time between progress lines while a tool keeps running.")
+    max_lines: int = Field(3, ge=0, le=100, description="Progress lines per turn at most (the start phrase aside).")
+    quiet_s: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description="No phrase while text sent less than this long ago may still be playing (never talk over it).",
+    )
+    start_phrases: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_START_PHRASES),
+        description="Said once when a tool starts, picked in turn without repeating the last one.",
+    )
+    progress_phrases: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_PROGRESS_PHRASES),
+        description="Said every interval_s while a tool keeps running, picked the same way.",
+    )
+
+    @field_validator("start_phrases", "progress_phrases")
+    @classmethod
+    def _phrases(cls, values: list[str]) -> list[str]:
+        phrases = [" ".join(value.split()) for value in values]
+        if not phrases:
+            raise ValueError(
+                "needs at least one phrase; to say nothing set progress.enabled: false (or answer '' from the"
+                " voice_channel_progress_phrase hook)"
+            )
+        for phrase in phrases:
+            if not phrase:
+                raise ValueError("a phrase is empty or only whitespace: remove it or write the words")
+            if len(phrase) > _PHRASE_MAX_CHARS:
+                raise ValueError(f"a phrase is longer than {_PHRASE_MAX_CHARS} characters: keep them short")
+        return phrases
+
+
 class EchoSettings(_Section):
     delay_ms: int = Field(0, ge=0, le=10_000, description="Pause between echoed words (for interruption tests).")
 
@@ -503,6 +563,7 @@ class Settings(BaseSettings):
     turn: TurnSettings = Field(default_factory=TurnSettings)
     input: InputSettings = Field(default_factory=InputSettings)
     confirmations: ConfirmationSettings = Field(default_factory=ConfirmationSettings)
+    progress: ProgressSettings = Field(default_factory=ProgressSettings)
     echo: EchoSettings = Field(default_factory=EchoSettings)
     ui: UISettings = Field(default_factory=UISettings)
     token: TokenSettings = Field(default_factory=TokenSettings)

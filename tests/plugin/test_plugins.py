@@ -498,6 +498,10 @@ class _EveryHook:
     async def voice_channel_authorize_token(self):
         return True
 
+    @hookimpl
+    async def voice_channel_progress_phrase(self, kind):
+        return None
+
 
 _CALL_EACH_HOOK = {
     "voice_channel_register_runtimes": lambda hooks: hooks.runtimes(),
@@ -511,6 +515,9 @@ _CALL_EACH_HOOK = {
         ConfirmationRequest(id="r", action="Delete it"), object()
     ),
     "voice_channel_authorize_token": lambda hooks: hooks.authorize_token(object()),
+    "voice_channel_progress_phrase": lambda hooks: hooks.progress_phrase(
+        kind="start", tool="terminal", count=0, elapsed_s=1.0, conversation=object()
+    ),
 }
 
 

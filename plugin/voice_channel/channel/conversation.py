@@ -33,6 +33,7 @@ import structlog
 
 from voice_channel.channel.outbox import Frame, Outbox
 from voice_channel.channel.pending import PendingRuns, Run
+from voice_channel.channel.progress import PhraseSource
 from voice_channel.channel.protocol import MAX_EVENT_ID_JUMP, UserTranscriptMessage
 from voice_channel.channel.record import ConversationRecord
 from voice_channel.channel.turn import Turn, TurnState
@@ -112,6 +113,10 @@ class Conversation:
         )
         #: The runtime session opened and ``conversation_started`` was announced.
         self._started = False
+        #: Progress phrases while tools run (None: ``progress.enabled`` is off).
+        self._progress = (
+            PhraseSource(settings.progress, hooks=hooks, conversation=self) if settings.progress.enabled else None
+        )
 
     # --- inbound, called by the receive loop (never blocks) ---------------------------------------
 
@@ -181,6 +186,7 @@ class Conversation:
             log=self.log,
             metrics=self._metrics,
             runtime_name=self.runtime_name,
+            progress=self._progress,
         )
         self._metrics.turn_started(self.runtime_name)
         self.current = new

@@ -22,7 +22,15 @@ from typing import TYPE_CHECKING, Any
 from voice_channel.channel.confirmations import Answer, PendingConfirmation, base_policy
 from voice_channel.channel.speech import extract_text
 from voice_channel.contract import ConfirmationPolicy, ConversationInfo
-from voice_channel.runtime import ConfirmationDecision, ConfirmationRequest, Intent, Notice, RuntimeSession, TextDelta
+from voice_channel.runtime import (
+    ConfirmationDecision,
+    ConfirmationRequest,
+    Intent,
+    Notice,
+    RuntimeSession,
+    TextDelta,
+    ToolActivity,
+)
 
 if TYPE_CHECKING:
     import structlog
@@ -232,7 +240,7 @@ class PendingRuns:
                     await self._resolve(event, ConfirmationDecision(False, "superseded"))
                 elif isinstance(event, TextDelta):
                     dropped += len(event.text)
-                elif not isinstance(event, Notice):
+                elif not isinstance(event, (Notice, ToolActivity)):
                     dropped += len(extract_text(event) or "")
         except Exception:
             self.log.exception("denied_run_failed")

@@ -1,8 +1,9 @@
 """A turn: the reply window opened by one ``user_transcript``, bound to its ``event_id``.
 
 A :class:`Turn` owns what is spoken in reply to one transcript: it shapes and chunks the
-runtime's text, sends the filler phrase when the runtime is slow, flushes held text when the
-runtime stalls, and ends with exactly one ``is_final``. It never decides *what* to say; the
+runtime's text, sends the filler phrase when the runtime is slow, says progress phrases while the
+runtime runs a tool (:mod:`voice_channel.channel.progress`), flushes held text when the runtime
+stalls, and ends with exactly one ``is_final``. It never decides *what* to say; the
 :class:`~voice_channel.channel.conversation.Conversation` does.
 
 Every frame carries its own turn, and the :class:`~voice_channel.channel.outbox.Outbox` checks
@@ -21,8 +22,9 @@ from typing import Any
 import structlog
 
 from voice_channel.channel.outbox import Frame, Outbox
+from voice_channel.channel.progress import PhraseSource, ProgressSpeaker
 from voice_channel.channel.speech import PhraseChunker, SpeechShaper, extract_text
-from voice_channel.runtime import ConfirmationRequest, Notice, TextDelta
+from voice_channel.runtime import ConfirmationRequest, Notice, TextDelta, ToolActivity, ToolPhase
 from voice_channel.serving.metrics import NO_METRICS, Metrics
 from voice_channel.settings import TurnSettings
 
@@ -47,6 +49,7 @@ class Turn:
         log: structlog.typing.FilteringBoundLogger,
         metrics: Metrics = NO_METRICS,
         runtime_name: str = "",
+        progress: PhraseSource | None = None,
     ) -> None:
         self.event_id = event_id
         self.state = TurnState.RUNNING
@@ -69,6 +72,11 @@ class Turn:
         self._loop = asyncio.get_running_loop()
         self._stall: asyncio.TimerHandle | None = None
         self._filler: asyncio.TimerHandle | None = None
+        #: Progress speech while tools run (None: off); the speaker exists once a tool started.
+        self._progress_source = progress
+        self._progress: ProgressSpeaker | None = None
+        #: When text was last sent, on the progress clock (kept only with progress speech on).
+        self.last_sent_at: float | None = None
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -98,6 +106,8 @@ class Turn:
             return
         self.state = TurnState.SUPERSEDED
         self._cancel_timers()
+        if self._progress is not None:
+            self._progress.cancel()  # awaited where speak() ends
 
     # --- speaking --------------------------------------------------------------------------------
 
@@ -126,6 +136,9 @@ class Turn:
                 elif isinstance(event, Notice):
                     self.log.debug("runtime_notice", kind=event.kind, length=len(event.text))
                     continue
+                elif isinstance(event, ToolActivity):
+                    await self._on_tool(event)
+                    continue
                 else:
                     text = extract_text(event)
                 if text:
@@ -134,6 +147,10 @@ class Turn:
             return None
         finally:
             self._cancel_timers()
+            if self._progress is not None:
+                # Finished, interrupted or paused on a confirmation: no progress speech after this.
+                progress, self._progress = self._progress, None
+                await progress.aclose()
 
     async def finish(self) -> None:
         """Send what is held, then the turn's single ``is_final``."""
@@ -153,6 +170,16 @@ class Turn:
                 else round((self.first_text_at - self.started_at) * 1000, 2),
                 total_ms=round((time.perf_counter() - self.started_at) * 1000, 2),
             )
+
+    def say_progress(self, text: str) -> bool:
+        """Send a progress phrase now, as one chunk; False (nothing sent) if the turn cannot speak or
+        holds text it has not sent yet (the phrase would cut into it)."""
+        if self.state is not TurnState.RUNNING or self._chunker.pending:
+            return False
+        text = text.strip() + " "
+        self._record_sent(text)
+        self._outbox.post(Frame(self, text))
+        return True
 
     def replay(self) -> None:
         """Re-send the finished reply in full, then ``is_final`` (ElevenLabs re-sent this turn)."""
@@ -174,6 +201,16 @@ class Turn:
         elif self._stall is not None:
             self._stall.cancel()
             self._stall = None
+
+    async def _on_tool(self, activity: ToolActivity) -> None:
+        if self._progress_source is None:
+            return
+        self.log.debug("runtime_tool", phase=activity.phase.value, tool=activity.tool)
+        if self._progress is None:
+            if not self.running or activity.phase is ToolPhase.END:
+                return  # an end without a start here (e.g. a tool approved in an earlier turn): nothing to stop
+            self._progress = ProgressSpeaker(self._progress_source, self, self.log)
+        await self._progress.on_tool(activity)
 
     async def _flush_all(self) -> None:
         rest = self._shaper.finish()
@@ -213,6 +250,8 @@ class Turn:
             if self._filler is not None:
                 self._filler.cancel()
                 self._filler = None
+        if self._progress_source is not None:
+            self.last_sent_at = self._progress_source.clock.now()
         self.spoken.append(text)
 
     def _cancel_timers(self) -> None:

@@ -6,6 +6,8 @@ It lets a person try the whole flow offline, confirmations included:
 * "what is on my list" / "read my list" → the items, or that the list is empty
 * "remove X" → asks for a normal confirmation; yes → "Removed X."; no → X stays
 * "clear my list" → asks for a high-risk confirmation (a code word); only then "Cleared your list."
+* "sort my list" → runs a slow fake tool (3 s, reported as :class:`ToolActivity`), so that the
+  channel's progress speech ("Let me check that.") can be heard; then "Sorted: ..."
 * anything else → one sentence of help
 
 Its parsing is deterministic and only ever *acts* through a confirmation the channel asked and
@@ -14,6 +16,7 @@ decided: a request phrased to pre-approve itself ("remove milk, I already confir
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 from collections.abc import AsyncIterator
@@ -27,6 +30,8 @@ from voice_channel.runtime import (
     RuntimeEvent,
     RuntimeMessage,
     TextDelta,
+    ToolActivity,
+    ToolPhase,
 )
 from voice_channel.settings import Settings
 
@@ -41,6 +46,7 @@ _READ = re.compile(
 )
 _REMOVE = re.compile(rf"^{_POLITE}(?:remove|delete|take off|cross off|drop)\b")
 _CLEAR = re.compile(rf"^{_POLITE}(?:clear|empty|wipe|erase|delete) (?:all of |everything on )?{_LIST}\b")
+_SORT = re.compile(rf"^{_POLITE}(?:sort|order|alphabeti[sz]e) {_LIST}\b")
 _ARTICLES = re.compile(r"^(?:the|a|an|some) ")
 
 
@@ -53,6 +59,9 @@ def _spoken_list(items: list[str]) -> str:
 class DemoSession:
     """One conversation's list, and the requests it is waiting on."""
 
+    #: How long the fake "sort" tool takes: long enough for the progress speech to be heard.
+    sort_s = 3.0
+
     def __init__(self) -> None:
         self.items: list[str] = []
         self._decisions: dict[str, ConfirmationDecision] = {}
@@ -62,6 +71,9 @@ class DemoSession:
         words = normalize_words(message.text)
         if _CLEAR.match(words):
             async for event in self._clear():
+                yield event
+        elif _SORT.match(words):
+            async for event in self._sort():
                 yield event
         elif _REMOVE.match(words):
             async for event in self._remove(words):
@@ -80,6 +92,18 @@ class DemoSession:
                 yield TextDelta("Your list is empty.")
         else:
             yield TextDelta(HELP)
+
+    async def _sort(self) -> AsyncIterator[RuntimeEvent]:
+        if not self.items:
+            yield TextDelta("Your list is empty.")
+            return
+        # A stand-in for a slow tool (a search, a shell command): the channel fills the wait.
+        call_id = f"sort-{next(self._ids)}"
+        yield ToolActivity(ToolPhase.START, "sort_list", call_id)
+        await asyncio.sleep(self.sort_s)
+        self.items.sort()
+        yield ToolActivity(ToolPhase.END, "sort_list", call_id)
+        yield TextDelta(f"Sorted: {_spoken_list(self.items)}.")
 
     async def _remove(self, words: str) -> AsyncIterator[RuntimeEvent]:
         # The target is an item actually on the list, found in what was said; nothing else said

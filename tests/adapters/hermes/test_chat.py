@@ -202,6 +202,12 @@ async def _interrupted_reply(chat: VoiceChat, port: FakePort, spoken: str, heard
     [
         ("Once upon a time there was a king.", "Once upon a", [3]),
         ("One moment. Once upon a time there was a king.", "One moment. Once upon", [2]),  # the filler is ours
+        # and so are progress phrases
+        (
+            "Let me check that. Still working on it. Once upon a time.",
+            "Let me check that. Still working on it. Once",
+            [1],
+        ),
         ("Once upon a time there was a king.", None, [0]),  # nothing heard
     ],
 )

@@ -51,7 +51,7 @@ async def test_plugin_is_loaded_the_way_a_user_enabled_it(gateway):
 
     loaded = get_plugin_manager()._plugins[PLUGIN]
     assert loaded.enabled and loaded.manifest.source == "entrypoint"
-    assert {"pre_tool_call", "pre_llm_call", "on_session_end"} <= set(loaded.hooks_registered)
+    assert {"pre_tool_call", "post_tool_call", "pre_llm_call", "on_session_end"} <= set(loaded.hooks_registered)
     entry = platform_registry.get(PLATFORM)
     assert entry.plugin_name == PLUGIN and "caller-speech" in entry.platform_hint
     assert gateway.adapter.is_connected and gateway.adapter.port

@@ -123,5 +123,5 @@ def test_directory_plugin_installs_from_a_git_url_and_loads(fresh_home, tmp_path
         "enabled": True,
         "error": None,
         "platform_plugin": PLUGIN,
-        "hooks": ["on_session_end", "pre_llm_call", "pre_tool_call"],
+        "hooks": ["on_session_end", "post_tool_call", "pre_llm_call", "pre_tool_call"],
     }

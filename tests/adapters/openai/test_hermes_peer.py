@@ -56,7 +56,8 @@ def hermes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
             "api_key": "sk-fake",
             "default": "fake-model",
         },
-        "toolsets": [],
+        # The shell tool, for the progress-speech test (the fake model calls it on "terminal: <command>").
+        "toolsets": ["terminal"],
         "agent": {"environment_probe": False},
         "security": {"tirith_enabled": False},
         "approvals": {"mode": "manual"},
@@ -86,10 +87,10 @@ def hermes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
 
 @pytest.fixture
 def start(start_adapter_channel, hermes):  # type: ignore[no-untyped-def]
-    async def start(**openai: Any):  # type: ignore[no-untyped-def]
+    async def start(progress: dict[str, Any] | None = None, **openai: Any):  # type: ignore[no-untyped-def]
         settings = {"base_url": hermes["base_url"], "model": "hermes-agent", "api_key": API_SERVER_KEY, **openai}
         return await start_adapter_channel(
-            openai_plugin, "openai", openai=settings, turn={"first_text_deadline_s": 2.0}
+            openai_plugin, "openai", openai=settings, turn={"first_text_deadline_s": 2.0}, progress=progress or {}
         )
 
     return start
@@ -169,3 +170,22 @@ async def test_wrong_key_is_an_apology_and_a_logged_401(start):
             reply = await client.reply(timeout=30)
     assert reply.text == "Sorry, something went wrong on my side."
     assert any(e["event"] == "openai_upstream_error" and e["status"] == 401 for e in logs)
+
+
+async def test_progress_phrase_while_hermes_runs_a_real_tool(start, hermes):
+    """Hermes's API server runs its terminal tool (a real `sleep`) and reports it as `hermes.tool.progress`
+    events: the caller hears the start phrase while it runs, then the answer."""
+    fake = RemoteFake(hermes["fake"])
+    channel = await start(progress={"delay_s": 0.3, "quiet_s": 0.0, "start_phrases": ["Let me check that."]})
+    async with conversation(channel) as client:
+        with capture_logs() as logs:
+            await client.say("terminal: sleep 2")
+            reply = await client.reply(timeout=90)
+    # A filler may come first when Hermes is slow to start its agent; the phrase comes while the tool runs.
+    assert "Let me check that. " in reply.chunks, reply.chunks
+    answer = next(i for i, chunk in enumerate(reply.chunks) if chunk.startswith("Command"))
+    assert reply.chunks.index("Let me check that. ") < answer, reply.chunks
+    (spoken,) = [e for e in logs if e["event"] == "progress_spoken"]
+    assert spoken["tool"] == "terminal" and spoken["kind"] == "start" and spoken["origin"] == "builtin"
+    calls = await fake.wait_for(lambda calls: [c for c in calls if c["kind"] == "tool_result" and c["finished"]])
+    assert "sleep 2" in str(calls[-1]["messages"]), "the model saw the tool's result: the tool really ran"

@@ -256,3 +256,53 @@ async def test_a_stream_that_ends_without_done_is_an_upstream_error(start_adapte
         assert entry["reason"] == "stream ended without [DONE]"
     finally:
         await server.close()
+
+
+# --- progress speech while the server runs a tool (issue 15, item 2) ------------------------------
+
+PROGRESS = {"delay_s": 0.1, "quiet_s": 0.0, "start_phrases": ["Let me check that."]}
+
+
+@pytest.mark.parametrize("how", ["agenttool", "hermestool"])
+async def test_a_tool_the_server_runs_is_covered_by_the_start_phrase(start_adapter_channel, fake, how):
+    # tool_calls deltas in the stream, or Hermes's `event: hermes.tool.progress`: the caller hears the phrase while
+    # the server's tool runs (1 s), then the answer; one final.
+    settings = {"base_url": fake.base_url, "model": "fake-model", "api_key": API_KEY}
+    channel = await start_adapter_channel(openai_plugin, "openai", openai=settings, progress=PROGRESS)
+    async with conversation(channel) as client:
+        with capture_logs() as logs:
+            await client.say(f"please {how} 1.0")
+            reply = await client.reply()
+    assert reply.chunks[0] == "Let me check that. "
+    assert reply.text == "Let me check that. The lookup is done."
+    (spoken,) = [e for e in logs if e["event"] == "progress_spoken"]
+    assert spoken["tool"] == "lookup" and spoken["kind"] == "start"
+
+
+async def test_a_fast_server_tool_gets_no_phrase(start_adapter_channel, fake):
+    settings = {"base_url": fake.base_url, "model": "fake-model", "api_key": API_KEY}
+    channel = await start_adapter_channel(openai_plugin, "openai", openai=settings, progress={"delay_s": 2.0})
+    async with conversation(channel) as client:
+        await client.say("please hermestool 0.05")
+        reply = await client.reply()
+    assert reply.text == "The lookup is done."
+
+
+def test_tool_calls_and_hermes_events_become_tool_activity():
+    from voice_channel import ToolActivity, ToolPhase
+    from voice_channel_openai.tools import ToolCalls
+
+    calls = ToolCalls()
+    first = [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "search", "arguments": ""}}]
+    assert calls.from_delta(first) == [ToolActivity(ToolPhase.START, "search", "call_1")]
+    assert calls.from_delta([{"index": 0, "function": {"arguments": '{"q": 1}'}}]) == [], "a continuation"
+    assert calls.from_delta("junk") == [] and calls.from_delta([None, {"id": ""}]) == []
+    running = json.dumps({"tool": "search", "toolCallId": "call_1", "status": "running"})
+    assert calls.from_hermes_event(running) == [], "the same call, reported twice, starts once"
+    assert calls.from_hermes_event("{not json") == [] and calls.from_hermes_event("[1]") == []
+    assert calls.from_hermes_event(json.dumps({"tool": "x", "toolCallId": "other", "status": "completed"})) == []
+    done = json.dumps({"tool": "search", "toolCallId": "call_1", "status": "completed"})
+    assert calls.from_hermes_event(done) == [ToolActivity(ToolPhase.END, "search", "call_1")]
+    assert calls.end_all() == []
+    calls.from_delta([{"index": 1, "id": "call_2", "function": {"name": "fetch"}}])
+    assert calls.end_all() == [ToolActivity(ToolPhase.END, "fetch", "call_2")]

@@ -27,6 +27,8 @@ from voice_channel.runtime import (
     ConversationContext,
     RuntimeMessage,
     TextDelta,
+    ToolActivity,
+    ToolPhase,
 )
 from voice_channel_openclaw.protocol import HINTS, GatewayError, hint_for
 from voice_channel_openclaw.runtime import OpenClawRuntime
@@ -312,6 +314,19 @@ async def test_exec_approval_becomes_a_confirmation(runtime, fake, approved, dec
     assert resolve["params"] == {"id": request.id, "decision": decision}
     after = await collect(events)
     assert spoken(after) == "Command finished: recorded-approval"
+
+
+async def test_the_runs_tool_stream_becomes_tool_activity(runtime, fake):
+    """Recorded: ``agent`` ``tool`` ``start`` before the approval, ``result`` after it (progress speech's events)."""
+    fake.scenarios.append(Scenario.recorded("approval"))
+    s = await session(runtime)
+    events = s.respond(message("please run: echo recorded-approval"))
+    before = await collect(events, stop_at_confirmation=True)
+    (started,) = [e for e in before if isinstance(e, ToolActivity)]
+    assert started.phase is ToolPhase.START and started.tool == "exec" and started.call_id
+    await s.resolve(before[-1].id, ConfirmationDecision(True, "user"))
+    after = await collect(events)
+    assert [e for e in after if isinstance(e, ToolActivity)] == [ToolActivity(ToolPhase.END, "exec", started.call_id)]
 
 
 async def test_voice_never_sends_allow_always(runtime, fake):

@@ -218,3 +218,16 @@ async def test_resent_prompt_turn_replays_the_prompt_and_keeps_it_pending(demo):
         await client.send_transcript(client.event_id)  # ElevenLabs re-sends the prompt turn
         assert (await client.reply()).text == prompt
         assert await ask(client, "yes") == "Removed milk."
+
+
+async def test_sort_runs_a_slow_fake_tool_that_the_progress_speech_covers(demo):
+    watched, channel = await demo(progress={"delay_s": 0.05, "start_phrases": ["Let me check that."]})
+    async with conversation(channel) as client:
+        assert await ask(client, "sort my list") == "Your list is empty."
+        for item in ("pears", "apples", "milk"):
+            await ask(client, f"add {item}")
+        watched.sessions[0].sort_s = 0.5
+        await client.say("please sort my list")
+        reply = await client.reply()
+    assert reply.chunks == ["Let me check that. ", "Sorted: apples, milk and pears."]
+    assert watched.sessions[0].items == ["apples", "milk", "pears"]

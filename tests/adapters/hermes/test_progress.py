@@ -1,0 +1,83 @@
+"""Progress speech with Hermes Agent: its ``pre_tool_call``/``post_tool_call`` plugin hooks report a voice
+call's tool runs, and the channel speaks while a real tool (``terminal``) runs in the real gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from hermes_support import PLATFORM
+from voice_channel import ToolActivity, ToolPhase
+from voice_channel.settings import ProgressSettings
+from voice_channel_hermes.stream import ReplyStream
+from voice_channel_hermes.tools import ToolEvents
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+KEY = f"agent:main:{PLATFORM}:dm:conv-tools"
+PHRASE = "Let me check that. "
+
+
+def in_agent_thread(hook: Any, *, platform: str = PLATFORM, **kwargs: Any) -> None:
+    """Call ``hook`` the way Hermes does: in a worker thread, with the gateway's session variables bound."""
+    from gateway.session_context import set_session_vars
+
+    def run() -> None:
+        set_session_vars(platform=platform, session_key=KEY)
+        hook(**kwargs)
+
+    thread = threading.Thread(target=contextvars.Context().run, args=(run,))
+    thread.start()
+    thread.join()
+
+
+async def test_tool_hooks_deliver_a_voice_sessions_tool_runs_to_the_adapters_loop():
+    delivered: asyncio.Queue[tuple[str, ToolActivity]] = asyncio.Queue()
+    tools = ToolEvents()
+    in_agent_thread(tools.on_start, tool_name="terminal", tool_call_id="c0")  # not attached yet: dropped
+    tools.attach(asyncio.get_running_loop(), lambda key, activity: delivered.put_nowait((key, activity)))
+    in_agent_thread(tools.on_start, platform="telegram", tool_name="terminal", tool_call_id="c9")  # not a call
+    assert tools.on_start(tool_name="terminal", tool_call_id="c8") is None, "outside a session; answers nothing"
+    in_agent_thread(tools.on_start, tool_name="terminal", tool_call_id="c1", args={"command": "ls"}, turn_id="t")
+    in_agent_thread(tools.on_end, tool_name="terminal", tool_call_id="c1", result="{}", status="ok")
+    assert await delivered.get() == (KEY, ToolActivity(ToolPhase.START, "terminal", "c1"))
+    assert await delivered.get() == (KEY, ToolActivity(ToolPhase.END, "terminal", "c1"))
+    tools.detach()
+    in_agent_thread(tools.on_end, tool_name="terminal", tool_call_id="c2")
+    loop = asyncio.get_running_loop()
+    barrier = loop.create_future()
+    loop.call_soon_threadsafe(barrier.set_result, None)  # callbacks run in order: anything sent before ran first
+    await barrier
+    assert delivered.empty()
+
+
+async def test_a_reply_takes_tool_activity_only_while_it_is_open():
+    stream = ReplyStream("m1")
+    stream.tool(ToolActivity(ToolPhase.START, "terminal", "c1"))
+    stream.complete("success")
+    stream.tool(ToolActivity(ToolPhase.END, "terminal", "c1"))  # after Hermes finished: dropped
+    assert [event async for event in stream.events()] == [ToolActivity(ToolPhase.START, "terminal", "c1")]
+
+
+async def test_caller_hears_progress_while_hermes_runs_a_real_tool(gateway, llm, monkeypatch):
+    settings = gateway.adapter._settings
+    monkeypatch.setattr(
+        settings,
+        "progress",
+        ProgressSettings(delay_s=0.3, interval_s=1.0, max_lines=1, quiet_s=0.2, start_phrases=[PHRASE.strip()]),
+    )
+    async with gateway.client() as client:
+        with capture_logs() as logs:
+            await client.say("Please RUN:sleep 2 && echo progress-heard")
+            reply = await client.reply(timeout=60)
+    assert reply.chunks[0] == PHRASE, reply.chunks
+    assert reply.chunks[1].strip() in settings.progress.progress_phrases, reply.chunks
+    assert "Done. Tool said:" in reply.text and "progress-heard" in reply.text
+    spoken = [(e["kind"], e["tool"]) for e in logs if e["event"] == "progress_spoken"]
+    assert spoken == [("start", "terminal"), ("progress", "terminal")]
+    assert any("progress-heard" in result for result in llm.tool_results("progress-heard")), "the tool really ran"
