@@ -45,6 +45,11 @@ class ConversationInfo(Protocol):
         """The upgrade request's headers, without authorization or shared-secret headers."""
 
     @property
+    def language(self) -> str:
+        """The language confirmations and intents are understood in (``en``, ``es``, ``de``, ``fr``, ``pt``):
+        the ``confirmations.language_header`` the engine sent, else ``confirmations.language``."""
+
+    @property
     def record(self) -> ConversationRecord:
         """What the caller said and heard so far."""
 

@@ -43,6 +43,8 @@ from pydantic_settings import (
 )
 from yarl import URL
 
+from voice_channel.channel.languages import DEFAULT_LANGUAGE, LANGUAGES, normalize_language
+
 __all__ = [
     "ENGINE_ID",
     "ENV_PREFIX",
@@ -342,6 +344,24 @@ class InputSettings(_Section):
 
 class ConfirmationSettings(_Section):
     timeout_s: float = Field(30.0, gt=0, le=600, description="An unanswered confirmation is denied after this.")
+    language: str = Field(
+        DEFAULT_LANGUAGE,
+        description=f"Language of spoken confirmations and intents ({', '.join(LANGUAGES)}); pt-BR and the like work.",
+    )
+    language_header: str = Field(
+        "x-voice-channel-language",
+        min_length=1,
+        description="Handshake header that sets one conversation's language (else `language` applies).",
+    )
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        code = normalize_language(value)
+        if code is None:
+            supported = ", ".join(LANGUAGES)
+            raise ValueError(f"unsupported language {value!r}; use one of {supported} (a regional tag such as pt-BR works)")
+        return code
 
 
 class EchoSettings(_Section):
