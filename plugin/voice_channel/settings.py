@@ -360,7 +360,7 @@ class ConfirmationSettings(_Section):
         code = normalize_language(value)
         if code is None:
             supported = ", ".join(LANGUAGES)
-            raise ValueError(f"unsupported language {value!r}; use one of {supported} (regional tags such as pt-BR work)")
+            raise ValueError(f"unsupported language {value!r}; use one of {supported} (or a tag such as pt-BR)")
         return code
 
 
