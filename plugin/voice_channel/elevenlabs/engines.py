@@ -47,8 +47,9 @@ class EngineChanges:
 
     name: str | None = None
     ws_url: str | None = None
-    #: Literal request headers to add or replace (e.g. the shared secret); ``remove_headers`` to drop.
-    headers: dict[str, str] = field(default_factory=dict)
+    #: Request headers to add or replace: a literal (the shared secret, the conversation language) or a
+    #: dynamic-variable locator ``{"variable_name": ...}``; ``remove_headers`` to drop.
+    headers: dict[str, str | dict[str, str]] = field(default_factory=dict)
     remove_headers: list[str] = field(default_factory=list)
     #: Partial section objects, e.g. ``{"tts": {"voice_id": "..."}}``.
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
