@@ -30,6 +30,7 @@ __all__ = [
     "create_engine",
     "describe_engine",
     "engine_as_json",
+    "header_value",
     "turn_settings",
     "update_engine",
     "write_env_file",
@@ -123,7 +124,7 @@ async def update_engine(client: AsyncElevenLabs, settings: Settings, engine_id: 
         current = await client.speech_engine.get(engine_id, request_options=request_options(settings))
         engine_config = current.config.speech_engine
         headers = dict(getattr(engine_config, "request_headers", None) or {})
-        headers = {k: _plain(v) for k, v in headers.items() if k not in changes.remove_headers}
+        headers = {k: header_value(v) for k, v in headers.items() if k not in changes.remove_headers}
         headers.update(changes.headers)
         arguments["speech_engine"] = {
             "ws_url": changes.ws_url or engine_config.ws_url,
@@ -134,7 +135,7 @@ async def update_engine(client: AsyncElevenLabs, settings: Settings, engine_id: 
     return await client.speech_engine.update(engine_id, request_options=options, **arguments)
 
 
-def _plain(value: Any) -> Any:
+def header_value(value: Any) -> Any:
     """A request header value as JSON: a literal string, or a secret/dynamic-variable locator object."""
     if hasattr(value, "model_dump"):
         return value.model_dump(mode="json", exclude_none=True)
