@@ -132,5 +132,7 @@ GERMAN = Vocabulary(
         timeout="Ich habe keine Antwort rechtzeitig gehört, also habe ich es nicht getan.",
         nothing_to_repeat="Ich habe noch nichts gesagt.",
         slow_down="Bitte etwas langsamer; ich kann nur wenige Anfragen auf einmal bearbeiten.",
+        yes="ja",
+        no="nein",
     ),
 )

@@ -191,5 +191,7 @@ ENGLISH = Vocabulary(
         timeout="I didn't hear an answer in time, so I didn't do it.",
         nothing_to_repeat="I haven't said anything yet.",
         slow_down="Please slow down a little; I can only take so many requests at once.",
+        yes="yes",
+        no="no",
     ),
 )

@@ -144,5 +144,7 @@ SPANISH = Vocabulary(
         timeout="No oí una respuesta a tiempo, así que no lo hice.",
         nothing_to_repeat="Todavía no he dicho nada.",
         slow_down="Más despacio, por favor; solo puedo atender unas pocas peticiones a la vez.",
+        yes="sí",
+        no="no",
     ),
 )

@@ -141,5 +141,7 @@ FRENCH = Vocabulary(
         timeout="Je n'ai pas entendu de réponse à temps, donc je ne l'ai pas fait.",
         nothing_to_repeat="Je n'ai encore rien dit.",
         slow_down="Un peu plus lentement, s'il te plaît ; je ne peux traiter que quelques demandes à la fois.",
+        yes="oui",
+        no="non",
     ),
 )

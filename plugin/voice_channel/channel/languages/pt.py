@@ -138,5 +138,7 @@ PORTUGUESE = Vocabulary(
         timeout="Não ouvi uma resposta a tempo, então não fiz.",
         nothing_to_repeat="Ainda não disse nada.",
         slow_down="Mais devagar, por favor; só consigo atender alguns pedidos de cada vez.",
+        yes="sim",
+        no="não",
     ),
 )

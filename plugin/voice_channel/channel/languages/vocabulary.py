@@ -33,6 +33,9 @@ class Phrases:
     nothing_to_repeat: str
     #: When the caller exceeds the turn rate.
     slow_down: str
+    #: The plain yes and no, for hints such as ``talk``'s.
+    yes: str
+    no: str
 
 
 @dataclass(frozen=True, slots=True)
