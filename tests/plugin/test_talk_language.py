@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 
 from click.testing import CliRunner
 
@@ -52,7 +53,8 @@ def test_talk_language_is_sent_as_the_header(monkeypatch):
         seen.update(headers)
         return 0
 
-    monkeypatch.setattr("voice_channel.cli.talk.run_talk", fake_run_talk)
+    # The module, not the command of the same name that voice_channel.cli exports.
+    monkeypatch.setattr(sys.modules["voice_channel.cli.talk"], "run_talk", fake_run_talk)
     args = ["talk", "--url", "ws://h/ws", "--language", "pt-BR", "--header", "x-a: 1"]
     assert CliRunner().invoke(cli, args).exit_code == 0
     assert seen == {"x-a": "1", "x-voice-channel-language": "pt"}
