@@ -43,7 +43,7 @@ from pydantic_settings import (
 )
 from yarl import URL
 
-from voice_channel.channel.languages import DEFAULT_LANGUAGE, LANGUAGES, normalize_language
+from voice_channel.contract import LANGUAGE_CODES, normalize_language
 
 __all__ = [
     "ENGINE_ID",
@@ -345,8 +345,8 @@ class InputSettings(_Section):
 class ConfirmationSettings(_Section):
     timeout_s: float = Field(30.0, gt=0, le=600, description="An unanswered confirmation is denied after this.")
     language: str = Field(
-        DEFAULT_LANGUAGE,
-        description=f"Language of spoken confirmations and intents ({', '.join(LANGUAGES)}); pt-BR and the like work.",
+        "en",
+        description=f"Language of spoken confirmations and intents ({', '.join(LANGUAGE_CODES)}); pt-BR etc. work.",
     )
     language_header: str = Field(
         "x-voice-channel-language",
@@ -359,7 +359,7 @@ class ConfirmationSettings(_Section):
     def _language(cls, value: str) -> str:
         code = normalize_language(value)
         if code is None:
-            supported = ", ".join(LANGUAGES)
+            supported = ", ".join(LANGUAGE_CODES)
             raise ValueError(f"unsupported language {value!r}; use one of {supported} (or a tag such as pt-BR)")
         return code
 

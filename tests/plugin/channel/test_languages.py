@@ -361,6 +361,13 @@ def test_unsupported_tags(tag):
     assert normalize_language(tag) is None
 
 
+def test_the_contract_names_exactly_the_languages_that_have_a_vocabulary():
+    from voice_channel.contract import LANGUAGE_CODES
+
+    assert tuple(LANGUAGES) == LANGUAGE_CODES
+    assert all(code == vocabulary.code for code, vocabulary in LANGUAGES.items())
+
+
 def test_language_from_headers():
     header = "x-voice-channel-language"
     assert language_from_headers({}, header, "en") == ("en", None)

@@ -8,7 +8,6 @@ from the ``confirmations.language_header`` the engine sends at the WebSocket han
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from voice_channel.channel.languages.de import GERMAN
@@ -17,6 +16,7 @@ from voice_channel.channel.languages.es import SPANISH
 from voice_channel.channel.languages.fr import FRENCH
 from voice_channel.channel.languages.pt import PORTUGUESE
 from voice_channel.channel.languages.vocabulary import Phrases, Vocabulary
+from voice_channel.contract import normalize_language
 
 __all__ = [
     "DEFAULT_LANGUAGE",
@@ -32,17 +32,8 @@ __all__ = [
 DEFAULT_LANGUAGE = "en"
 #: Every supported language by code, English first (the fallback and the always-accepted second language).
 LANGUAGES: Mapping[str, Vocabulary] = {v.code: v for v in (ENGLISH, SPANISH, GERMAN, FRENCH, PORTUGUESE)}
-
-_TAG = re.compile(r"^([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]{1,8})*$")
-
-
-def normalize_language(tag: str) -> str | None:
-    """The supported code for a BCP 47-ish tag (``pt-BR`` → ``pt``), or ``None`` if unsupported."""
-    match = _TAG.match(tag.strip())
-    if match is None:
-        return None
-    code = match.group(1).lower()
-    return code if code in LANGUAGES else None
+# voice_channel.contract.LANGUAGE_CODES names the codes (settings and hooks see them, and the contract imports no
+# implementation module); this registry has a vocabulary for each, in that order (tested).
 
 
 def vocabulary(code: str) -> Vocabulary:
