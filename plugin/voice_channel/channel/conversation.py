@@ -83,7 +83,7 @@ class Conversation:
         #: The upgrade request's headers, without authorization or shared-secret headers.
         self.handshake_headers: Mapping[str, str] = dict(handshake_headers or {})
         #: The language confirmations and intents are understood in (see voice_channel.channel.languages).
-        self.language, unusable = language_from_headers(
+        self.language, _ = language_from_headers(
             self.handshake_headers, settings.confirmations.language_header, settings.confirmations.language
         )
         self.record = ConversationRecord()
@@ -101,8 +101,6 @@ class Conversation:
         self._session_task: asyncio.Task[RuntimeSession] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
-        if unusable is not None:
-            self.log.warning("language_header_unsupported", value=unusable, language=self.language)
         self._pending = PendingRuns(
             conversation=self,
             session=self._session,
@@ -200,7 +198,13 @@ class Conversation:
         self._outbox.log = self.log
         self._pending.log = self.log
         structlog.contextvars.bind_contextvars(conversation_id=conversation_id)
-        self.log.info("conversation_started", runtime=self.runtime_name)
+        self.log.info("conversation_started", runtime=self.runtime_name, language=self.language)
+        confirmations = self._settings.confirmations
+        _, unusable = language_from_headers(
+            self.handshake_headers, confirmations.language_header, confirmations.language
+        )
+        if unusable is not None:
+            self.log.warning("language_header_unsupported", value=unusable, language=self.language)
         self._session_task = self._spawn(self._open_session())
 
     async def _open_session(self) -> RuntimeSession:
