@@ -4,7 +4,8 @@ The local engine cannot test other languages by voice (its Whisper is tiny.en, i
 so this is a separate, offline check: each answer and code word of a language is spoken by espeak-ng in
 that language (``-s 130``), transcribed by a multilingual Whisper model in CTranslate2 format with the
 language forced, and the transcript goes through :func:`parse_answer` of that conversation language.
-A case passes when the parser decides what was meant. A robotic voice and a small model make this a
+A case passes when the parser decides what was meant; a miss that approves what was not meant is
+counted apart (it must stay 0: a misheard answer may be asked again or denied, never approved). A robotic voice and a small model make this a
 lower bound of what a real recogniser does, not a substitute for trying the language with ElevenLabs.
 
 Needs ``espeak-ng`` and ``faster-whisper``, and a model directory, e.g. Whisper base from the
@@ -91,13 +92,15 @@ def main() -> None:
 
         for language in args.languages:
             misses: list[str] = []
-            cases = 0
+            cases = unsafe = 0
             for said, expected in ANSWERS[language]:
                 heard = hear(said, language)
                 got = parse_answer(heard, ConfirmationPolicy.PLAIN, language=language)
                 cases += 1
                 if got is not expected:
                     misses.append(f"answer {said!r} heard {heard!r}: {got.value}, meant {expected.value}")
+                if got is Answer.APPROVE and expected is not Answer.APPROVE:
+                    unsafe += 1
             answers_ok = cases - len(misses)
             alone_ok = phrase_ok = 0
             words = LANGUAGES[language].code_words
@@ -118,7 +121,7 @@ def main() -> None:
             total_ok, total = total_ok + ok, total + cases
             print(
                 f"{language}: answers {answers_ok}/{len(ANSWERS[language])}, code word alone {alone_ok}/{len(words)},"
-                f" in a sentence {phrase_ok}/{len(words)}"
+                f" in a sentence {phrase_ok}/{len(words)}; approvals not meant: {unsafe}"
             )
             for miss in misses:
                 print(f"  miss: {miss}")
