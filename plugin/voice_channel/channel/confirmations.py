@@ -67,8 +67,11 @@ CODE_WORDS: tuple[str, ...] = ENGLISH.code_words
 _FILLER = ENGLISH.filler
 
 PROMPT_LEAD = ENGLISH.phrases.prompt_lead
-#: Every "no" of every language: a veto whatever the conversation's language.
 _ANY_LANGUAGE = tuple(LANGUAGES.values())
+#: Every no, stop and negation word of every language: a veto whatever the conversation's language.
+_ANY_NO = frozenset().union(*(v.deny | v.negation for v in _ANY_LANGUAGE))
+_ANY_NO_SUFFIX = tuple(suffix for v in _ANY_LANGUAGE for suffix in v.negation_suffixes)
+_ANY_NO_PREFIX = tuple(prefix for v in _ANY_LANGUAGE for prefix in v.negation_prefixes)
 #: Per language, the code word as its prompt quotes it ('say the code word "falcon"').
 _PROMPT_CODE_WORD = {
     v.code: re.compile(re.escape(v.phrases.ask_code_word.split('"{code}"')[0]) + r'"([a-z]+)"') for v in _ANY_LANGUAGE
@@ -86,7 +89,7 @@ def base_policy(request: ConfirmationRequest) -> ConfirmationPolicy:
 
 
 def _negates(word: str) -> bool:
-    return any(language.negates(word) for language in _ANY_LANGUAGE)
+    return word in _ANY_NO or word.endswith(_ANY_NO_SUFFIX) or word.startswith(_ANY_NO_PREFIX)
 
 
 def _plain(word: str) -> str:
