@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from voice_channel.channel.confirmations import (
     Answer,
@@ -374,3 +376,35 @@ def test_language_from_headers():
     assert language_from_headers({"X-Voice-Channel-Language": "pt-BR"}, header, "en") == ("pt", None)
     assert language_from_headers({header: "  "}, header, "de") == ("de", None)
     assert language_from_headers({header: "klingon" * 20}, header, "fr") == ("fr", ("klingon" * 20)[:40])
+
+
+_ALL_WORDS = sorted(
+    set().union(*(v.approve | v.deny | v.negation | v.filler | set(v.code_words) for v in LANGUAGES.values()))
+)
+_NO_WORDS = sorted(set().union(*(v.deny | v.negation for v in LANGUAGES.values())))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    language=st.sampled_from(CODES),
+    before=st.lists(st.sampled_from(_ALL_WORDS), max_size=6),
+    no=st.sampled_from(_NO_WORDS),
+    after=st.lists(st.sampled_from(_ALL_WORDS), max_size=6),
+    policy=st.sampled_from([PLAIN, CODE_WORD, NEVER]),
+    separator=st.sampled_from([" ", ", ", ". ", "! "]),
+)
+def test_a_no_word_of_any_language_anywhere_always_denies(language, before, no, after, policy, separator):
+    said = separator.join([*before, no, *after])
+    code = code_words(language)[0]
+    assert parse_answer(said, policy, code, language=language) is DENY
+    assert parse_answer(said.upper(), policy, code, language=language, truncated=True) is DENY
+
+
+@settings(max_examples=300, deadline=None)
+@given(language=st.sampled_from(CODES), text=st.text(max_size=60))
+def test_an_approval_is_made_only_of_allowed_words_of_the_language_or_english(language, text):
+    if parse_answer(text, PLAIN, language=language) is not APPROVE:
+        return
+    allowed = set().union(*(v.approve | v.filler for v in (LANGUAGES["en"], LANGUAGES[language])))
+    assert set(normalize_words(text).split()) <= allowed
+    assert not has_confusables(text)
