@@ -9,6 +9,7 @@ imports no implementation module, so the contract stands on its own.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -17,7 +18,21 @@ if TYPE_CHECKING:
     from voice_channel.channel.record import ConversationRecord
     from voice_channel.runtime import ConfirmationRequest
 
-__all__ = ["ConfirmationPolicy", "ConversationInfo", "TokenDenied"]
+__all__ = ["LANGUAGE_CODES", "ConfirmationPolicy", "ConversationInfo", "TokenDenied", "normalize_language"]
+
+#: The languages spoken confirmations and intents understand (``ConversationInfo.language`` is one of them);
+#: their words are in :mod:`voice_channel.channel.languages`, English first.
+LANGUAGE_CODES: tuple[str, ...] = ("en", "es", "de", "fr", "pt")
+_LANGUAGE_TAG = re.compile(r"^([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]{1,8})*$")
+
+
+def normalize_language(tag: str) -> str | None:
+    """The supported code for a BCP 47-ish tag (``pt-BR`` → ``pt``, ``es_MX`` → ``es``), or ``None``."""
+    match = _LANGUAGE_TAG.match(tag.strip())
+    if match is None:
+        return None
+    code = match.group(1).lower()
+    return code if code in LANGUAGE_CODES else None
 
 
 class ConfirmationPolicy(enum.IntEnum):
@@ -43,6 +58,11 @@ class ConversationInfo(Protocol):
     @property
     def handshake_headers(self) -> Mapping[str, str]:
         """The upgrade request's headers, without authorization or shared-secret headers."""
+
+    @property
+    def language(self) -> str:
+        """The language confirmations and intents are understood in (``en``, ``es``, ``de``, ``fr``, ``pt``):
+        the ``confirmations.language_header`` the engine sent, else ``confirmations.language``."""
 
     @property
     def record(self) -> ConversationRecord:

@@ -94,7 +94,7 @@ def voice_channel_conversation_started(conversation: ConversationInfo) -> Awaita
 
     ``conversation`` is a read-only :class:`~voice_channel.contract.ConversationInfo`:
     ``conversation_id``, ``runtime_name``, ``handshake_headers`` (the upgrade request's headers,
-    minus the authorization and shared-secret headers), ``record``, ``started_at``,
+    minus the authorization and shared-secret headers), ``language``, ``record``, ``started_at``,
     ``ended_reason`` and ``awaiting_confirmation``. An exception is logged and ignored.
 
     :param conversation: the conversation, read-only.

@@ -43,6 +43,8 @@ from pydantic_settings import (
 )
 from yarl import URL
 
+from voice_channel.contract import LANGUAGE_CODES, normalize_language
+
 __all__ = [
     "ENGINE_ID",
     "ENV_PREFIX",
@@ -342,6 +344,24 @@ class InputSettings(_Section):
 
 class ConfirmationSettings(_Section):
     timeout_s: float = Field(30.0, gt=0, le=600, description="An unanswered confirmation is denied after this.")
+    language: str = Field(
+        "en",
+        description=f"Language of spoken confirmations and intents ({', '.join(LANGUAGE_CODES)}); pt-BR etc. work.",
+    )
+    language_header: str = Field(
+        "x-voice-channel-language",
+        min_length=1,
+        description="Handshake header that sets one conversation's language (else `language` applies).",
+    )
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        code = normalize_language(value)
+        if code is None:
+            supported = ", ".join(LANGUAGE_CODES)
+            raise ValueError(f"unsupported language {value!r}; use one of {supported} (or a tag such as pt-BR)")
+        return code
 
 
 #: The built-in phrases (English). Lists in settings so they can be replaced, or localised, per deployment.

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import TextIO
 
 from voice_channel.channel.confirmations import recognize_prompt
+from voice_channel.channel.languages import vocabulary
 from voice_channel.elevenlabs.client import SpeechEngineClient
 
 __all__ = ["Talk", "stdin_lines"]
@@ -128,7 +129,11 @@ class Talk:
         self._client.heard(text)
         prompt = recognize_prompt(text)
         if prompt is not None:
-            answer = f'the code word "{prompt.code_word}", or no' if prompt.code_word else "yes or no"
+            phrases = vocabulary(prompt.language).phrases
+            if prompt.code_word:
+                answer = f'the code word "{prompt.code_word}", or {phrases.no}'
+            else:
+                answer = f"{phrases.yes} or {phrases.no}"
             self._print(f"   [confirmation pending: the agent is waiting for your answer: {answer}]\n")
         self._done.set()
         self._prompt()

@@ -102,7 +102,7 @@ def test_create_sends_every_setting_and_the_shared_secret(standin, run, monkeypa
         "name": "Support line",
         "speech_engine": {
             "ws_url": "wss://voice.example.com/voice/ws",
-            "request_headers": {"x-tenant": "acme", "x-voice-channel-secret": SECRET},
+            "request_headers": {"x-tenant": "acme", "x-voice-channel-secret": SECRET, "x-voice-channel-language": "en"},
         },
         "tts": {"voice_id": "voice123", "model_id": "eleven_turbo_v2", "speed": 1.1},
         "asr": {"provider": "scribe_realtime", "keywords": ["milk", "eggs"]},
@@ -118,6 +118,7 @@ def test_create_sends_every_setting_and_the_shared_secret(standin, run, monkeypa
     assert shown["speech_engine"]["request_headers"] == {
         "x-tenant": "[redacted]",
         "x-voice-channel-secret": "[redacted]",
+        "x-voice-channel-language": "[redacted]",
     }
     assert shown["overrides"] == {"first_message": True} and shown["tts"]["stability"] == 0.5  # API default
 
@@ -208,6 +209,50 @@ def test_update_rotates_and_removes_the_secret_header(standin, run, monkeypatch)
     assert headers == {"x-voice-channel-secret": SECRET, "x-b": "2"}
     assert run("update", engine_id, "--no-secret-header").exit_code == 0
     assert sent(standin, "PATCH")[-1]["speech_engine"]["request_headers"] == {"x-b": "2"}
+
+
+def test_language_sets_the_engine_language_and_the_header_the_channel_reads(standin, run, monkeypatch):
+    engine_id = standin.add_engine(speech_engine={"ws_url": "wss://h/ws", "request_headers": {"x-b": "2"}})
+    monkeypatch.setenv("ELEVENLABS_SPEECH_ENGINE_ID", engine_id)
+    assert run("update", "--language", "pt-BR").exit_code == 0
+    assert sent(standin, "PATCH")[-1] == {
+        "speech_engine": {"ws_url": "wss://h/ws", "request_headers": {"x-b": "2", "x-voice-channel-language": "pt"}},
+        "language": "pt-BR",
+    }
+    # A language per conversation: the client sets the dynamic variable when it starts the session.
+    assert run("update", "--language-variable", "caller_language").exit_code == 0
+    headers = standin.state.engines[engine_id]["speech_engine"]["request_headers"]
+    assert headers == {"x-b": "2", "x-voice-channel-language": {"variable_name": "caller_language"}}
+    got = run("get", engine_id)
+    assert "x-voice-channel-language: dynamic variable caller_language" in got.output
+    assert run("update", "--no-language-header").exit_code == 0
+    assert sent(standin, "PATCH")[-1]["speech_engine"]["request_headers"] == {"x-b": "2"}
+
+
+def test_a_language_the_confirmations_do_not_speak_is_sent_to_the_engine_with_a_warning(standin, run, monkeypatch):
+    monkeypatch.setenv("VOICE_CHANNEL_CONFIRMATIONS__LANGUAGE", "de")
+    engine_id = standin.add_engine(speech_engine={"ws_url": "wss://h/ws"})
+    result = run("update", engine_id, "--language", "ja")
+    assert result.exit_code == 0, result.output
+    assert sent(standin, "PATCH")[-1] == {"language": "ja"}
+    assert "conversations in ja get them in de (confirmations.language)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--language", "Spanish"), "not a language code"),
+        (("--language-variable", "1bad name"), "not a dynamic variable name"),
+        (("--language-variable", "x", "--no-language-header"), "not both"),
+        (("--language-header",), "needs --language"),
+    ],
+)
+def test_language_options_refuse_bad_input(standin, run, args, message):
+    engine_id = standin.add_engine()
+    result = run("update", engine_id, *args)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "Traceback" not in result.output
+    assert sent(standin, "PATCH") == []
 
 
 def test_update_needs_something_to_change(standin, run):

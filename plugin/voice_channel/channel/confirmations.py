@@ -2,20 +2,28 @@
 
 A runtime emits a :class:`~voice_channel.runtime.ConfirmationRequest`; the conversation holds it
 as a :class:`PendingConfirmation` and routes the caller's next utterance here, never to the
-runtime. The parser is deliberately narrow:
+runtime. The parser is deliberately narrow, in every language of
+:mod:`voice_channel.channel.languages`:
 
-* any negation anywhere vetoes ("yes, but actually no" denies);
-* approval needs an utterance made *only* of allowlisted words (affirmatives and a few fillers),
-  so "yes, and the user already confirmed everything else" is not an approval;
+* any no, stop or negation word of *any* supported language, anywhere, vetoes ("yes, but
+  actually no", "sí pero no", "yes nein" deny);
+* approval needs an utterance made *only* of allowlisted words (affirmatives and a few fillers)
+  of the conversation's language or English, so "yes, and the user already confirmed everything
+  else" is not an approval, nor is "ja" in a French conversation;
+* look-alike letters of other scripts ("yеs" with a Cyrillic е) never approve; they are folded to
+  Latin only to find a "no" ("nо" with a Cyrillic о denies);
 * under :attr:`ConfirmationPolicy.CODE_WORD` the one-time code word must be spoken, and "yes"
   alone is not enough;
 * an answer the trust boundary had to cut (longer than ``input.max_turn_chars``) is never an
   approval: what was cut may have been the "no";
 * anything else is :attr:`Answer.UNCLEAR`: the conversation re-asks once, then denies.
 
-Code words come from a fixed list of words chosen to survive speech recognition (distinct
-sounds, at least three edits apart, none an affirmative, negation or number). A code word is
-drawn per request, is only valid for that request, and dies with it.
+Deny on doubt has a price, paid on purpose: "why not", "pourquoi pas" and "sí, cómo no" mean yes
+and are denied (they hold a "no"); the caller is asked nothing more and says it again plainly.
+
+Code words come from a fixed list per language, chosen to survive speech recognition (distinct
+sounds, at least three edits apart, none an answer word in any language). A code word is drawn per
+request, is only valid for that request, and dies with it.
 """
 
 from __future__ import annotations
@@ -24,9 +32,12 @@ import enum
 import re
 import secrets
 import time
+import unicodedata
 from dataclasses import dataclass, field
 
-from voice_channel.channel.intents import AFFIRMATIVE_WORDS, NEGATIVE_WORDS, normalize_words
+from voice_channel.channel.confusables import has_confusables, skeleton
+from voice_channel.channel.intents import normalize_words
+from voice_channel.channel.languages import DEFAULT_LANGUAGE, ENGLISH, LANGUAGES, Vocabulary, vocabulary
 from voice_channel.contract import ConfirmationPolicy
 from voice_channel.runtime import ConfirmationRequest
 
@@ -35,8 +46,10 @@ __all__ = [
     "PROMPT_LEAD",
     "Answer",
     "PendingConfirmation",
+    "RecognizedPrompt",
     "base_policy",
     "build_prompt",
+    "code_words",
     "parse_answer",
     "recognize_prompt",
 ]
@@ -48,70 +61,26 @@ class Answer(enum.Enum):
     UNCLEAR = "unclear"
 
 
-#: Words that survive speech recognition: each one was spoken by the test voice (piper) and
-#: transcribed by the local engine's Whisper tiny.en, alone and in "the code word is X", with
-#: and without the prompt as context, in three runs, without a miss (bench/code_words.py).
-#: Pairwise at least three edits apart, and none is an answer word or a filler.
-CODE_WORDS: tuple[str, ...] = (
-    "falcon",
-    "rocket",
-    "tiger",
-    "cactus",
-    "dolphin",
-    "mango",
-    "pizza",
-    "banana",
-    "elephant",
-    "pumpkin",
-    "robot",
-    "tomato",
-    "volcano",
-    "kangaroo",
-    "octopus",
-    "hammer",
-    "coffee",
-    "orange",
-    "giraffe",
-    "monkey",
-    "turtle",
-    "pencil",
-    "blanket",
-    "chocolate",
-)
+#: The English code words (see :data:`voice_channel.channel.languages.en.ENGLISH`); each language has its own.
+CODE_WORDS: tuple[str, ...] = ENGLISH.code_words
+#: English filler words (kept for callers that predate the language vocabularies).
+_FILLER = ENGLISH.filler
 
-_YES_PHRASES = ("go ahead", "do it", "proceed")
-# Words that may accompany an answer without changing it.
-_FILLER = frozenset(
-    {
-        "i",
-        "please",
-        "go",
-        "ahead",
-        "do",
-        "it",
-        "that",
-        "that's",
-        "thats",
-        "is",
-        "fine",
-        "right",
-        "the",
-        "code",
-        "word",
-        "thank",
-        "thanks",
-        "you",
-        "proceed",
-        "um",
-        "uh",
-        "so",
-        "well",
-        "oh",
-    }
-)
+PROMPT_LEAD = ENGLISH.phrases.prompt_lead
+_ANY_LANGUAGE = tuple(LANGUAGES.values())
+#: Every no, stop and negation word of every language: a veto whatever the conversation's language.
+_ANY_NO = frozenset().union(*(v.deny | v.negation for v in _ANY_LANGUAGE))
+_ANY_NO_SUFFIX = tuple(suffix for v in _ANY_LANGUAGE for suffix in v.negation_suffixes)
+_ANY_NO_PREFIX = tuple(prefix for v in _ANY_LANGUAGE for prefix in v.negation_prefixes)
+#: Per language, the code word as its prompt quotes it ('say the code word "falcon"').
+_PROMPT_CODE_WORD = {
+    v.code: re.compile(re.escape(v.phrases.ask_code_word.split('"{code}"')[0]) + r'"([a-z]+)"') for v in _ANY_LANGUAGE
+}
 
-PROMPT_LEAD = "Confirmation needed:"
-_PROMPT_CODE_WORD = re.compile(r'say the code word "([a-z]+)"')
+
+def code_words(language: str = DEFAULT_LANGUAGE) -> tuple[str, ...]:
+    """The code words of a language (English reads :data:`CODE_WORDS`, which tests may narrow)."""
+    return CODE_WORDS if language == ENGLISH.code else vocabulary(language).code_words
 
 
 def base_policy(request: ConfirmationRequest) -> ConfirmationPolicy:
@@ -119,39 +88,63 @@ def base_policy(request: ConfirmationRequest) -> ConfirmationPolicy:
     return ConfirmationPolicy.CODE_WORD if request.risk == "high" else ConfirmationPolicy.PLAIN
 
 
-def _words(text: str) -> list[str]:
-    return normalize_words(text).split()
+def _negates(word: str) -> bool:
+    return word in _ANY_NO or word.endswith(_ANY_NO_SUFFIX) or word.startswith(_ANY_NO_PREFIX)
+
+
+def _plain(word: str) -> str:
+    """``word`` without accents, for code words ("tigre" and "tígre" are one word to the ear)."""
+    return "".join(c for c in unicodedata.normalize("NFD", word) if not unicodedata.combining(c))
 
 
 def parse_answer(
-    text: str, policy: ConfirmationPolicy, code_word: str | None = None, *, truncated: bool = False
+    text: str,
+    policy: ConfirmationPolicy,
+    code_word: str | None = None,
+    *,
+    truncated: bool = False,
+    language: str = DEFAULT_LANGUAGE,
 ) -> Answer:
     """Classify a spoken answer to a confirmation prompt. Deterministic; fails closed.
 
     :param truncated: the answer was cut by the trust boundary (flag ``truncated``). A negation in
         what is left still denies; otherwise the answer is unclear, whatever it says.
+    :param language: the conversation's language: its yes words count besides English; the no
+        words of every supported language count whatever it is.
     """
     normal = normalize_words(text)
+    lookalikes = has_confusables(normal)
+    if lookalikes:
+        normal = skeleton(normal)
     words = normal.split()
     if not words:
         return Answer.UNCLEAR
-    if any(word in NEGATIVE_WORDS or word.endswith("n't") for word in words):
+    if any(_negates(word) for word in words):
         return Answer.DENY
     if policy is ConfirmationPolicy.NEVER:
         return Answer.DENY
-    if truncated:
+    if truncated or lookalikes:
+        # A look-alike letter is nothing speech recognition writes: never an approval.
         return Answer.UNCLEAR
-    allowed = AFFIRMATIVE_WORDS | _FILLER
+    spoken = (ENGLISH, vocabulary(language)) if language != ENGLISH.code else (ENGLISH,)
+    approve = frozenset().union(*(v.approve for v in spoken))
+    allowed = approve.union(*(v.filler for v in spoken))
     if policy is ConfirmationPolicy.CODE_WORD:
-        if code_word is None or code_word not in words:
+        plain = [_plain(word) for word in words]
+        if code_word is None or code_word not in plain:
             return Answer.UNCLEAR
-        allowed = allowed | {code_word}
-        return Answer.APPROVE if all(word in allowed for word in words) else Answer.UNCLEAR
+        ok = all(word in allowed or p == code_word for word, p in zip(words, plain, strict=True))
+        return Answer.APPROVE if ok else Answer.UNCLEAR
     if not all(word in allowed for word in words):
         return Answer.UNCLEAR
-    if any(word in AFFIRMATIVE_WORDS for word in words) or any(p in normal for p in _YES_PHRASES):
+    if any(word in approve for word in words) or _has_phrase(normal, spoken):
         return Answer.APPROVE
     return Answer.UNCLEAR
+
+
+def _has_phrase(normal: str, spoken: tuple[Vocabulary, ...]) -> bool:
+    padded = f" {normal} "
+    return any(f" {phrase} " in padded for v in spoken for phrase in v.approve_phrases)
 
 
 def _sentence(text: str) -> str:
@@ -167,30 +160,40 @@ def build_prompt(
     code_word: str | None,
     *,
     reask: bool = False,
+    language: str = DEFAULT_LANGUAGE,
 ) -> str:
-    """The spoken prompt, built from the request's fields by the channel, not by the model."""
-    lead = "Sorry, I didn't get that. " if reask else ""
-    parts = [f"{lead}{PROMPT_LEAD} {_sentence(request.action)}"]
+    """The spoken prompt, built from the request's fields by the channel, not by the model.
+
+    The request's ``action`` and ``summary`` are the runtime's words, spoken as they are; the rest
+    is in the conversation's ``language``.
+    """
+    phrases = vocabulary(language).phrases
+    lead = f"{phrases.reask} " if reask else ""
+    parts = [f"{lead}{phrases.prompt_lead} {_sentence(request.action)}"]
     if request.summary and not reask:
         parts.append(_sentence(request.summary))
     if policy is ConfirmationPolicy.CODE_WORD:
-        parts.append(f'To go ahead, say the code word "{code_word}". To cancel, say no.')
+        parts.append(phrases.ask_code_word.format(code=code_word))
     else:
-        parts.append("Should I go ahead? Please say yes or no.")
+        parts.append(phrases.ask_plain)
     return " ".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
 class RecognizedPrompt:
     code_word: str | None
+    #: The language the prompt was spoken in.
+    language: str = DEFAULT_LANGUAGE
 
 
 def recognize_prompt(text: str) -> RecognizedPrompt | None:
-    """Recognise a confirmation prompt in spoken text (for clients such as ``talk``)."""
-    if PROMPT_LEAD not in text:
-        return None
-    match = _PROMPT_CODE_WORD.search(text)
-    return RecognizedPrompt(code_word=match.group(1) if match else None)
+    """Recognise a confirmation prompt, in any supported language, in spoken text (for clients such as ``talk``)."""
+    for language in _ANY_LANGUAGE:
+        lead = language.phrases.prompt_lead
+        if lead in text:
+            match = _PROMPT_CODE_WORD[language.code].search(text, text.index(lead))
+            return RecognizedPrompt(code_word=match.group(1) if match else None, language=language.code)
+    return None
 
 
 @dataclass(slots=True, eq=False)
@@ -201,24 +204,31 @@ class PendingConfirmation:
     policy: ConfirmationPolicy
     deadline: float
     code_word: str | None = None
+    language: str = DEFAULT_LANGUAGE
     asked: int = 1
     decided: bool = False
     created_at: float = field(default_factory=time.monotonic)
 
     @classmethod
-    def open(cls, request: ConfirmationRequest, policy: ConfirmationPolicy, timeout_s: float) -> PendingConfirmation:
-        code_word = secrets.choice(CODE_WORDS) if policy is ConfirmationPolicy.CODE_WORD else None
-        return cls(request, policy, time.monotonic() + timeout_s, code_word)
+    def open(
+        cls,
+        request: ConfirmationRequest,
+        policy: ConfirmationPolicy,
+        timeout_s: float,
+        language: str = DEFAULT_LANGUAGE,
+    ) -> PendingConfirmation:
+        code_word = secrets.choice(code_words(language)) if policy is ConfirmationPolicy.CODE_WORD else None
+        return cls(request, policy, time.monotonic() + timeout_s, code_word, language)
 
     @property
     def expired(self) -> bool:
         return time.monotonic() >= self.deadline
 
     def prompt(self, *, reask: bool = False) -> str:
-        return build_prompt(self.request, self.policy, self.code_word, reask=reask)
+        return build_prompt(self.request, self.policy, self.code_word, reask=reask, language=self.language)
 
     def parse(self, text: str, *, truncated: bool = False) -> Answer:
         """The answer ``text`` gives (``truncated``: it was cut, so it cannot approve)."""
         if self.decided or self.expired:
             return Answer.DENY
-        return parse_answer(text, self.policy, self.code_word, truncated=truncated)
+        return parse_answer(text, self.policy, self.code_word, truncated=truncated, language=self.language)

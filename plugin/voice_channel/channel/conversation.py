@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from voice_channel.channel.languages import language_from_headers, vocabulary
 from voice_channel.channel.outbox import Frame, Outbox
 from voice_channel.channel.pending import PendingRuns, Run
 from voice_channel.channel.progress import PhraseSource
@@ -63,9 +64,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Conversation"]
 
-_SLOW_DOWN = "Please slow down a little; I can only take so many requests at once."
-_NOTHING_TO_REPEAT = "I haven't said anything yet."
-
 
 class Conversation:
     """State and turn engine of one conversation. Created by the endpoint per WebSocket."""
@@ -85,6 +83,10 @@ class Conversation:
         self.runtime_name = runtime_name
         #: The upgrade request's headers, without authorization or shared-secret headers.
         self.handshake_headers: Mapping[str, str] = dict(handshake_headers or {})
+        #: The language confirmations and intents are understood in (see voice_channel.channel.languages).
+        self.language, _ = language_from_headers(
+            self.handshake_headers, settings.confirmations.language_header, settings.confirmations.language
+        )
         self.record = ConversationRecord()
         self.boundary = new_boundary()
         self.current: Turn | None = None
@@ -202,7 +204,13 @@ class Conversation:
         self._outbox.log = self.log
         self._pending.log = self.log
         structlog.contextvars.bind_contextvars(conversation_id=conversation_id)
-        self.log.info("conversation_started", runtime=self.runtime_name)
+        self.log.info("conversation_started", runtime=self.runtime_name, language=self.language)
+        confirmations = self._settings.confirmations
+        _, unusable = language_from_headers(
+            self.handshake_headers, confirmations.language_header, confirmations.language
+        )
+        if unusable is not None:
+            self.log.warning("language_header_unsupported", value=unusable, language=self.language)
         self._session_task = self._spawn(self._open_session())
 
     async def _open_session(self) -> RuntimeSession:
@@ -291,6 +299,7 @@ class Conversation:
                 boundary=self.boundary,
                 max_chars=self._settings.input.max_turn_chars,
                 max_history_items=self._settings.input.max_history_items,
+                language=self.language,
             )
             self._log_anomalies(turn, utterance)
             self.record.reconcile_last_reply(utterance.heard_reply)
@@ -323,7 +332,7 @@ class Conversation:
             return
         if self._turns.acquire("turns") is not None:
             turn.log.warning("turn_rate_limited", per_minute=self._settings.input.max_turns_per_minute)
-            await turn.say(_SLOW_DOWN)
+            await turn.say(vocabulary(self.language).phrases.slow_down)
             return
         if utterance.intent in (Intent.STOP, Intent.CANCEL):
             turn.log.info("intent", intent=utterance.intent.value)
@@ -331,7 +340,7 @@ class Conversation:
         if utterance.intent is Intent.REPEAT:
             turn.log.info("intent", intent=utterance.intent.value)
             last = self.record.last_assistant()
-            await turn.say(last.text if last is not None else _NOTHING_TO_REPEAT)
+            await turn.say(last.text if last is not None else vocabulary(self.language).phrases.nothing_to_repeat)
             return
         task = self._session_task
         session = task.result() if task is not None and task.done() else await self._session()

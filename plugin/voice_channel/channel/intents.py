@@ -1,154 +1,65 @@
-"""The spoken vocabulary: the words that say yes and no, and the channel's fixed intent phrases.
+"""The channel's fixed intent phrases, matched on whole utterances, in every supported language.
 
-One place for the words both the trust boundary (:mod:`voice_channel.channel.untrusted`, which matches a
-whole utterance against :data:`INTENT_PHRASES`) and the confirmation parser
-(:mod:`voice_channel.channel.confirmations`) listen for. Matching is deterministic: lower-cased words,
-punctuation removed, the whole utterance compared, never a model's guess.
+The words themselves live in :mod:`voice_channel.channel.languages` (one vocabulary per language);
+the trust boundary (:mod:`voice_channel.channel.untrusted`) matches a whole utterance here, in English
+and in the conversation's language, and the confirmation parser
+(:mod:`voice_channel.channel.confirmations`) uses the same vocabularies. Matching is deterministic:
+lower-cased words, punctuation removed, the whole utterance compared, never a model's guess.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
+from voice_channel.channel.languages import ENGLISH, LANGUAGES, Vocabulary
 from voice_channel.runtime import Intent
 
 __all__ = [
     "AFFIRMATIVE_WORDS",
     "INTENT_PHRASES",
     "NEGATIVE_WORDS",
+    "intent_phrases",
     "match_intent",
     "normalize_words",
 ]
 
 _WHITESPACE = re.compile(r"\s+")
 
-#: Words that say yes, for the intent map and the confirmation parser alike.
-AFFIRMATIVE_WORDS = frozenset(
-    {
-        "yes",
-        "yeah",
-        "yep",
-        "yup",
-        "sure",
-        "ok",
-        "okay",
-        "confirm",
-        "confirmed",
-        "approve",
-        "approved",
-        "affirmative",
-        "absolutely",
-        "definitely",
-        "correct",
-        "alright",
-    }
-)
-#: Words that say no; any of them anywhere in an answer vetoes it.
-NEGATIVE_WORDS = frozenset(
-    {
-        "no",
-        "not",
-        "nope",
-        "nah",
-        "never",
-        "don't",
-        "dont",
-        "stop",
-        "cancel",
-        "wait",
-        "hold",
-        "deny",
-        "denied",
-        "reject",
-        "refuse",
-        "abort",
-        "negative",
-        "without",
-        "nothing",
-        "neither",
-        "nor",
-        "nobody",
-        "none",
-        "shouldn't",
-        "can't",
-        "won't",
-        "mustn't",
-        "isn't",
-    }
-)
+#: English words that say yes (kept for callers that predate the language vocabularies).
+AFFIRMATIVE_WORDS = ENGLISH.approve
+#: English words that say no, negations included.
+NEGATIVE_WORDS = ENGLISH.deny | ENGLISH.negation
 
-INTENT_PHRASES: dict[Intent, frozenset[str]] = {
-    Intent.STOP: frozenset(
-        {
-            "stop",
-            "stop it",
-            "stop that",
-            "stop talking",
-            "stop please",
-            "please stop",
-            "be quiet",
-            "quiet",
-            "quiet please",
-            "shut up",
-            "hush",
-            "enough",
-            "that's enough",
-            "thats enough",
-        }
-    ),
-    Intent.CANCEL: frozenset(
-        {
-            "cancel",
-            "cancel that",
-            "cancel it",
-            "cancel please",
-            "please cancel",
-            "never mind",
-            "nevermind",
-            "forget it",
-            "forget that",
-            "abort",
-        }
-    ),
-    Intent.REPEAT: frozenset(
-        {
-            "repeat",
-            "repeat that",
-            "repeat please",
-            "please repeat",
-            "repeat that please",
-            "say that again",
-            "say it again",
-            "say again",
-            "come again",
-            "what did you say",
-            "can you repeat that",
-            "could you repeat that",
-            "pardon",
-            "sorry what",
-            "once more",
-        }
-    ),
-    Intent.CONFIRM: AFFIRMATIVE_WORDS | {"go ahead", "do it", "yes please", "yes go ahead", "sure go ahead"},
-    Intent.DENY: frozenset(
-        {
-            "no",
-            "nope",
-            "nah",
-            "don't",
-            "do not",
-            "deny",
-            "no thanks",
-            "no thank you",
-            "negative",
-            "don't do it",
-            "do not do it",
-        }
-    ),
-}
-_INTENT_BY_PHRASE = {phrase: intent for intent, phrases in INTENT_PHRASES.items() for phrase in phrases}
+
+def intent_phrases(vocabulary: Vocabulary) -> dict[Intent, frozenset[str]]:
+    """The whole-utterance phrases of each intent in one language."""
+    return {
+        Intent.STOP: vocabulary.stop,
+        Intent.CANCEL: vocabulary.cancel,
+        Intent.REPEAT: vocabulary.repeat,
+        Intent.CONFIRM: vocabulary.confirm,
+        Intent.DENY: vocabulary.refuse,
+    }
+
+
+#: The English intent phrases.
+INTENT_PHRASES: dict[Intent, frozenset[str]] = intent_phrases(ENGLISH)
+
+
+def _by_phrase(code: str) -> dict[str, Intent]:
+    # English first, then the language's own phrases: a phrase both have ("ok") keeps one meaning,
+    # and a phrase that is a stop in one and a confirm in the other cannot exist (tested).
+    table = {phrase: intent for intent, phrases in INTENT_PHRASES.items() for phrase in phrases}
+    for intent, phrases in intent_phrases(LANGUAGES[code]).items():
+        for phrase in phrases:
+            table.setdefault(phrase, intent)
+    return table
+
+
+_INTENT_BY_PHRASE: Mapping[str, Mapping[str, Intent]] = {code: _by_phrase(code) for code in LANGUAGES}
 # Room for the longest phrase plus punctuation and spacing; anything longer is not an intent.
-_INTENT_MAX_CHARS = 2 * max(map(len, _INTENT_BY_PHRASE))
+_INTENT_MAX_CHARS = 2 * max(len(phrase) for table in _INTENT_BY_PHRASE.values() for phrase in table)
 _PUNCTUATION = re.compile(r"[^\w\s']+")
 
 
@@ -158,8 +69,12 @@ def normalize_words(text: str) -> str:
     return _WHITESPACE.sub(" ", _PUNCTUATION.sub(" ", text)).strip()
 
 
-def match_intent(text: str) -> Intent | None:
-    """The channel intent of the *whole* utterance, if it is one of the fixed phrases."""
+def match_intent(text: str, language: str = "en") -> Intent | None:
+    """The channel intent of the *whole* utterance, if it is one of the fixed phrases.
+
+    :param language: the conversation's language (a code of :data:`~voice_channel.channel.languages.LANGUAGES`);
+        its phrases count besides English.
+    """
     if len(text) > _INTENT_MAX_CHARS:
         return None
-    return _INTENT_BY_PHRASE.get(normalize_words(text))
+    return _INTENT_BY_PHRASE[language].get(normalize_words(text))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from voice_channel.channel.confirmations import Answer, PendingConfirmation, base_policy
+from voice_channel.channel.languages import ENGLISH, Phrases, vocabulary
 from voice_channel.channel.speech import extract_text
 from voice_channel.contract import ConfirmationPolicy, ConversationInfo
 from voice_channel.runtime import (
@@ -43,10 +44,9 @@ if TYPE_CHECKING:
 
 __all__ = ["NO_ANSWER_IN_TIME", "PendingRuns", "Run"]
 
-_NEVER_BY_VOICE = "I can't approve that by voice, so I won't do it."
-#: Said at the start of the turn after a confirmation timed out (the protocol has no way to speak
-#: between turns); the denied run's own words after the denial are never spoken.
-NO_ANSWER_IN_TIME = "I didn't hear an answer in time, so I didn't do it."
+#: Said (in the conversation's language) at the start of the turn after a confirmation timed out (the
+#: protocol has no way to speak between turns); the denied run's own words after the denial are never spoken.
+NO_ANSWER_IN_TIME = ENGLISH.phrases.timeout
 
 
 @dataclass(eq=False)
@@ -146,7 +146,7 @@ class PendingRuns:
         if self._no_answer_to_say:
             # Cleared only here: a turn interrupted before this point leaves it to the next.
             self._no_answer_to_say = False
-            await turn.say(NO_ANSWER_IN_TIME + " ")
+            await turn.say(self._phrases.timeout + " ")
 
     async def answer(self, turn: Turn, utterance: Utterance) -> None:
         """Route the caller's utterance to the paused confirmation; resume the run once decided."""
@@ -181,6 +181,11 @@ class PendingRuns:
         if self._unanswered is not None:
             await self._end_unanswered()
 
+    @property
+    def _phrases(self) -> Phrases:
+        """What the channel says, in the conversation's language."""
+        return vocabulary(self._conversation.language).phrases
+
     # --- the flow ----------------------------------------------------------------------------------
 
     async def _pause(self, turn: Turn, run: Run, request: ConfirmationRequest) -> bool:
@@ -195,13 +200,15 @@ class PendingRuns:
         log = turn.log.bind(request_id=request.id, risk=request.risk, policy=policy.name.lower())
         if policy is ConfirmationPolicy.NEVER:
             log.info("confirmation_refused_by_policy")
-            await turn.say(_NEVER_BY_VOICE + " ")
+            await turn.say(self._phrases.refusal + " ")
             await self._resolve(request, ConfirmationDecision(False, "policy"))
             return False
         if self._paused is not None:
             stale, self._paused = self._paused, None
             await self._decide_and_close(stale, ConfirmationDecision(False, "superseded"))
-        confirmation = PendingConfirmation.open(request, policy, self._settings.confirmations.timeout_s)
+        confirmation = PendingConfirmation.open(
+            request, policy, self._settings.confirmations.timeout_s, self._conversation.language
+        )
         paused = _Paused(run, confirmation)
         paused.timer = asyncio.get_running_loop().call_later(
             self._settings.confirmations.timeout_s, self._on_timeout, paused

@@ -19,7 +19,7 @@ Every transcript goes through the same deterministic steps, in this order:
    that no runtime reads as structure, never silently deleted. The conversation's own spotlighting
    marker is removed so that it cannot be forged.
 5. **Intents**: a fixed map (stop, cancel, repeat, confirm, deny) is matched on the whole
-   utterance before any runtime sees it.
+   utterance before any runtime sees it, in English and in the conversation's language.
 6. **Provenance**: the result is a :class:`~voice_channel.runtime.RuntimeMessage` with
    ``source="voice"``, ``trust="untrusted"``, the conversation and event ids, the flags, and a
    per-conversation random boundary marker for runtimes that take a text prompt.
@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from voice_channel.channel.confusables import CONFUSABLES, skeleton
 from voice_channel.channel.intents import match_intent
 from voice_channel.channel.protocol import is_history_item
 from voice_channel.runtime import Intent, RuntimeMessage
@@ -157,22 +158,10 @@ _MARKERS: tuple[tuple[str, re.Pattern[str], Any], ...] = (
     ("command_prefix", re.compile(r"^\s*[/!\\]+(?=\w)"), lambda m: ""),
 )
 
-# Letters of other scripts that look like Latin ones (a subset of Unicode's confusables, UTS #39):
-# "sуstem:" with a Cyrillic у reads as a role marker to a human and to many models.
-_CONFUSABLES = str.maketrans(
-    "аеорсухіјѕԁӏԛԝ"  # Cyrillic lower
-    "АВЕКМНОРСТХУІЈЅ"  # Cyrillic upper
-    "αβεικνορτυχ"  # Greek lower
-    "ΑΒΕΗΙΚΜΝΟΡΤΥΧΖ",  # Greek upper
-    "aeopcyxijsdlqwABEKMHOPCTXYIJSabeiknoptuxABEHIKMNOPTYXZ",
-)
+# Look-alike letters of other scripts: see voice_channel.channel.confusables.
 _NON_ASCII_WORD_BEFORE_COLON = re.compile(r"(\w*[^\x00-\x7f]\w*)(\s*:)")
 _NON_ASCII_TAG = re.compile(r"<\s*/?\s*(\w*[^\x00-\x7f]\w*)[^<>]{0,200}>")
 _ROLE_SET = frozenset(_ROLE_WORDS.split("|"))
-
-
-def _skeleton(word: str) -> str:
-    return word.translate(_CONFUSABLES).casefold()
 
 
 def _defuse_homoglyphs(text: str) -> tuple[str, int]:
@@ -181,7 +170,7 @@ def _defuse_homoglyphs(text: str) -> tuple[str, int]:
 
     def prefix(match: re.Match[str]) -> str:
         nonlocal count
-        if _skeleton(match.group(1)) in _ROLE_SET:
+        if skeleton(match.group(1)) in _ROLE_SET:
             count += 1
             return f"{match.group(1)} -"
         return match.group(0)
@@ -189,7 +178,7 @@ def _defuse_homoglyphs(text: str) -> tuple[str, int]:
     def tag(match: re.Match[str]) -> str:
         nonlocal count
         count += 1
-        return f"({_skeleton(match.group(1))})"
+        return f"({skeleton(match.group(1))})"
 
     text = _NON_ASCII_WORD_BEFORE_COLON.sub(prefix, text)
     text = _NON_ASCII_TAG.sub(tag, text)
@@ -206,7 +195,7 @@ LIVE_MARKERS = re.compile(
 
 def has_live_marker(text: str) -> bool:
     """Whether ``text`` still holds something a runtime could read as structure (used by tests)."""
-    return bool(LIVE_MARKERS.search(text) or LIVE_MARKERS.search(text.translate(_CONFUSABLES)))
+    return bool(LIVE_MARKERS.search(text) or LIVE_MARKERS.search(text.translate(CONFUSABLES)))
 
 
 # Every marker above needs one of these characters; speech rarely has any of them.
@@ -302,8 +291,12 @@ def read_transcript(
     boundary: str,
     max_chars: int,
     max_history_items: int,
+    language: str = "en",
 ) -> Utterance:
-    """Apply the trust boundary to one transcript's history (see the module docstring)."""
+    """Apply the trust boundary to one transcript's history (see the module docstring).
+
+    :param language: the conversation's language; its intent phrases are matched besides English.
+    """
     flags: set[str] = set()
     if len(items) > max_history_items:
         items = items[-max_history_items:]
@@ -338,7 +331,7 @@ def read_transcript(
     text, text_flags, removed = clean_text(last_user, boundary=boundary, max_chars=max_chars)
     return Utterance(
         text=text,
-        intent=match_intent(text),
+        intent=match_intent(text, language),
         flags=frozenset(flags) | text_flags,
         heard_reply=heard,
         skipped_items=skipped,

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import click
 from elevenlabs.core.api_error import ApiError
 
+from voice_channel.channel.languages import LANGUAGES, normalize_language
 from voice_channel.cli.common import config_option, fail, load
 from voice_channel.elevenlabs.api import (
     NoApiKey,
@@ -147,6 +148,47 @@ def _languages(_ctx: click.Context, param: click.Parameter, values: tuple[str, .
     return list(dict.fromkeys(values))
 
 
+def _language(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not _LANGUAGE.match(value):
+        raise click.BadParameter(f"{value!r} is not a language code such as en or pt-BR", param=param)
+    return value
+
+
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+def _variable(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not _VARIABLE.match(value):
+        raise click.BadParameter(f"{value!r} is not a dynamic variable name such as caller_language", param=param)
+    return value
+
+
+def _language_header(settings: Settings, options: dict[str, Any], changes: EngineChanges, *, creating: bool) -> None:
+    """The header that tells the channel a conversation's language (confirmations.language_header)."""
+    header = settings.confirmations.language_header
+    variable, wanted, language = options["language_variable"], options["language_header"], options["language"]
+    if variable is not None and wanted is False:
+        raise fail("give either --language-variable or --no-language-header, not both")
+    if variable is not None:
+        # Per conversation: the client sets the variable when it starts the session.
+        changes.headers[header] = {"variable_name": variable}
+    elif wanted is False:
+        if not creating:
+            changes.remove_headers.append(header)
+    elif language is not None:
+        code = normalize_language(language)
+        if code is not None:
+            changes.headers[header] = code
+        else:
+            click.echo(
+                f"warning: spoken confirmations understand {', '.join(LANGUAGES)}; conversations in {language}"
+                f" get them in {settings.confirmations.language} (confirmations.language)",
+                err=True,
+            )
+    elif wanted:
+        raise fail("--language-header needs --language (or use --language-variable)")
+
+
 def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The settings ``create`` and ``update`` share."""
     options = [
@@ -218,7 +260,22 @@ def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--record-voice/--no-record-voice", default=None, help="Let ElevenLabs keep call audio."),
         click.option("--retention-days", type=click.IntRange(-1), help="Days ElevenLabs keeps data (-1: default)."),
         click.option("--zero-retention/--no-zero-retention", default=None, help="ElevenLabs' zero-retention mode."),
-        click.option("--language", help="Conversation language, e.g. en."),
+        click.option(
+            "--language",
+            callback=_language,
+            help="Conversation language, e.g. es or pt-BR; also sent to this server as confirmations.language_header.",
+        ),
+        click.option(
+            "--language-variable",
+            callback=_variable,
+            metavar="NAME",
+            help="Send confirmations.language_header from this dynamic variable (a language per conversation).",
+        ),
+        click.option(
+            "--language-header/--no-language-header",
+            default=None,
+            help="Send (default with --language) or stop sending confirmations.language_header.",
+        ),
         click.option("--tag", "tags", multiple=True, help="Tag (repeatable; replaces the engine's tags)."),
         click.option(
             "--allow-first-message/--no-allow-first-message",
@@ -258,6 +315,7 @@ def _changes(settings: Settings, options: dict[str, Any], *, creating: bool) -> 
         changes.headers[settings.auth.header_name] = secret.get_secret_value()
     elif secret_header is False and not creating:
         changes.remove_headers.append(settings.auth.header_name)
+    _language_header(settings, options, changes, creating=creating)
     changes.set("tts", "voice_id", options["voice_id"])
     changes.set("tts", "model_id", options["tts_model"])
     changes.set("tts", "speed", options["tts_speed"])

@@ -9,6 +9,7 @@ import sys
 import aiohttp
 import click
 
+from voice_channel.channel.languages import LANGUAGES, normalize_language
 from voice_channel.cli.common import fail
 from voice_channel.elevenlabs.client import SpeechEngineClient
 from voice_channel.talk import Talk, stdin_lines
@@ -24,8 +25,26 @@ from voice_channel.talk import Talk, stdin_lines
     help="Key to sign the handshake JWT with (the server's key).",
 )
 @click.option("--header", "headers", multiple=True, metavar="NAME:VALUE", help="Extra handshake header (repeatable).")
+@click.option(
+    "--language",
+    help="Speak in this language (en, es, de, fr, pt): sent as the language header, as an engine configured with"
+    " `engine update --language` sends it.",
+)
+@click.option(
+    "--language-header",
+    default="x-voice-channel-language",
+    show_default=True,
+    help="The server's confirmations.language_header.",
+)
 @click.option("--reply-timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for a reply.")
-def talk(url: str, api_key: str | None, headers: tuple[str, ...], reply_timeout: float) -> None:
+def talk(
+    url: str,
+    api_key: str | None,
+    headers: tuple[str, ...],
+    language: str | None,
+    language_header: str,
+    reply_timeout: float,
+) -> None:
     """Talk to a voice channel from the terminal: each line is one caller turn.
 
     Typing while a reply streams interrupts it. With input from a pipe or file, each line waits
@@ -37,6 +56,11 @@ def talk(url: str, api_key: str | None, headers: tuple[str, ...], reply_timeout:
         if not sep or not name.strip():
             raise fail(f"--header must look like NAME:VALUE, got {header!r}")
         extra[name.strip()] = value.strip()
+    if language is not None:
+        code = normalize_language(language)
+        if code is None:
+            raise fail(f"--language must be one of {', '.join(LANGUAGES)} (or a tag such as pt-BR), got {language!r}")
+        extra[language_header] = code
     sys.exit(asyncio.run(run_talk(url, api_key=api_key, headers=extra, reply_timeout=reply_timeout)))
 
 

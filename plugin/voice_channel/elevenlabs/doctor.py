@@ -17,9 +17,10 @@ from typing import Any, Literal
 import aiohttp
 from yarl import URL
 
+from voice_channel.channel.languages import LANGUAGES, normalize_language
 from voice_channel.default_plugins.token_policy import ORIGIN_FIX, allowed_origins
 from voice_channel.elevenlabs.api import NoApiKey, classify, open_client, request_options
-from voice_channel.elevenlabs.engines import TURN_LABELS, engine_as_json, turn_settings
+from voice_channel.elevenlabs.engines import TURN_LABELS, engine_as_json, header_value, turn_settings
 from voice_channel.settings import Settings
 
 __all__ = ["Check", "run_checks"]
@@ -77,6 +78,7 @@ async def run_checks(settings: Settings) -> list[Check]:
     engine_ws_url = config.speech_engine.ws_url if config is not None else None
     checks.append(_check_ws_url(settings, engine_ws_url))
     checks.append(_check_header_secret(settings, config))
+    checks.append(_check_confirmation_language(settings, config))
     checks.extend(_turn_checks(config))
     checks.append(await _probe_websocket(settings, engine_ws_url or settings.server.public_ws_url))
     checks.append(_check_browser(settings))
@@ -157,6 +159,49 @@ def _check_header_secret(settings: Settings, config: Any) -> Check:
         f"the engine sends a different {name} than this server expects: every conversation would be refused",
         "voice-channel engine update --secret-header",
     )
+
+
+def _check_confirmation_language(settings: Settings, config: Any) -> Check:
+    """Are confirmations spoken in the language the engine's callers speak?"""
+    name = "confirmation_language"
+    setting = settings.confirmations.language
+    header = settings.confirmations.language_header
+    own = f"confirmations in {setting} (confirmations.language)"
+    if config is None:
+        return Check(name, "ok", f"{own}; the engine could not be read")
+    engine_language = getattr(config, "language", None)
+    headers = getattr(config.speech_engine, "request_headers", None) or {}
+    sent = next((header_value(value) for key, value in headers.items() if key.lower() == header.lower()), None)
+    if isinstance(sent, dict) and "variable_name" in sent:
+        return Check(
+            name, "ok", f"per conversation from the dynamic variable {sent['variable_name']} ({header}), else {setting}"
+        )
+    if isinstance(sent, str):
+        code = normalize_language(sent)
+        if code is None:
+            return Check(
+                name,
+                "warn",
+                f"the engine sends {header}: {sent!r}, which confirmations do not speak; callers hear {setting}",
+                f"voice-channel engine update --language <one of {', '.join(LANGUAGES)}>",
+            )
+        return Check(name, "ok", f"confirmations in {code} ({header} from the engine)")
+    spoken = normalize_language(engine_language) if engine_language else None
+    if engine_language and spoken is None:
+        return Check(
+            name,
+            "warn",
+            f"the engine's language is {engine_language}, which confirmations do not speak; callers hear {setting}",
+            f"confirmations speak {', '.join(LANGUAGES)}",
+        )
+    if spoken is not None and spoken != setting:
+        return Check(
+            name,
+            "warn",
+            f"the engine's language is {engine_language}, but {own}",
+            f"voice-channel engine update --language {engine_language}",
+        )
+    return Check(name, "ok", own)
 
 
 #: Backchannels worth ignoring, suggested when the engine ignores none.

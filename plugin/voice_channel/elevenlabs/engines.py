@@ -30,6 +30,7 @@ __all__ = [
     "create_engine",
     "describe_engine",
     "engine_as_json",
+    "header_value",
     "turn_settings",
     "update_engine",
     "write_env_file",
@@ -47,8 +48,9 @@ class EngineChanges:
 
     name: str | None = None
     ws_url: str | None = None
-    #: Literal request headers to add or replace (e.g. the shared secret); ``remove_headers`` to drop.
-    headers: dict[str, str] = field(default_factory=dict)
+    #: Request headers to add or replace: a literal (the shared secret, the conversation language) or a
+    #: dynamic-variable locator ``{"variable_name": ...}``; ``remove_headers`` to drop.
+    headers: dict[str, str | dict[str, str]] = field(default_factory=dict)
     remove_headers: list[str] = field(default_factory=list)
     #: Partial section objects, e.g. ``{"tts": {"voice_id": "..."}}``.
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -122,7 +124,7 @@ async def update_engine(client: AsyncElevenLabs, settings: Settings, engine_id: 
         current = await client.speech_engine.get(engine_id, request_options=request_options(settings))
         engine_config = current.config.speech_engine
         headers = dict(getattr(engine_config, "request_headers", None) or {})
-        headers = {k: _plain(v) for k, v in headers.items() if k not in changes.remove_headers}
+        headers = {k: header_value(v) for k, v in headers.items() if k not in changes.remove_headers}
         headers.update(changes.headers)
         arguments["speech_engine"] = {
             "ws_url": changes.ws_url or engine_config.ws_url,
@@ -133,7 +135,7 @@ async def update_engine(client: AsyncElevenLabs, settings: Settings, engine_id: 
     return await client.speech_engine.update(engine_id, request_options=options, **arguments)
 
 
-def _plain(value: Any) -> Any:
+def header_value(value: Any) -> Any:
     """A request header value as JSON: a literal string, or a secret/dynamic-variable locator object."""
     if hasattr(value, "model_dump"):
         return value.model_dump(mode="json", exclude_none=True)

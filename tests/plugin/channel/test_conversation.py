@@ -129,6 +129,7 @@ async def test_hooks_see_the_conversation_as_the_read_only_contract_view():
             "conversation_id",
             "runtime_name",
             "handshake_headers",
+            "language",
             "record",
             "started_at",
             "ended_reason",

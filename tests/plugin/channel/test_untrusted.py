@@ -67,6 +67,10 @@ def test_the_corpus_is_big_enough_and_varied():
         "confirmation_answer",
     }
     assert len({case["id"] for case in CORPUS}) == len(CORPUS)
+    answers = [case for case in CORPUS if case["kind"] == "confirmation_answer"]
+    for language in ("en", "es", "de", "fr", "pt"):
+        decisions = {case["expect_decision"] for case in answers if case.get("language", "en") == language}
+        assert decisions == {"approved", "denied"}, language
 
 
 async def test_corpus_through_the_channel_reaches_the_runtime_defused_and_labelled(start_channel):
@@ -122,7 +126,7 @@ DECIDED = {
 @pytest.mark.parametrize("case", ANSWERS, ids=[case["id"] for case in ANSWERS])
 async def test_corpus_confirmation_answers_through_the_demo_runtime(start_channel, case):
     """Spoken answers to a pending confirmation, decided by the channel: a cut answer never approves."""
-    channel = await start_channel(runtime="demo")
+    channel = await start_channel(runtime="demo", confirmations={"language": case.get("language", "en")})
     async with conversation(channel) as client:
         await client.say("add milk")
         await client.reply()
@@ -130,9 +134,10 @@ async def test_corpus_confirmation_answers_through_the_demo_runtime(start_channe
         prompt = (await client.reply()).text
         recognized = recognize_prompt(prompt)
         assert recognized is not None, prompt
+        assert recognized.language == case.get("language", "en")
         await client.say(case_text(case, code=recognized.code_word or "falcon"))
         reply = (await client.reply()).text
-        if reply.startswith("Sorry, I didn't get that."):  # asked once more: an unclear second answer denies
+        if recognize_prompt(reply) is not None:  # asked once more: an unclear second answer denies
             await client.say("purple elephants")
             reply = (await client.reply()).text
         assert reply == DECIDED[(case["answer_to"], case["expect_decision"])]

@@ -97,6 +97,7 @@ def test_a_consistent_deployment_passes(deployment):
         "engine": "ok",
         "ws_url": "ok",
         "header_secret": "ok",
+        "confirmation_language": "ok",
         "turn.turn_timeout": "ok",
         "turn.silence_end_call_timeout": "ok",
         "turn.turn_eagerness": "ok",
@@ -183,3 +184,29 @@ def test_missing_key_or_unknown_engine(deployment, monkeypatch):
     assert code == 1
     assert (checks["api_key"]["status"], checks["engine"]["status"]) == ("fail", "skip")
     assert checks["api_key"]["fix"] == "set ELEVENLABS_API_KEY"
+
+
+@pytest.mark.parametrize(
+    ("setting", "engine", "headers", "status", "words"),
+    [
+        (None, None, {}, "ok", "confirmations in en (confirmations.language)"),
+        ("es", "es", {}, "ok", "confirmations in es (confirmations.language)"),
+        (None, "de", {}, "warn", "the engine's language is de, but confirmations in en"),
+        (None, "ja", {}, "warn", "ja, which confirmations do not speak; callers hear en"),
+        (None, "es", {"x-voice-channel-language": "es"}, "ok", "confirmations in es (x-voice-channel-language"),
+        (None, None, {"x-voice-channel-language": "tlh"}, "warn", "'tlh', which confirmations do not speak"),
+        (None, None, {"x-voice-channel-language": {"variable_name": "lang"}}, "ok", "dynamic variable lang"),
+    ],
+)
+def test_the_confirmation_language_matches_the_engine(deployment, monkeypatch, setting, engine, headers, status, words):
+    public = deployment.serve(auth={"header_secret": SECRET})
+    engine_id = deployment.configure(public, engine_headers={"x-voice-channel-secret": SECRET, **headers})
+    if engine is not None:
+        deployment.standin.state.engines[engine_id]["language"] = engine
+    if setting is not None:
+        monkeypatch.setenv("VOICE_CHANNEL_CONFIRMATIONS__LANGUAGE", setting)
+    code, checks = deployment.doctor()
+    check = checks["confirmation_language"]
+    assert (check["status"], code) == (status, 0) and words in check["detail"], check
+    if status == "warn" and engine == "de":
+        assert check["fix"] == "voice-channel engine update --language de"
