@@ -274,8 +274,8 @@ class VoiceChat:
         if not last.interrupted:
             return None
         text = last.text
-        progress = self._context.settings.progress
-        for phrase in (*progress.start_phrases, *progress.progress_phrases):
+        start, progress = self._context.settings.progress.phrases_for(self._context.language)
+        for phrase in (*start, *progress):
             text = text.replace(phrase, " ")
         words = text.split()
         filler = self._context.settings.turn.filler_text.split()

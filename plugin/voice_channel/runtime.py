@@ -180,6 +180,8 @@ class ConversationContext:
     record: ConversationRecord
     #: Per-conversation random marker used by :attr:`RuntimeMessage.prompt`.
     boundary: str
+    #: The conversation's language (``confirmations.language``, or the engine's language header), ISO 639-1.
+    language: str = "en"
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -16,8 +16,9 @@ import contextvars
 import ipaddress
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
@@ -377,6 +378,49 @@ DEFAULT_PROGRESS_PHRASES: tuple[str, ...] = (
     "This is taking a little longer, still working.",
     "Bear with me, still going.",
 )
+#: The built-in start and progress phrases of each language confirmations speak (``contract.LANGUAGE_CODES``),
+#: said while ``progress.start_phrases`` / ``progress.progress_phrases`` are not set. English is the fallback.
+BUILTIN_PROGRESS_PHRASES: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = MappingProxyType(
+    {
+        "en": (DEFAULT_START_PHRASES, DEFAULT_PROGRESS_PHRASES),
+        "es": (
+            ("Déjame comprobarlo.", "Voy a mirarlo.", "Dame un segundo para comprobarlo.", "Lo compruebo ahora."),
+            (
+                "Sigo con ello.",
+                "Sigo en ello, gracias por esperar.",
+                "Está tardando un poco más, sigo trabajando.",
+                "Un momento más, sigo con ello.",
+            ),
+        ),
+        "de": (
+            ("Ich sehe kurz nach.", "Ich schaue mir das an.", "Einen Moment, ich prüfe das.", "Ich prüfe das jetzt."),
+            (
+                "Ich arbeite noch daran.",
+                "Bin noch dran, danke fürs Warten.",
+                "Das dauert etwas länger, ich bin noch dabei.",
+                "Einen Moment noch, es läuft.",
+            ),
+        ),
+        "fr": (
+            ("Je vérifie ça.", "Je regarde ça.", "Une seconde, je vérifie.", "Je vérifie tout de suite."),
+            (
+                "J'y travaille encore.",
+                "Toujours en cours, merci de patienter.",
+                "Ça prend un peu plus de temps, je continue.",
+                "Encore un instant, ça avance.",
+            ),
+        ),
+        "pt": (
+            ("Vou verificar isso.", "Vou dar uma olhada.", "Só um segundo, vou verificar.", "Já estou verificando."),
+            (
+                "Ainda estou trabalhando nisso.",
+                "Ainda estou nisso, obrigado por esperar.",
+                "Está demorando um pouco mais, continuo trabalhando.",
+                "Só mais um momento, continuo.",
+            ),
+        ),
+    }
+)
 _PHRASE_MAX_CHARS = 200
 
 
@@ -398,18 +442,32 @@ class ProgressSettings(_Section):
         le=60,
         description="No phrase while text sent less than this long ago may still be playing (never talk over it).",
     )
-    start_phrases: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_START_PHRASES),
-        description="Said once when a tool starts, picked in turn without repeating the last one.",
+    start_phrases: list[str] | None = Field(
+        None,
+        description="Said once when a tool starts, picked in turn without repeating the last one"
+        " (unset: the built-in phrases of the conversation's language).",
     )
-    progress_phrases: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_PROGRESS_PHRASES),
-        description="Said every interval_s while a tool keeps running, picked the same way.",
+    progress_phrases: list[str] | None = Field(
+        None,
+        description="Said every interval_s while a tool keeps running, picked the same way"
+        " (unset: the built-in phrases of the conversation's language).",
     )
+
+    def phrases_for(self, language: str) -> tuple[Sequence[str], Sequence[str]]:
+        """The start and progress phrases of a conversation in ``language``: the configured lists
+        where set, else that language's built-in ones (:data:`BUILTIN_PROGRESS_PHRASES`; English for
+        a language without them)."""
+        start, progress = BUILTIN_PROGRESS_PHRASES.get(language, BUILTIN_PROGRESS_PHRASES["en"])
+        return (
+            self.start_phrases if self.start_phrases is not None else start,
+            self.progress_phrases if self.progress_phrases is not None else progress,
+        )
 
     @field_validator("start_phrases", "progress_phrases")
     @classmethod
-    def _phrases(cls, values: list[str]) -> list[str]:
+    def _phrases(cls, values: list[str] | None) -> list[str] | None:
+        if values is None:
+            return None
         phrases = [" ".join(value.split()) for value in values]
         if not phrases:
             raise ValueError(

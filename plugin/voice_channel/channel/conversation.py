@@ -117,7 +117,9 @@ class Conversation:
         self._started = False
         #: Progress phrases while tools run (None: ``progress.enabled`` is off).
         self._progress = (
-            PhraseSource(settings.progress, hooks=hooks, conversation=self) if settings.progress.enabled else None
+            PhraseSource(settings.progress, hooks=hooks, conversation=self, language=self.language)
+            if settings.progress.enabled
+            else None
         )
 
     # --- inbound, called by the receive loop (never blocks) ---------------------------------------
@@ -220,6 +222,7 @@ class Conversation:
             settings=self._settings,
             record=self.record,
             boundary=self.boundary,
+            language=self.language,
         )
         try:
             session = await self._runtime.open_session(context)

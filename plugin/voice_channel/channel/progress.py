@@ -114,8 +114,11 @@ class PhraseSource:
         conversation: ConversationInfo | None = None,
         seed: int | None = None,
         clock: Clock | None = None,
+        language: str = "en",
     ) -> None:
         self.settings = settings
+        #: The conversation's language (``confirmations.language`` or its header): picks the built-in phrases.
+        self.language = language
         self.clock: Clock = clock or LoopClock()
         self._hooks = hooks
         self._conversation = conversation
@@ -134,9 +137,10 @@ class PhraseSource:
                 return " ".join(chosen.split()), "plugin"
         if self._rotations is None:
             rng = random.Random(self._seed)
+            start, progress = self.settings.phrases_for(self.language)
             self._rotations = {
-                "start": _Rotation(self.settings.start_phrases, rng),
-                "progress": _Rotation(self.settings.progress_phrases, rng),
+                "start": _Rotation(start, rng),
+                "progress": _Rotation(progress, rng),
             }
         return self._rotations[kind].next(), "builtin"
 

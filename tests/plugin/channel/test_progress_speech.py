@@ -23,10 +23,17 @@ from support import ScriptedPlugin, conversation
 from voice_channel import SettingsError, ToolActivity, ToolPhase, hookimpl
 from voice_channel.channel.progress import PhraseSource, _Rotation
 from voice_channel.channel.turn import Turn
+from voice_channel.contract import LANGUAGE_CODES
 from voice_channel.plugins import PluginHooks, get_plugin_manager
 from voice_channel.runtime import ConfirmationRequest, TextDelta
 from voice_channel.serving.metrics import Metrics
-from voice_channel.settings import DEFAULT_START_PHRASES, ProgressSettings, TurnSettings, load_settings
+from voice_channel.settings import (
+    BUILTIN_PROGRESS_PHRASES,
+    DEFAULT_START_PHRASES,
+    ProgressSettings,
+    TurnSettings,
+    load_settings,
+)
 
 START = DEFAULT_START_PHRASES
 
@@ -204,7 +211,7 @@ async def test_progress_lines_every_interval_up_to_max_lines():
         await h.advance(8.0)
         await h.advance(80.0)
         assert len(h.said) == 3, h.said
-        progress = ProgressSettings().progress_phrases
+        progress = ProgressSettings().phrases_for("en")[1]
         assert all(line.strip() in progress for line in h.said[1:])
         assert h.turn._progress is not None and h.turn._progress.lines == 2
 
@@ -224,7 +231,7 @@ async def test_no_start_phrase_when_the_runtime_spoke_since_the_tool_started():
         await h.advance(0.8)
         assert h.said == ["Checking the weather. "]
         await h.advance(8.0)  # the runtime is quiet since t=0.2: a progress line at t=9
-        assert len(h.said) == 2 and h.said[1].strip() in ProgressSettings().progress_phrases
+        assert len(h.said) == 2 and h.said[1].strip() in ProgressSettings().phrases_for("en")[1]
 
 
 async def test_no_start_phrase_over_text_sent_just_before_the_tool():
@@ -338,7 +345,7 @@ async def test_a_second_tool_gets_progress_lines_but_not_a_second_start_phrase()
         await h.advance(7.9)
         assert len(h.said) == 2
         await h.advance(0.1)
-        assert len(h.said) == 3 and h.said[2].strip() in ProgressSettings().progress_phrases
+        assert len(h.said) == 3 and h.said[2].strip() in ProgressSettings().phrases_for("en")[1]
 
 
 async def test_a_progress_phrase_is_the_first_chunk_and_part_of_the_reply():
@@ -518,6 +525,25 @@ def test_phrases_are_normalised_and_the_defaults_are_valid():
     assert defaults.max_lines == 3 and defaults.quiet_s == 2.0
 
 
+@pytest.mark.parametrize("language", LANGUAGE_CODES)
+def test_every_language_has_valid_built_in_phrases_of_its_own(language):
+    start, progress = ProgressSettings().phrases_for(language)
+    assert (start, progress) == BUILTIN_PROGRESS_PHRASES[language]
+    # The built-in lists pass the same checks as configured ones.
+    checked = ProgressSettings(start_phrases=list(start), progress_phrases=list(progress))
+    assert checked.start_phrases == list(start) and checked.progress_phrases == list(progress)
+    if language != "en":
+        english = set(BUILTIN_PROGRESS_PHRASES["en"][0]) | set(BUILTIN_PROGRESS_PHRASES["en"][1])
+        assert not english & (set(start) | set(progress))
+
+
+def test_configured_phrases_win_over_every_language_and_an_unknown_language_gets_english():
+    settings = ProgressSettings(start_phrases=["Un momento."])
+    assert settings.phrases_for("de")[0] == ["Un momento."]
+    assert settings.phrases_for("de")[1] == BUILTIN_PROGRESS_PHRASES["de"][1]
+    assert ProgressSettings().phrases_for("tlh") == BUILTIN_PROGRESS_PHRASES["en"]
+
+
 # --- over the wire --------------------------------------------------------------------------------
 
 
@@ -586,3 +612,25 @@ async def test_an_interruption_during_a_tool_silences_it_and_the_next_reply_is_c
         await plugin.recorder.cancel_seen.wait()
     assert reply.text == "Okay."
     assert all(f.get("event_id") == 1 and not f.get("is_final") for f in reply.foreign)
+
+
+@pytest.mark.parametrize(
+    ("settings", "headers", "language"),
+    [
+        ({"language": "es"}, {}, "es"),
+        ({}, {"x-voice-channel-language": "fr-CA"}, "fr"),
+    ],
+    ids=["setting", "header"],
+)
+async def test_the_built_in_phrase_is_in_the_conversation_language(start_channel, settings, headers, language):
+    plugin = ScriptedPlugin(tool_then_answer)
+    channel = await start_channel(
+        plugins=[plugin], runtime="scripted", progress={"delay_s": 0.05}, confirmations=settings
+    )
+    async with conversation(channel, headers=headers) as client:
+        await client.say("what is the answer")
+        first = await client.receive(timeout=10)
+        plugin.recorder.release.set()
+        await client.reply()
+    assert first["content"].strip() in BUILTIN_PROGRESS_PHRASES[language][0]
+    assert plugin.recorder.contexts[0].language == language
