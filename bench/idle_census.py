@@ -81,6 +81,16 @@ def build_app(bare: bool, key: str) -> web.Application:
     return create_app(settings)
 
 
+def describe(traceback: tracemalloc.Traceback) -> str:
+    """The allocating line, and with ``--frames`` > 1 the innermost voice_channel line that led to it."""
+    frames = list(traceback)
+    text = f"{'/'.join(Path(frames[-1].filename).parts[-2:])}:{frames[-1].lineno}"
+    ours = next((f for f in reversed(frames[:-1]) if "voice_channel" in f.filename), None)
+    if ours is not None:
+        text += f" <- {'/'.join(Path(ours.filename).parts[-2:])}:{ours.lineno}"
+    return text
+
+
 def by_type() -> Counter[str]:
     return Counter(type(o).__qualname__ for o in gc.get_objects())
 
@@ -142,12 +152,11 @@ async def main() -> int:
     print(f"  RSS growth:  {(after_rss - before_rss) / n:.2f} KiB per idle conversation")
     print(f"\n  by source line (bytes per conversation, blocks per conversation):")
     for stat in diff[: args.lines]:
-        frame = stat.traceback[0]
-        where = f"{'/'.join(Path(frame.filename).parts[-2:])}:{frame.lineno}"
+        where = describe(stat.traceback)
         print(f"  {stat.size_diff / n:9.1f} B {stat.count_diff / n:6.2f}  {where}")
     files: Counter[str] = Counter()
     for stat in diff:
-        files["/".join(Path(stat.traceback[0].filename).parts[-2:])] += stat.size_diff
+        files["/".join(Path(stat.traceback[-1].filename).parts[-2:])] += stat.size_diff
     print("\n  by file (bytes per conversation):")
     for name, size in files.most_common(12):
         print(f"  {size / n:9.1f} B  {name}")

@@ -18,6 +18,11 @@ A conversation owns at most one turn task and the runtime session. The run a tur
 outlive its turn (paused on a spoken confirmation, or drained after one timed out): that state and
 its flow live in :mod:`voice_channel.channel.pending`. :meth:`Conversation.close` cancels and awaits all of
 it and closes the runtime session.
+
+Thousands of conversations stay open per process, mostly idle: a conversation has ``__slots__``,
+a finished turn lets go of its task, the runtime session is kept once open (not the task that
+opened it), and the info lines of the latency path (a new conversation, an interruption) are
+written after the work queued at that moment (:func:`~voice_channel.logging.log_after_queued_work`).
 """
 
 from __future__ import annotations
@@ -44,7 +49,8 @@ from voice_channel.channel.untrusted import (
     read_transcript,
     to_runtime_message,
 )
-from voice_channel.elevenlabs.ratelimit import RateLimiter
+from voice_channel.elevenlabs.ratelimit import TokenBucket
+from voice_channel.logging import log_after_queued_work
 from voice_channel.runtime import (
     ConfirmationRequest,
     ConversationContext,
@@ -69,6 +75,30 @@ _NOTHING_TO_REPEAT = "I haven't said anything yet."
 class Conversation:
     """State and turn engine of one conversation. Created by the endpoint per WebSocket."""
 
+    __slots__ = (
+        "_closed",
+        "_hooks",
+        "_metrics",
+        "_outbox",
+        "_pending",
+        "_runtime",
+        "_session_task",
+        "_session_value",
+        "_settings",
+        "_started",
+        "_tasks",
+        "_turns",
+        "boundary",
+        "conversation_id",
+        "current",
+        "ended_reason",
+        "handshake_headers",
+        "log",
+        "record",
+        "runtime_name",
+        "started_at",
+    )
+
     def __init__(
         self,
         *,
@@ -82,8 +112,9 @@ class Conversation:
     ) -> None:
         self.conversation_id: str | None = None
         self.runtime_name = runtime_name
-        #: The upgrade request's headers, without authorization or shared-secret headers.
-        self.handshake_headers: Mapping[str, str] = dict(handshake_headers or {})
+        #: The upgrade request's headers, without authorization or shared-secret headers (a read-only
+        #: view from the endpoint, :class:`~voice_channel.channel.auth.PublicHeaders`).
+        self.handshake_headers: Mapping[str, str] = handshake_headers if handshake_headers is not None else {}
         self.record = ConversationRecord()
         self.boundary = new_boundary()
         self.current: Turn | None = None
@@ -95,8 +126,10 @@ class Conversation:
         self._settings = settings
         self._outbox = outbox
         self._metrics = metrics
-        self._turns = RateLimiter(settings.input.max_turns_per_minute, max_clients=1)
+        self._turns = TokenBucket(settings.input.max_turns_per_minute)
+        #: Opens the runtime session; dropped once it has (the session is kept instead).
         self._session_task: asyncio.Task[RuntimeSession] | None = None
+        self._session_value: RuntimeSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         self._pending = PendingRuns(
@@ -147,9 +180,9 @@ class Conversation:
         elif turn is not None and turn.event_id is not None:
             if event_id == turn.event_id:
                 if turn.running:
-                    self.log.info("transcript_resent", event_id=event_id, action="continue")
+                    log_after_queued_work(self.log, "info", "transcript_resent", event_id=event_id, action="continue")
                 else:
-                    self.log.info("transcript_resent", event_id=event_id, action="replay")
+                    log_after_queued_work(self.log, "info", "transcript_resent", event_id=event_id, action="replay")
                     turn.replay()
                 return
             if event_id < turn.event_id:
@@ -168,7 +201,7 @@ class Conversation:
         previous: asyncio.Task[None] | None = None
         if turn is not None:
             if turn.running:
-                self.log.info("turn_interrupted", event_id=turn.event_id, by_event_id=event_id)
+                log_after_queued_work(self.log, "info", "turn_interrupted", event_id=turn.event_id, by_event_id=event_id)
                 self._metrics.interruption(self.runtime_name)
             turn.supersede()
             if turn.task is not None and not turn.task.done():
@@ -196,7 +229,7 @@ class Conversation:
         self._outbox.log = self.log
         self._pending.log = self.log
         structlog.contextvars.bind_contextvars(conversation_id=conversation_id)
-        self.log.info("conversation_started", runtime=self.runtime_name)
+        log_after_queued_work(self.log, "info", "conversation_started", runtime=self.runtime_name)
         self._session_task = self._spawn(self._open_session())
 
     async def _open_session(self) -> RuntimeSession:
@@ -214,9 +247,14 @@ class Conversation:
             raise
         self._started = True
         await self._hooks.conversation_started(self)
+        # From now on the session itself is kept, not the task (nor its coroutine) that opened it.
+        self._session_value = session
+        self._session_task = None
         return session
 
     async def _session(self) -> RuntimeSession:
+        if self._session_value is not None:
+            return self._session_value
         task = self._session_task
         assert task is not None
         if task.done():
@@ -257,6 +295,8 @@ class Conversation:
             await self._hooks.conversation_ended(self, reason)
 
     async def _close_session_task(self) -> RuntimeSession | None:
+        if self._session_value is not None:
+            return self._session_value
         task = self._session_task
         if task is None:
             return None
@@ -277,7 +317,9 @@ class Conversation:
         # conversation_id is inherited from the receive loop's context; runtime adapters' own
         # log lines get the event_id from here.
         structlog.contextvars.bind_contextvars(event_id=turn.event_id)
-        if previous is not None:
+        if previous is not None and not previous.done():
+            # Usually done already: it was cancelled before this task was created, so its
+            # cancellation ran first. Only a runtime still closing its stream is waited for.
             await self._settle(previous)
         try:
             utterance = read_transcript(
@@ -310,12 +352,15 @@ class Conversation:
             # After finish(): the record holds everything sent, including text flushed at the end.
             if turn.spoken:
                 self.record.add_assistant(turn.text, turn.event_id, interrupted=turn.state is TurnState.SUPERSEDED)
+            # A finished turn keeps no task (nor the task its coroutine and name): an idle
+            # conversation holds only its last turn's state. Nothing waits on it any more.
+            turn.task = None
 
     async def _respond(self, turn: Turn, utterance: Utterance) -> None:
         if not utterance.text:
             turn.log.info("turn_without_user_text")
             return
-        if self._turns.acquire("turns") is not None:
+        if self._turns.acquire() is not None:
             turn.log.warning("turn_rate_limited", per_minute=self._settings.input.max_turns_per_minute)
             await turn.say(_SLOW_DOWN)
             return
@@ -327,8 +372,7 @@ class Conversation:
             last = self.record.last_assistant()
             await turn.say(last.text if last is not None else _NOTHING_TO_REPEAT)
             return
-        task = self._session_task
-        session = task.result() if task is not None and task.done() else await self._session()
+        session = self._session_value or await self._session()
         assert self.conversation_id is not None
         message = to_runtime_message(
             utterance, conversation_id=self.conversation_id, event_id=turn.event_id, boundary=self.boundary
@@ -379,7 +423,11 @@ class Conversation:
 
     async def _settle(self, task: asyncio.Task[Any]) -> None:
         """Wait (bounded) for a cancelled task to finish; a runtime that ignores cancellation is logged."""
-        done, _pending = await asyncio.wait({task}, timeout=self._settings.turn.cancel_grace_s)
+        if task.done():
+            done = True
+        else:
+            finished, _pending = await asyncio.wait({task}, timeout=self._settings.turn.cancel_grace_s)
+            done = bool(finished)
         if not done:
             self.log.error("runtime_ignored_cancellation", grace_s=self._settings.turn.cancel_grace_s)
             self._tasks.add(task)
