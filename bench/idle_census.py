@@ -38,6 +38,7 @@ sys.path.insert(0, str(HERE.parent / "plugin"))
 sys.path.insert(0, str(HERE))
 
 from aiohttp import WSMsgType, web  # noqa: E402
+
 from first_chunk import free_port  # noqa: E402
 
 
@@ -58,8 +59,9 @@ async def bare_handler(request: web.Request) -> web.StreamResponse:
         frame = json.loads(msg.data)
         if frame.get("type") == "user_transcript":
             event_id = frame.get("event_id")
-            await ws.send_str(json.dumps({"type": "agent_response", "content": "ok", "event_id": event_id, "is_final": False}))
-            await ws.send_str(json.dumps({"type": "agent_response", "content": "", "event_id": event_id, "is_final": True}))
+            for content, is_final in (("ok", False), ("", True)):
+                reply = {"type": "agent_response", "content": content, "event_id": event_id, "is_final": is_final}
+                await ws.send_str(json.dumps(reply))
     return ws
 
 
@@ -76,7 +78,7 @@ def build_app(bare: bool, key: str) -> web.Application:
         ELEVENLABS_API_KEY=key, VOICE_CHANNEL_RUNTIME="echo", VOICE_CHANNEL_SERVER__MAX_CONVERSATIONS="100000"
     )
     settings = load_settings()
-    configure_logging("info", "json", stream=open(os.devnull, "w"), secrets=[key])  # noqa: SIM115, ASYNC230
+    configure_logging("info", "json", stream=open(os.devnull, "w"), secrets=[key])
     logging.getLogger("aiohttp.access").disabled = True
     return create_app(settings)
 
@@ -150,7 +152,7 @@ async def main() -> int:
     print(f"{label}: {n} idle conversations, Python {sys.version.split()[0]}, load {os.getloadavg()[0]:.1f}")
     print(f"  tracemalloc: {total / n / 1024:.2f} KiB per idle conversation")
     print(f"  RSS growth:  {(after_rss - before_rss) / n:.2f} KiB per idle conversation")
-    print(f"\n  by source line (bytes per conversation, blocks per conversation):")
+    print("\n  by source line (bytes per conversation, blocks per conversation):")
     for stat in diff[: args.lines]:
         where = describe(stat.traceback)
         print(f"  {stat.size_diff / n:9.1f} B {stat.count_diff / n:6.2f}  {where}")

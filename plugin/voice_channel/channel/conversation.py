@@ -201,7 +201,9 @@ class Conversation:
         previous: asyncio.Task[None] | None = None
         if turn is not None:
             if turn.running:
-                log_after_queued_work(self.log, "info", "turn_interrupted", event_id=turn.event_id, by_event_id=event_id)
+                log_after_queued_work(
+                    self.log, "info", "turn_interrupted", event_id=turn.event_id, by_event_id=event_id
+                )
                 self._metrics.interruption(self.runtime_name)
             turn.supersede()
             if turn.task is not None and not turn.task.done():

@@ -22,9 +22,9 @@ Every outbound frame goes through an :class:`Outbox`, which guarantees:
   aiohttp's transport buffer, for no longer than the write timeout.
 
 The common case costs nothing extra: with an idle socket, :meth:`send` writes at once, in the
-caller's task. An idle outbox holds no queue, event or timer: they are created when first needed
-(thousands of idle conversations per process each keep only the outbox's counters). :meth:`post` is for synchronous callers (timers, the receive loop); it queues the
-frame for a pump task owned by the outbox.
+caller's task. :meth:`post` is for synchronous callers (timers, the receive loop); it queues the
+frame for a pump task owned by the outbox. An idle outbox holds no queue, event or timer: they are
+created when first needed (thousands of idle conversations per process each keep only counters).
 """
 
 from __future__ import annotations
