@@ -130,7 +130,8 @@ class Conversation:
         #: Opens the runtime session; dropped once it has (the session is kept instead).
         self._session_task: asyncio.Task[RuntimeSession] | None = None
         self._session_value: RuntimeSession | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        #: Tasks to cancel and await on close (besides the turn's); created with the first one.
+        self._tasks: set[asyncio.Task[Any]] | None = None
         self._closed = False
         self._pending = PendingRuns(
             conversation=self,
@@ -279,9 +280,10 @@ class Conversation:
         await self._outbox.aclose()
         await self._pending.close()
         session = await self._close_session_task()
-        for task in list(self._tasks):
+        tasks = list(self._tasks or ())
+        for task in tasks:
             task.cancel()
-        for task in list(self._tasks):
+        for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
         if session is not None:
@@ -432,13 +434,24 @@ class Conversation:
             done = bool(finished)
         if not done:
             self.log.error("runtime_ignored_cancellation", grace_s=self._settings.turn.cancel_grace_s)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._own(task)
         elif not task.cancelled() and task.exception() is not None:
             self.log.error("task_failed", error=repr(task.exception()))
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._own(task)
         return task
+
+    def _own(self, task: asyncio.Task[Any]) -> None:
+        if self._tasks is None:
+            self._tasks = set()
+        self._tasks.add(task)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        tasks = self._tasks
+        if tasks is not None:
+            tasks.discard(task)
+            if not tasks:
+                self._tasks = None  # an idle conversation keeps no empty set
