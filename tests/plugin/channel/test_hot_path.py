@@ -167,7 +167,9 @@ def test_log_after_queued_work_without_a_loop_logs_at_once_and_skips_filtered_le
         log_after_queued_work(structlog.get_logger(), "info", "now")
     assert [line["event"] for line in logs] == ["now"]
     out = io.StringIO()
-    quiet = structlog.make_filtering_bound_logger(logging.WARNING)(structlog.PrintLogger(out), [], {})
+    quiet = structlog.make_filtering_bound_logger(logging.WARNING)(
+        structlog.PrintLogger(out), [structlog.processors.KeyValueRenderer()], {}
+    )
     log_after_queued_work(quiet, "info", "filtered")
     log_after_queued_work(quiet, "warning", "kept")
     assert "filtered" not in out.getvalue() and "kept" in out.getvalue()
