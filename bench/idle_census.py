@@ -16,6 +16,8 @@ the census compares with the state before they opened:
 the floor that any aiohttp-based server pays per open WebSocket, against which our own per-conversation
 state is measured.
 
+``--rss-only`` leaves tracemalloc off (its own bookkeeping inflates RSS) to compare RSS alone.
+
 Run: ``.venv/bin/python bench/idle_census.py --conversations 1000`` (and again with ``--bare``).
 """
 
@@ -103,11 +105,17 @@ async def main() -> int:
     parser.add_argument("--bare", action="store_true", help="a bare aiohttp WebSocket handler instead of ours")
     parser.add_argument("--lines", type=int, default=25, help="source lines to show")
     parser.add_argument("--frames", type=int, default=1, help="traceback depth grouped by (1: the allocating line)")
+    parser.add_argument(
+        "--rss-only",
+        action="store_true",
+        help="no tracemalloc (it inflates RSS): only RSS and gc objects per conversation",
+    )
     args = parser.parse_args()
     n = args.conversations
     key = f"sk_bench_{secrets.token_hex(16)}"
 
-    tracemalloc.start(args.frames)
+    if not args.rss_only:
+        tracemalloc.start(args.frames)
     app = build_app(args.bare, key)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
@@ -127,14 +135,16 @@ async def main() -> int:
         # Warm-up conversations are not needed: the first transcript of every conversation pays
         # the same one-off costs (imports, caches) as a warm-up would, and they cancel out in N.
         gc.collect()
-        before_snap, before_types, before_rss = tracemalloc.take_snapshot(), by_type(), rss_kib()
+        before_snap = None if args.rss_only else tracemalloc.take_snapshot()
+        before_types, before_rss = by_type(), rss_kib()
         opened = json.loads(await generator.stdout.readline())
         if opened["opened"] != n:
             print(f"only {opened['opened']} of {n} opened: {str(opened['errors'])[:300]}")
             return 1
         await asyncio.sleep(1.0)  # the last replies' tails, close to nothing on an idle server
         gc.collect()
-        after_snap, after_types, after_rss = tracemalloc.take_snapshot(), by_type(), rss_kib()
+        after_snap = None if args.rss_only else tracemalloc.take_snapshot()
+        after_types, after_rss = by_type(), rss_kib()
         generator.stdin.write(b"0\nclose\n")
         await generator.stdin.drain()
         await generator.stdout.readline()
@@ -146,12 +156,16 @@ async def main() -> int:
             generator.kill()
         await runner.cleanup()
 
-    diff = after_snap.compare_to(before_snap, "traceback" if args.frames > 1 else "lineno")
-    total = sum(stat.size_diff for stat in diff)
     label = "bare aiohttp WebSocket" if args.bare else "voice-channel"
     print(f"{label}: {n} idle conversations, Python {sys.version.split()[0]}, load {os.getloadavg()[0]:.1f}")
-    print(f"  tracemalloc: {total / n / 1024:.2f} KiB per idle conversation")
     print(f"  RSS growth:  {(after_rss - before_rss) / n:.2f} KiB per idle conversation")
+    delta = after_types - before_types
+    if after_snap is None or before_snap is None:
+        print(f"  gc-tracked objects: {sum(delta.values()) / n:.2f} per idle conversation")
+        return 0
+    diff = after_snap.compare_to(before_snap, "traceback" if args.frames > 1 else "lineno")
+    total = sum(stat.size_diff for stat in diff)
+    print(f"  tracemalloc: {total / n / 1024:.2f} KiB per idle conversation")
     print("\n  by source line (bytes per conversation, blocks per conversation):")
     for stat in diff[: args.lines]:
         where = describe(stat.traceback)
@@ -163,7 +177,6 @@ async def main() -> int:
     for name, size in files.most_common(12):
         print(f"  {size / n:9.1f} B  {name}")
     print("\n  gc-tracked objects per conversation, by type:")
-    delta = after_types - before_types
     for name, count in delta.most_common(20):
         print(f"  {count / n:7.2f}  {name}")
     print(f"  {sum(delta.values()) / n:7.2f}  (all)")
