@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import random
+import re
 
 import pytest
 import structlog
@@ -19,6 +21,7 @@ from voice_channel.channel.peer import PeerGuard
 from voice_channel.channel.pending import PendingRuns
 from voice_channel.channel.protocol import UserTranscriptMessage
 from voice_channel.channel.record import ConversationRecord
+from voice_channel.channel.speech import PhraseChunker
 from voice_channel.channel.turn import Turn
 from voice_channel.channel.untrusted import sanitize
 from voice_channel.elevenlabs.ratelimit import TokenBucket
@@ -242,3 +245,48 @@ def test_token_bucket_allows_a_burst_then_refills() -> None:
 )
 def test_sanitize_fast_path_matches_the_general_one(text: str, expected: tuple[str, int]) -> None:
     assert sanitize(text) == expected
+
+
+def _chunks_by_full_rescan(feeds: list[str], max_chars: int) -> list[str | None]:
+    """The chunker's rule, searching the whole held buffer on every feed (the reference)."""
+    boundary = re.compile(r"[.!?;:,\u2026](?=\s)|\n")
+    held, sent_any, out = "", False, []
+
+    def take(buf: str, cut: int) -> str | None:
+        nonlocal held, sent_any
+        chunk, held = buf[:cut], buf[cut:]
+        if not chunk.strip():
+            held = chunk + held
+            return None
+        sent_any = True
+        return chunk
+
+    for text in feeds:
+        if not text:
+            out.append(None)
+            continue
+        buf = held + text
+        if not sent_any:
+            out.append(take(buf, len(buf)))
+            continue
+        cut = max((m.end() for m in boundary.finditer(buf)), default=0)
+        if cut == 0 and len(buf) >= max_chars:
+            cut = buf.rfind(" ") + 1 or len(buf)
+        if cut == 0:
+            held = buf
+            out.append(None)
+        else:
+            out.append(take(buf, cut))
+    out.append(take(held, len(held)) if held else None)
+    return out
+
+
+def test_the_chunker_scans_only_new_text_and_cuts_where_a_full_rescan_would() -> None:
+    pieces = ["a", "b", " ", ",", ".", "!", "\n", "\t", ";", "word", "x. ", " \n", "\n\n", "\u2026", ", "]
+    for seed in range(3000):
+        rnd = random.Random(seed)
+        max_chars = rnd.choice([5, 10, 40, 200])
+        feeds = ["".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 6))) for _ in range(rnd.randint(1, 30))]
+        chunker = PhraseChunker(max_chars)
+        got = [chunker.feed(text) for text in feeds] + [chunker.flush()]
+        assert got == _chunks_by_full_rescan(feeds, max_chars), (seed, feeds)
