@@ -376,7 +376,9 @@ class Conversation:
             last = self.record.last_assistant()
             await turn.say(last.text if last is not None else _NOTHING_TO_REPEAT)
             return
-        session = self._session_value or await self._session()
+        session = self._session_value
+        if session is None:
+            session = await self._session()
         assert self.conversation_id is not None
         message = to_runtime_message(
             utterance, conversation_id=self.conversation_id, event_id=turn.event_id, boundary=self.boundary
