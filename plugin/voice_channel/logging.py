@@ -4,6 +4,8 @@ Configure once, at start-up, before anything logs. Modules use ``structlog.get_l
 conversations and turns bind ``conversation_id`` and ``event_id`` (as bound loggers, and as
 context variables so that runtime adapters' own log lines carry them too). Third-party libraries'
 standard-library records (aiohttp's "Error handling request", for one) go through the same renderer.
+Info lines on the latency path (a new conversation, an interruption, a finished turn) go through
+:func:`log_after_queued_work`: rendered after the work queued at that moment, never dropped.
 
 Secrets are kept out in two places: fields with sensitive names are masked before rendering
 (:class:`SecretRedactor`), and the *rendered line* is searched for every configured secret, as is
