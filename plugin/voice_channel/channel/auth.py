@@ -13,9 +13,8 @@ Failures answer HTTP 401 with a short fixed body; the reason is logged, never th
 
 from __future__ import annotations
 
-import functools
 import hmac
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from elevenlabs.speech_engine import verify_speech_engine_jwt
@@ -25,7 +24,6 @@ from voice_channel.settings import Settings
 
 __all__ = [
     "JWT_HEADER",
-    "PublicHeaders",
     "Rejection",
     "bearer_credential",
     "check_handshake",
@@ -99,49 +97,7 @@ def protection(settings: Settings) -> str:
     return " + ".join(parts) or "nothing"
 
 
-class PublicHeaders(Mapping[str, str]):
-    """A read-only view of the handshake headers a plugin may see: without the JWT, the shared secret,
-    ``Authorization`` and ``Cookie``.
-
-    A view rather than a copy: one is held per open conversation, and the request's headers are
-    kept by aiohttp for the life of the WebSocket anyway. Lookups are case-insensitive when the
-    underlying headers are (aiohttp's are); a hidden header is absent, whatever its case.
-    """
-
-    __slots__ = ("_headers", "_hidden")
-
-    def __init__(self, headers: Mapping[str, str], hidden: frozenset[str]) -> None:
-        self._headers = headers
-        #: Lower-case names.
-        self._hidden = hidden
-
-    def __getitem__(self, name: str) -> str:
-        if name.lower() in self._hidden:
-            raise KeyError(name)
-        return self._headers[name]
-
-    def __iter__(self) -> Iterator[str]:
-        hidden = self._hidden
-        seen: set[str] = set()
-        for name in self._headers:
-            key = name.lower()
-            if key not in hidden and key not in seen:  # a repeated header is one key, as in a dict
-                seen.add(key)
-                yield name
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-    def __repr__(self) -> str:
-        return f"PublicHeaders({dict(self.items())!r})"
-
-
-def public_headers(headers: Mapping[str, str], settings: Settings) -> PublicHeaders:
-    """The handshake headers a plugin may see: without the JWT and the shared secret (a read-only view)."""
-    return PublicHeaders(headers, _hidden_names(settings.auth.header_name))
-
-
-@functools.lru_cache(maxsize=8)
-def _hidden_names(secret_header: str) -> frozenset[str]:
-    # One set per configuration, shared by every conversation's view.
-    return frozenset({JWT_HEADER.lower(), secret_header.lower(), "authorization", "cookie"})
+def public_headers(headers: Mapping[str, str], settings: Settings) -> dict[str, str]:
+    """The handshake headers a plugin may see: without the JWT and the shared secret."""
+    hidden = {JWT_HEADER.lower(), settings.auth.header_name.lower(), "authorization", "cookie"}
+    return {name: value for name, value in headers.items() if name.lower() not in hidden}

@@ -112,9 +112,8 @@ class Conversation:
     ) -> None:
         self.conversation_id: str | None = None
         self.runtime_name = runtime_name
-        #: The upgrade request's headers, without authorization or shared-secret headers (a read-only
-        #: view from the endpoint, :class:`~voice_channel.channel.auth.PublicHeaders`).
-        self.handshake_headers: Mapping[str, str] = handshake_headers if handshake_headers is not None else {}
+        #: The upgrade request's headers, without authorization or shared-secret headers.
+        self.handshake_headers: Mapping[str, str] = dict(handshake_headers or {})
         self.record = ConversationRecord()
         self.boundary = new_boundary()
         self.current: Turn | None = None

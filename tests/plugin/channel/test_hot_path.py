@@ -10,11 +10,9 @@ import re
 
 import pytest
 import structlog
-from multidict import CIMultiDict
 from structlog.testing import capture_logs
 
 from support import FakeSocket, ScriptedPlugin, words
-from voice_channel.channel.auth import JWT_HEADER, PublicHeaders, public_headers
 from voice_channel.channel.conversation import Conversation
 from voice_channel.channel.outbox import Frame, Outbox, OutboxLimits
 from voice_channel.channel.peer import PeerGuard
@@ -199,29 +197,6 @@ async def test_an_interruption_sends_nothing_more_for_the_superseded_turn() -> N
     await conv.close("close")
     assert all(f["event_id"] == 2 for f in sock.sent[cut:])
     assert plugin.recorder.cancelled[0] == 1
-
-
-def test_public_headers_is_a_view_without_credentials() -> None:
-    settings = Settings(runtime="echo")
-    raw = CIMultiDict(
-        {
-            "Host": "example",
-            JWT_HEADER: "jwt",
-            settings.auth.header_name: "secret",
-            "Authorization": "Bearer x",
-            "Cookie": "c=1",
-            "User-Agent": "el",
-        }
-    )
-    view = public_headers(raw, settings)
-    assert isinstance(view, PublicHeaders)
-    assert view == {"Host": "example", "User-Agent": "el"}
-    assert view.get("user-agent") == "el", "case-insensitive like aiohttp's headers"
-    for hidden in (JWT_HEADER.upper(), settings.auth.header_name.lower(), "authorization", "COOKIE"):
-        assert hidden not in view
-        with pytest.raises(KeyError):
-            view[hidden]
-    assert "jwt" not in repr(view) and "secret" not in repr(view)
 
 
 def test_token_bucket_allows_a_burst_then_refills() -> None:
