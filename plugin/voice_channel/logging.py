@@ -4,6 +4,8 @@ Configure once, at start-up, before anything logs. Modules use ``structlog.get_l
 conversations and turns bind ``conversation_id`` and ``event_id`` (as bound loggers, and as
 context variables so that runtime adapters' own log lines carry them too). Third-party libraries'
 standard-library records (aiohttp's "Error handling request", for one) go through the same renderer.
+Info lines on the latency path (a new conversation, an interruption, a finished turn) go through
+:func:`log_after_queued_work`: rendered after the work queued at that moment, never dropped.
 
 Secrets are kept out in two places: fields with sensitive names are masked before rendering
 (:class:`SecretRedactor`), and the *rendered line* is searched for every configured secret, as is
@@ -13,6 +15,8 @@ tracebacks, which only exist once rendered, are covered too. Tracebacks never sh
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
 import re
@@ -26,7 +30,14 @@ from pydantic_core import to_json
 
 from voice_channel.settings import Settings, secret_values
 
-__all__ = ["REDACTED", "LineRedactor", "SecretRedactor", "configure_logging", "setup_logging"]
+__all__ = [
+    "REDACTED",
+    "LineRedactor",
+    "SecretRedactor",
+    "configure_logging",
+    "log_after_queued_work",
+    "setup_logging",
+]
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 _SENSITIVE_KEY = re.compile(r"api_key|apikey|secret|token|password|authorization", re.IGNORECASE)
@@ -163,3 +174,25 @@ def setup_logging(
     configure_logging(
         level or settings.log_level, settings.log_format, stream=stream, secrets=secret_values(settings), cache=cache
     )
+
+
+def log_after_queued_work(logger: Any, level: str, event: str, **fields: Any) -> None:
+    """Log a line once the work already queued on the event loop has run, instead of now.
+
+    For lines on the latency path (a new turn, an interruption, a finished turn): rendering and
+    writing a line costs tens of microseconds, which would otherwise come before the next turn's
+    first chunk. The line is still emitted, two loop passes later (after the callbacks ready now,
+    and those they scheduled at once, such as a new turn's first step), with the bound fields
+    (``conversation_id``, ``event_id``) and the context variables of the moment it was logged.
+    A level the logger filters out costs nothing; without a running event loop the line is logged at once.
+    """
+    if not logger.is_enabled_for(_LEVELS[level]):
+        return
+    line = functools.partial(getattr(logger, level), event, **fields)
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        line()
+        return
+    # call_soon runs each hop in a copy of the current context: the context variables go along.
+    loop.call_soon(loop.call_soon, line)

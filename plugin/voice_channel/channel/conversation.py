@@ -18,6 +18,11 @@ A conversation owns at most one turn task and the runtime session. The run a tur
 outlive its turn (paused on a spoken confirmation, or drained after one timed out): that state and
 its flow live in :mod:`voice_channel.channel.pending`. :meth:`Conversation.close` cancels and awaits all of
 it and closes the runtime session.
+
+Thousands of conversations stay open per process, mostly idle: a conversation has ``__slots__``,
+a finished turn lets go of its task, the runtime session is kept once open (not the task that
+opened it), and the info lines of the latency path (a new conversation, an interruption) are
+written after the work queued at that moment (:func:`~voice_channel.logging.log_after_queued_work`).
 """
 
 from __future__ import annotations
@@ -46,7 +51,8 @@ from voice_channel.channel.untrusted import (
     read_transcript,
     to_runtime_message,
 )
-from voice_channel.elevenlabs.ratelimit import RateLimiter
+from voice_channel.elevenlabs.ratelimit import TokenBucket
+from voice_channel.logging import log_after_queued_work
 from voice_channel.runtime import (
     ConfirmationRequest,
     ConversationContext,
@@ -67,6 +73,32 @@ __all__ = ["Conversation"]
 
 class Conversation:
     """State and turn engine of one conversation. Created by the endpoint per WebSocket."""
+
+    __slots__ = (
+        "_closed",
+        "_hooks",
+        "_metrics",
+        "_outbox",
+        "_pending",
+        "_progress",
+        "_runtime",
+        "_session_task",
+        "_session_value",
+        "_settings",
+        "_started",
+        "_tasks",
+        "_turns",
+        "boundary",
+        "conversation_id",
+        "current",
+        "ended_reason",
+        "handshake_headers",
+        "language",
+        "log",
+        "record",
+        "runtime_name",
+        "started_at",
+    )
 
     def __init__(
         self,
@@ -98,9 +130,12 @@ class Conversation:
         self._settings = settings
         self._outbox = outbox
         self._metrics = metrics
-        self._turns = RateLimiter(settings.input.max_turns_per_minute, max_clients=1)
+        self._turns = TokenBucket(settings.input.max_turns_per_minute)
+        #: Opens the runtime session; dropped once it has (the session is kept instead).
         self._session_task: asyncio.Task[RuntimeSession] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._session_value: RuntimeSession | None = None
+        #: Tasks to cancel and await on close (besides the turn's); created with the first one.
+        self._tasks: set[asyncio.Task[Any]] | None = None
         self._closed = False
         self._pending = PendingRuns(
             conversation=self,
@@ -156,9 +191,9 @@ class Conversation:
         elif turn is not None and turn.event_id is not None:
             if event_id == turn.event_id:
                 if turn.running:
-                    self.log.info("transcript_resent", event_id=event_id, action="continue")
+                    log_after_queued_work(self.log, "info", "transcript_resent", event_id=event_id, action="continue")
                 else:
-                    self.log.info("transcript_resent", event_id=event_id, action="replay")
+                    log_after_queued_work(self.log, "info", "transcript_resent", event_id=event_id, action="replay")
                     turn.replay()
                 return
             if event_id < turn.event_id:
@@ -177,7 +212,9 @@ class Conversation:
         previous: asyncio.Task[None] | None = None
         if turn is not None:
             if turn.running:
-                self.log.info("turn_interrupted", event_id=turn.event_id, by_event_id=event_id)
+                log_after_queued_work(
+                    self.log, "info", "turn_interrupted", event_id=turn.event_id, by_event_id=event_id
+                )
                 self._metrics.interruption(self.runtime_name)
             turn.supersede()
             if turn.task is not None and not turn.task.done():
@@ -206,7 +243,9 @@ class Conversation:
         self._outbox.log = self.log
         self._pending.log = self.log
         structlog.contextvars.bind_contextvars(conversation_id=conversation_id)
-        self.log.info("conversation_started", runtime=self.runtime_name, language=self.language)
+        log_after_queued_work(
+            self.log, "info", "conversation_started", runtime=self.runtime_name, language=self.language
+        )
         confirmations = self._settings.confirmations
         _, unusable = language_from_headers(
             self.handshake_headers, confirmations.language_header, confirmations.language
@@ -231,9 +270,14 @@ class Conversation:
             raise
         self._started = True
         await self._hooks.conversation_started(self)
+        # From now on the session itself is kept, not the task (nor its coroutine) that opened it.
+        self._session_value = session
+        self._session_task = None
         return session
 
     async def _session(self) -> RuntimeSession:
+        if self._session_value is not None:
+            return self._session_value
         task = self._session_task
         assert task is not None
         if task.done():
@@ -256,9 +300,10 @@ class Conversation:
         await self._outbox.aclose()
         await self._pending.close()
         session = await self._close_session_task()
-        for task in list(self._tasks):
+        tasks = list(self._tasks or ())
+        for task in tasks:
             task.cancel()
-        for task in list(self._tasks):
+        for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
         if session is not None:
@@ -274,6 +319,8 @@ class Conversation:
             await self._hooks.conversation_ended(self, reason)
 
     async def _close_session_task(self) -> RuntimeSession | None:
+        if self._session_value is not None:
+            return self._session_value
         task = self._session_task
         if task is None:
             return None
@@ -294,7 +341,9 @@ class Conversation:
         # conversation_id is inherited from the receive loop's context; runtime adapters' own
         # log lines get the event_id from here.
         structlog.contextvars.bind_contextvars(event_id=turn.event_id)
-        if previous is not None:
+        if previous is not None and not previous.done():
+            # Usually done already: it was cancelled before this task was created, so its
+            # cancellation ran first. Only a runtime still closing its stream is waited for.
             await self._settle(previous)
         try:
             utterance = read_transcript(
@@ -328,12 +377,15 @@ class Conversation:
             # After finish(): the record holds everything sent, including text flushed at the end.
             if turn.spoken:
                 self.record.add_assistant(turn.text, turn.event_id, interrupted=turn.state is TurnState.SUPERSEDED)
+            # A finished turn keeps no task (nor the task its coroutine and name): an idle
+            # conversation holds only its last turn's state. Nothing waits on it any more.
+            turn.task = None
 
     async def _respond(self, turn: Turn, utterance: Utterance) -> None:
         if not utterance.text:
             turn.log.info("turn_without_user_text")
             return
-        if self._turns.acquire("turns") is not None:
+        if self._turns.acquire() is not None:
             turn.log.warning("turn_rate_limited", per_minute=self._settings.input.max_turns_per_minute)
             await turn.say(vocabulary(self.language).phrases.slow_down)
             return
@@ -345,8 +397,9 @@ class Conversation:
             last = self.record.last_assistant()
             await turn.say(last.text if last is not None else vocabulary(self.language).phrases.nothing_to_repeat)
             return
-        task = self._session_task
-        session = task.result() if task is not None and task.done() else await self._session()
+        session = self._session_value
+        if session is None:
+            session = await self._session()
         assert self.conversation_id is not None
         message = to_runtime_message(
             utterance, conversation_id=self.conversation_id, event_id=turn.event_id, boundary=self.boundary
@@ -397,16 +450,31 @@ class Conversation:
 
     async def _settle(self, task: asyncio.Task[Any]) -> None:
         """Wait (bounded) for a cancelled task to finish; a runtime that ignores cancellation is logged."""
-        done, _pending = await asyncio.wait({task}, timeout=self._settings.turn.cancel_grace_s)
+        if task.done():
+            done = True
+        else:
+            finished, _pending = await asyncio.wait({task}, timeout=self._settings.turn.cancel_grace_s)
+            done = bool(finished)
         if not done:
             self.log.error("runtime_ignored_cancellation", grace_s=self._settings.turn.cancel_grace_s)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._own(task)
         elif not task.cancelled() and task.exception() is not None:
             self.log.error("task_failed", error=repr(task.exception()))
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._own(task)
         return task
+
+    def _own(self, task: asyncio.Task[Any]) -> None:
+        if self._tasks is None:
+            self._tasks = set()
+        self._tasks.add(task)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        tasks = self._tasks
+        if tasks is not None:
+            tasks.discard(task)
+            if not tasks:
+                self._tasks = None  # an idle conversation keeps no empty set

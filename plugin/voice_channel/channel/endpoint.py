@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 
 import structlog
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from voice_channel.channel.auth import check_handshake, public_headers
 from voice_channel.channel.conversation import Conversation
@@ -141,43 +141,62 @@ async def _end(
 
 
 async def _receive_loop(ws: web.WebSocketResponse, conversation: Conversation, outbox: Outbox, peer: PeerGuard) -> str:
-    """Read frames until the conversation ends; return why it ended."""
-    async for msg in ws:
-        if msg.type is WSMsgType.PING:
-            outbox.post(Frame(None, ws_pong=msg.data))
-            continue
-        if msg.type is WSMsgType.PONG:
-            peer.on_pong(msg.data)
-            continue
-        if msg.type is WSMsgType.ERROR:
-            # aiohttp records 1006 once its close handshake fails; the error itself keeps 1009.
-            if getattr(msg.data, "code", None) == WSCloseCode.MESSAGE_TOO_BIG:
-                conversation.log.warning("frame_too_big", error=str(msg.data))
-                return "too_big"
-            conversation.log.warning("socket_error", error=str(msg.data))
-            return "error"
-        if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-            continue
-        try:
-            frame = parse_frame(msg.data)
-        except EventIdOutOfRange as exc:
-            conversation.log.error("event_id_out_of_range", error=str(exc), size=len(msg.data))
-            continue
-        except ProtocolError as exc:
-            conversation.log.warning("frame_malformed", error=str(exc), size=len(msg.data))
-            continue
-        if isinstance(frame, UserTranscriptMessage):
-            conversation.on_transcript(frame)
-        elif isinstance(frame, PingMessage):
-            conversation.on_ping()
-        elif isinstance(frame, InitMessage):
-            conversation.on_init(frame.conversation_id)
-        elif isinstance(frame, CloseMessage):
-            conversation.log.info("close_received")
-            return "close"
-        elif isinstance(frame, ErrorMessage):
-            # ElevenLabs reports a protocol error before closing; the close follows.
-            conversation.log.warning("elevenlabs_error", message=frame.message[:500])
-        elif isinstance(frame, UnknownMessage):
-            conversation.log.debug("frame_unknown_type_ignored", type=frame.type[:64])
-    return "disconnect"
+    """Read frames until the conversation ends; return why it ended.
+
+    The frame being handled is not kept while the next one is awaited (no loop variable holds it):
+    an idle conversation does not hold on to its last transcript and the history in it.
+    """
+    while True:
+        reason = _on_message(await ws.receive(), conversation, outbox, peer)
+        if reason is not None:
+            return reason
+
+
+_CLOSING = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED})
+
+
+def _on_message(msg: WSMessage, conversation: Conversation, outbox: Outbox, peer: PeerGuard) -> str | None:
+    """Handle one received message; return why the conversation ends, or ``None`` to go on."""
+    kind = msg.type
+    if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+        data = msg.data
+    elif kind is WSMsgType.PING:
+        outbox.post(Frame(None, ws_pong=msg.data))
+        return None
+    elif kind is WSMsgType.PONG:
+        peer.on_pong(msg.data)
+        return None
+    elif kind is WSMsgType.ERROR:
+        # aiohttp records 1006 once its close handshake fails; the error itself keeps 1009.
+        if getattr(msg.data, "code", None) == WSCloseCode.MESSAGE_TOO_BIG:
+            conversation.log.warning("frame_too_big", error=str(msg.data))
+            return "too_big"
+        conversation.log.warning("socket_error", error=str(msg.data))
+        return "error"
+    elif kind in _CLOSING:
+        return "disconnect"
+    else:
+        return None
+    try:
+        frame = parse_frame(data)
+    except EventIdOutOfRange as exc:
+        conversation.log.error("event_id_out_of_range", error=str(exc), size=len(data))
+        return None
+    except ProtocolError as exc:
+        conversation.log.warning("frame_malformed", error=str(exc), size=len(data))
+        return None
+    if isinstance(frame, UserTranscriptMessage):
+        conversation.on_transcript(frame)
+    elif isinstance(frame, PingMessage):
+        conversation.on_ping()
+    elif isinstance(frame, InitMessage):
+        conversation.on_init(frame.conversation_id)
+    elif isinstance(frame, CloseMessage):
+        conversation.log.info("close_received")
+        return "close"
+    elif isinstance(frame, ErrorMessage):
+        # ElevenLabs reports a protocol error before closing; the close follows.
+        conversation.log.warning("elevenlabs_error", message=frame.message[:500])
+    elif isinstance(frame, UnknownMessage):
+        conversation.log.debug("frame_unknown_type_ignored", type=frame.type[:64])
+    return None

@@ -15,14 +15,16 @@ Every outbound frame goes through an :class:`Outbox`, which guarantees:
   waits for room once half the bounds are used (backpressure on the runtime's stream, so a
   slow-but-reading peer gets everything), and a :meth:`post` that would pass the bounds, or a
   write the peer does not take within ``write_timeout_s`` (checked by a watchdog, within 1¼ of
-  it, so that a write costs no timer), means the peer is not reading: the
+  it, so that a write costs no timer; the watchdog runs only while there is something to write),
+  means the peer is not reading: the
   outbox closes and calls ``on_stuck(reason)``, and the endpoint closes the socket (1008).
   A peer that keeps sending but never reads can therefore cost no more than the bounds plus
   aiohttp's transport buffer, for no longer than the write timeout.
 
 The common case costs nothing extra: with an idle socket, :meth:`send` writes at once, in the
 caller's task. :meth:`post` is for synchronous callers (timers, the receive loop); it queues the
-frame for a pump task owned by the outbox.
+frame for a pump task owned by the outbox. An idle outbox holds no queue, event or timer: they are
+created when first needed (thousands of idle conversations per process each keep only counters).
 """
 
 from __future__ import annotations
@@ -102,6 +104,31 @@ class Frame:
 class Outbox:
     """Serialises frames onto one WebSocket, dropping those of turns that are no longer current."""
 
+    __slots__ = (
+        "_closed",
+        "_in_flight",
+        "_limits",
+        "_loop",
+        "_on_stuck",
+        "_pending_pong",
+        "_pending_ws_pong",
+        "_pump",
+        "_queue",
+        "_queued_bytes",
+        "_room",
+        "_stalled_write",
+        "_watchdog",
+        "_writes_started",
+        "_writing",
+        "_ws",
+        "frames_dropped",
+        "frames_sent",
+        "frames_superseded",
+        "log",
+        "pongs_coalesced",
+        "stuck_reason",
+    )
+
     def __init__(
         self,
         ws: WebSocketLike,
@@ -115,7 +142,8 @@ class Outbox:
         self._limits = limits or OutboxLimits()
         self._on_stuck = on_stuck
         self._loop = asyncio.get_running_loop()
-        self._queue: deque[Frame] = deque()
+        #: Frames waiting to be written; created with the first one (``None`` reads as empty).
+        self._queue: deque[Frame] | None = None
         self._queued_bytes = 0
         #: A task (a sender's, or the pump) is writing; others queue behind it.
         self._writing = False
@@ -125,7 +153,7 @@ class Outbox:
         self._pending_pong: Frame | None = None
         self._pending_ws_pong: Frame | None = None
         #: Set when a queued frame leaves the queue; senders waiting for room wait on it.
-        self._room = asyncio.Event()
+        self._room: asyncio.Event | None = None
         self.frames_sent = 0
         #: Frames never written: of superseded turns, and whatever was queued at close.
         self.frames_dropped = 0
@@ -139,9 +167,8 @@ class Outbox:
         self._writes_started = 0
         self._in_flight = False
         self._stalled_write: tuple[int, float] | None = None
-        self._watchdog: asyncio.TimerHandle | None = self._loop.call_later(
-            self._limits.write_timeout_s / _WATCHDOG_TICKS, self._watch
-        )
+        #: Armed by the first write after a quiet spell; it stops itself once nothing is left to write.
+        self._watchdog: asyncio.TimerHandle | None = None
 
     @property
     def closed(self) -> bool:
@@ -149,7 +176,7 @@ class Outbox:
 
     @property
     def queued_frames(self) -> int:
-        return len(self._queue)
+        return len(self._queue) if self._queue is not None else 0
 
     @property
     def queued_bytes(self) -> int:
@@ -167,8 +194,11 @@ class Outbox:
             if not self._over_bounds(None, full=False):
                 self._queue_frame(frame)  # behind the frame in flight; its writer sends this too
                 return
-            self._room.clear()
-            await self._room.wait()
+            room = self._room
+            if room is None:
+                room = self._room = asyncio.Event()
+            room.clear()
+            await room.wait()
         if self._closed:
             return
         if self._queue:
@@ -240,6 +270,8 @@ class Outbox:
         """
         self._writes_started += 1
         self._in_flight = True
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_later(self._limits.write_timeout_s / _WATCHDOG_TICKS, self._watch)
         if frame.ws_pong is not None:
             return self._ws.pong(frame.ws_pong)
         if frame.ws_ping is not None:
@@ -254,6 +286,10 @@ class Outbox:
         now = self._loop.time()
         if not self._in_flight:
             self._stalled_write = None
+            if not self._queue and not self._writing:
+                # Nothing in flight and nothing to write: stop; the next write arms it again.
+                self._watchdog = None
+                return
         elif self._stalled_write is None or self._stalled_write[0] != self._writes_started:
             self._stalled_write = (self._writes_started, now)
         elif now - self._stalled_write[1] >= self._limits.write_timeout_s:
@@ -294,6 +330,8 @@ class Outbox:
             self._pump = self._loop.create_task(self._run_pump(), name="outbox-pump")
 
     def _queue_frame(self, frame: Frame) -> None:
+        if self._queue is None:
+            self._queue = deque()
         self._queue.append(frame)
         self._queued_bytes += frame.size()
         if frame.pong:
@@ -303,6 +341,8 @@ class Outbox:
 
     def _next_frame(self) -> Frame | None:
         frame = self._dequeue()
+        queue = self._queue
+        assert queue is not None
         turn = frame.turn
         if turn is not None and not turn.is_current:
             self.frames_dropped += 1
@@ -311,26 +351,28 @@ class Outbox:
         if turn is not None and not frame.is_final:
             # Merge queued text of the same turn into one frame: fewer, larger frames.
             parts = [frame.content]
-            while self._queue and self._queue[0].turn is turn and not self._queue[0].is_final:
+            while queue and queue[0].turn is turn and not queue[0].is_final:
                 parts.append(self._dequeue().content)
             if len(parts) > 1:
                 frame = Frame(turn, "".join(parts))
         return frame
 
     def _dequeue(self) -> Frame:
+        assert self._queue is not None
         frame = self._queue.popleft()
         self._queued_bytes -= frame.size()
         if frame is self._pending_pong:
             self._pending_pong = None
         elif frame is self._pending_ws_pong:
             self._pending_ws_pong = None
-        self._room.set()
+        if self._room is not None:
+            self._room.set()
         return frame
 
     def _over_bounds(self, frame: Frame | None, *, full: bool) -> bool:
         """Whether adding ``frame`` passes the bounds (``full``) or half of them (senders' share)."""
         limits = self._limits
-        frames = len(self._queue) + (frame is not None)
+        frames = self.queued_frames + (frame is not None)
         size = self._queued_bytes + (frame.size() if frame is not None else 0)
         if full:
             return frames > limits.max_frames or size > limits.max_bytes
@@ -338,8 +380,9 @@ class Outbox:
 
     def _compact(self) -> None:
         """Drop queued frames of superseded turns (they would be dropped at write time anyway)."""
-        kept = [f for f in self._queue if f.turn is None or f.turn.is_current]
-        dropped = len(self._queue) - len(kept)
+        queue = self._queue or ()
+        kept = [f for f in queue if f.turn is None or f.turn.is_current]
+        dropped = len(queue) - len(kept)
         if dropped:
             self.frames_dropped += dropped
             self._queue = deque(kept)
@@ -353,7 +396,7 @@ class Outbox:
         self.log.warning(
             "peer_not_reading",
             reason=reason,
-            queued_frames=len(self._queue),
+            queued_frames=self.queued_frames,
             queued_bytes=self._queued_bytes,
             write_timeout_s=self._limits.write_timeout_s,
         )
@@ -377,8 +420,9 @@ class Outbox:
             self._watchdog = None
 
     def _clear(self) -> None:
-        self.frames_dropped += len(self._queue)
-        self._queue.clear()
+        self.frames_dropped += self.queued_frames
+        self._queue = None
         self._queued_bytes = 0
         self._pending_pong = self._pending_ws_pong = None
-        self._room.set()  # wake waiting senders: they see the outbox closed
+        if self._room is not None:
+            self._room.set()  # wake waiting senders: they see the outbox closed

@@ -54,6 +54,25 @@ class PeerGuard:
     deadline, shutdown), the guard interrupts the handler's receive loop instead.
     """
 
+    __slots__ = (
+        "_awaiting_pong",
+        "_conversation",
+        "_handler",
+        "_init_timer",
+        "_loop",
+        "_outbox",
+        "_ping_timer",
+        "_request",
+        "_state",
+        "_ws",
+        "close_code",
+        "close_message",
+        "finished",
+        "interrupted",
+        "reason",
+        "receiving",
+    )
+
     def __init__(self, state: ChannelState, request: web.Request, ws: web.WebSocketResponse) -> None:
         self._state = state
         self._request = request

@@ -92,6 +92,21 @@ class PendingRuns:
     close cancels and awaits them) and a cancelled task is waited for with its ``settle``.
     """
 
+    __slots__ = (
+        "_closed",
+        "_conversation",
+        "_hooks",
+        "_metrics",
+        "_no_answer_to_say",
+        "_paused",
+        "_session",
+        "_settings",
+        "_settle",
+        "_spawn",
+        "_unanswered",
+        "log",
+    )
+
     def __init__(
         self,
         *,

@@ -31,6 +31,8 @@ def _norm(text: str) -> str:
 class ConversationRecord:
     """Ordered, bounded record of one conversation."""
 
+    __slots__ = ("_entries", "_max_entries")
+
     def __init__(self, max_entries: int = 200) -> None:
         self._entries: list[RecordEntry] = []
         self._max_entries = max_entries

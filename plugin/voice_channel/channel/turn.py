@@ -24,6 +24,7 @@ import structlog
 from voice_channel.channel.outbox import Frame, Outbox
 from voice_channel.channel.progress import PhraseSource, ProgressSpeaker
 from voice_channel.channel.speech import PhraseChunker, SpeechShaper, extract_text
+from voice_channel.logging import log_after_queued_work
 from voice_channel.runtime import ConfirmationRequest, Notice, TextDelta, ToolActivity, ToolPhase
 from voice_channel.serving.metrics import NO_METRICS, Metrics
 from voice_channel.settings import TurnSettings
@@ -39,6 +40,31 @@ class TurnState(enum.Enum):
 
 class Turn:
     """One reply window. Created and driven by a conversation."""
+
+    # A conversation keeps its last turn while idle; thousands are open per process.
+    __slots__ = (
+        "_chunker",
+        "_conversation_log",
+        "_filler",
+        "_log",
+        "_loop",
+        "_metrics",
+        "_outbox",
+        "_progress",
+        "_progress_source",
+        "_runtime_name",
+        "_settings",
+        "_shaper",
+        "_stall",
+        "event_id",
+        "first_text_at",
+        "last_sent_at",
+        "runtime_output",
+        "spoken",
+        "started_at",
+        "state",
+        "task",
+    )
 
     def __init__(
         self,
@@ -162,8 +188,13 @@ class Turn:
             self.state = TurnState.FINISHED
             await self._outbox.send(Frame(self, "", is_final=True))
             self._metrics.turn_finished(self._runtime_name, time.perf_counter() - self.started_at)
-            self.log.info(
+            # After the work queued now (the next transcript may be waiting), and without binding
+            # a logger for this turn: the conversation's, with the event_id as a field.
+            log_after_queued_work(
+                self._conversation_log,
+                "info",
                 "turn_finished",
+                event_id=self.event_id,
                 chars=sum(map(len, self.spoken)),
                 first_text_ms=None
                 if self.first_text_at is None

@@ -93,6 +93,8 @@ def _strip_invisible(text: str) -> tuple[str, int]:
 
 
 _ASCII_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+#: What the general ASCII path would change besides the ends: a control character, or two spaces.
+_ASCII_WORK = re.compile(r"[\x00-\x1f\x7f]|  ")
 
 
 def sanitize(text: str) -> tuple[str, int]:
@@ -104,6 +106,10 @@ def sanitize(text: str) -> tuple[str, int]:
     """
     if text.isascii():
         # NFKC is the identity on ASCII, and the only invisible ASCII characters are controls.
+        if not _ASCII_WORK.search(text):
+            # The common case, speech: no control character and no run of whitespace to collapse
+            # (every ASCII whitespace but the space is a control character).
+            return text.strip(" "), 0
         cleaned, removed = _ASCII_CONTROL.subn("", text)
         return _WHITESPACE.sub(" ", cleaned).strip(), removed
     removed_total = 0

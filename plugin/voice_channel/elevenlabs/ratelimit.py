@@ -8,7 +8,35 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-__all__ = ["RateLimiter", "client_address"]
+__all__ = ["RateLimiter", "TokenBucket", "client_address"]
+
+
+class TokenBucket:
+    """One client's bucket: ``rate_per_minute`` requests, refilled continuously, bursts up to the same number.
+
+    What :class:`RateLimiter` keeps per key, for a caller with a single client (a conversation's own
+    turn limit): a few floats instead of a keyed map, since one is held per open conversation.
+    """
+
+    __slots__ = ("_capacity", "_clock", "_last", "_per_second", "_tokens")
+
+    def __init__(self, rate_per_minute: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._capacity = float(rate_per_minute)
+        self._per_second = rate_per_minute / 60.0
+        self._clock = clock
+        self._tokens = self._capacity
+        self._last = clock()
+
+    def acquire(self) -> float | None:
+        """Take one request: ``None`` if allowed, else seconds until the next is allowed."""
+        now = self._clock()
+        tokens = min(self._capacity, self._tokens + (now - self._last) * self._per_second)
+        self._last = now
+        if tokens >= 1.0:
+            self._tokens = tokens - 1.0
+            return None
+        self._tokens = tokens
+        return (1.0 - tokens) / self._per_second
 
 
 class RateLimiter:

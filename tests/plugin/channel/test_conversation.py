@@ -86,10 +86,12 @@ async def test_close_while_a_turn_runs_cancels_it_and_closes_the_session():
     conv = await make_conversation(plugin, sock)
     conv.on_transcript(transcript(1, "hi"))
     await plugin.recorder.started.wait()
+    task = conv.current.task
     await conv.close("disconnect")
     assert plugin.recorder.cancelled == [1]
     assert plugin.recorder.closed == 1
-    assert conv.current.task.done()
+    assert task.done()
+    assert conv.current.task is None, "an ended turn lets go of its task"
 
 
 async def test_runtime_that_ignores_cancellation_does_not_block_the_next_turn():

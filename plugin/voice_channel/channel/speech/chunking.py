@@ -21,10 +21,13 @@ _BOUNDARY = re.compile(r"[.!?;:,\u2026](?=\s)|\n")
 class PhraseChunker:
     """Stateful chunker for one turn."""
 
-    __slots__ = ("_buf", "_max_chars", "_sent_any")
+    __slots__ = ("_buf", "_max_chars", "_scan_from", "_sent_any")
 
     def __init__(self, max_chars: int = 200) -> None:
         self._buf = ""
+        #: Where the boundary search starts: the held text before it holds no boundary (only its
+        #: last character may be punctuation still waiting for the whitespace that completes one).
+        self._scan_from = 0
         self._max_chars = max_chars
         self._sent_any = False
 
@@ -40,11 +43,12 @@ class PhraseChunker:
         buf = self._buf + text
         if not self._sent_any:
             return self._take(buf, len(buf))
-        cut = _last_boundary_end(buf)
+        cut = _last_boundary_end(buf, self._scan_from)
         if cut == 0 and len(buf) >= self._max_chars:
             cut = buf.rfind(" ") + 1 or len(buf)
         if cut == 0:
             self._buf = buf
+            self._scan_from = max(len(buf) - 1, 0)
             return None
         return self._take(buf, cut)
 
@@ -59,16 +63,22 @@ class PhraseChunker:
 
     def _take(self, buf: str, cut: int) -> str | None:
         chunk, self._buf = buf[:cut], buf[cut:]
+        # What follows the last boundary holds none (a cut at a space happens only without any).
+        self._scan_from = max(len(self._buf) - 1, 0)
         if not chunk.strip():
-            # Whitespace alone is not worth a frame; keep it so spacing is preserved.
+            # Whitespace alone is not worth a frame; keep it so spacing is preserved. (A line
+            # break in it is a boundary: search the whole buffer again.)
             self._buf = chunk + self._buf
+            self._scan_from = 0
             return None
         self._sent_any = True
         return chunk
 
 
-def _last_boundary_end(buf: str) -> int:
+def _last_boundary_end(buf: str, start: int = 0) -> int:
+    """End of the last boundary in ``buf[start:]`` (0 if none): only the text fed since the last
+    search is scanned, not the whole held buffer again."""
     end = 0
-    for match in _BOUNDARY.finditer(buf):
+    for match in _BOUNDARY.finditer(buf, start):
         end = match.end()
     return end
