@@ -12,6 +12,7 @@ into ``os.environ``), so all of this must happen before any Hermes module is imp
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import re
@@ -41,6 +42,20 @@ MEDIUM_REPLY = (
     "Sure. Here is a short answer in a few sentences. The first part is done, and the second part follows now. "
     "That is all for today."
 )
+
+
+def in_agent_thread(hook: Any, *, session_key: str, platform: str = PLATFORM, **kwargs: Any) -> None:
+    """Call a Hermes plugin hook the way Hermes does: in a worker thread, with the gateway's session
+    variables (``platform``, ``session_key``) bound, and wait for it."""
+    from gateway.session_context import set_session_vars
+
+    def run() -> None:
+        set_session_vars(platform=platform, session_key=session_key)
+        hook(**kwargs)
+
+    thread = threading.Thread(target=contextvars.Context().run, args=(run,))
+    thread.start()
+    thread.join()
 
 
 def slow_words(count: int) -> str:

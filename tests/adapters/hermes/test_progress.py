@@ -4,13 +4,12 @@ call's tool runs, and the channel speaks while a real tool (``terminal``) runs i
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import threading
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
+import hermes_support
 from hermes_support import PLATFORM
 from voice_channel import ToolActivity, ToolPhase
 from voice_channel.settings import ProgressSettings
@@ -23,17 +22,8 @@ KEY = f"agent:main:{PLATFORM}:dm:conv-tools"
 PHRASE = "Let me check that. "
 
 
-def in_agent_thread(hook: Any, *, platform: str = PLATFORM, **kwargs: Any) -> None:
-    """Call ``hook`` the way Hermes does: in a worker thread, with the gateway's session variables bound."""
-    from gateway.session_context import set_session_vars
-
-    def run() -> None:
-        set_session_vars(platform=platform, session_key=KEY)
-        hook(**kwargs)
-
-    thread = threading.Thread(target=contextvars.Context().run, args=(run,))
-    thread.start()
-    thread.join()
+def in_agent_thread(hook: Any, **kwargs: Any) -> None:
+    hermes_support.in_agent_thread(hook, session_key=KEY, **kwargs)
 
 
 async def test_tool_hooks_deliver_a_voice_sessions_tool_runs_to_the_adapters_loop():

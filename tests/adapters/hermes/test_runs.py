@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import threading
+from typing import Any
 
 import pytest
 
+import hermes_support
 from hermes_support import PLATFORM
 from voice_channel_hermes.runs import RunTracker
 
@@ -16,17 +16,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 KEY = f"agent:main:{PLATFORM}:dm:conv-runs"
 
 
-def in_agent_thread(hook, *, platform: str = PLATFORM, **kwargs) -> None:
-    """Call ``hook`` the way Hermes does: in a worker thread, with the gateway's session variables bound."""
-    from gateway.session_context import set_session_vars
-
-    def run() -> None:
-        set_session_vars(platform=platform, session_key=KEY)
-        hook(**kwargs)
-
-    thread = threading.Thread(target=contextvars.Context().run, args=(run,))
-    thread.start()
-    thread.join()
+def in_agent_thread(hook: Any, **kwargs: Any) -> None:
+    hermes_support.in_agent_thread(hook, session_key=KEY, **kwargs)
 
 
 async def test_a_waiter_wakes_when_the_run_ends_and_not_before():

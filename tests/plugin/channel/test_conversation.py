@@ -46,9 +46,11 @@ async def test_nothing_of_the_old_turn_is_written_after_the_new_transcript_is_re
     conv = await make_conversation(plugin, sock)
     conv.on_transcript(transcript(1, "old"))
     await sock.wait_until(lambda sent: len(sent) >= 5)
+    old_task = conv.current.task
     conv.on_transcript(transcript(2, "new"))
     cut = len(sock.sent)  # everything after this was written after the transcript was read
     await sock.wait_until(lambda sent: any(f["event_id"] == 2 for f in sent[cut:]))
+    assert old_task is not None and old_task.done(), "the superseded turn had ended before the new one spoke"
     await conv.close("close")
     assert all(f["event_id"] == 2 for f in sock.sent[cut:])
     assert plugin.recorder.cancelled[0] == 1

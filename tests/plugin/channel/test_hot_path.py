@@ -176,28 +176,6 @@ def test_log_after_queued_work_without_a_loop_logs_at_once_and_skips_filtered_le
     assert "filtered" not in out.getvalue() and "kept" in out.getvalue()
 
 
-async def test_an_interruption_sends_nothing_more_for_the_superseded_turn() -> None:
-    async def endless(message, rec):  # type: ignore[no-untyped-def]
-        i = 0
-        while True:
-            yield f"{message.text}-{i}. "
-            i += 1
-            await asyncio.sleep(0)
-
-    plugin = ScriptedPlugin(endless)
-    sock = FakeSocket()
-    conv = await make_conversation(plugin, sock)
-    conv.on_transcript(transcript(1, "old"))
-    await sock.wait_until(lambda sent: len(sent) >= 3)
-    old_task = conv.current.task
-    conv.on_transcript(transcript(2, "new"))
-    cut = len(sock.sent)
-    await sock.wait_until(lambda sent: any(f["event_id"] == 2 for f in sent[cut:]))
-    assert old_task is not None and old_task.done(), "the superseded turn had ended before the new one spoke"
-    await conv.close("close")
-    assert all(f["event_id"] == 2 for f in sock.sent[cut:])
-    assert plugin.recorder.cancelled[0] == 1
-
 
 def test_token_bucket_allows_a_burst_then_refills() -> None:
     now = [100.0]
