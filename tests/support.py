@@ -306,3 +306,13 @@ async def handshake_status(url: str, headers: dict[str, str]) -> int:
                 return 101
         except aiohttp.WSServerHandshakeError as exc:
             return exc.status
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance: how many one-letter edits turn ``a`` into ``b`` (code words must be far apart)."""
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        diagonal, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (ca != cb))
+    return row[-1]

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from support import edit_distance
 from voice_channel.channel.confirmations import (
     Answer,
     PendingConfirmation,
@@ -233,14 +234,6 @@ def test_code_word_with_an_accent_from_speech_recognition():
     assert parse_answer("a palavra código é golfinho", CODE_WORD, "golfinho", language="pt") is APPROVE
 
 
-def _edits(a: str, b: str) -> int:
-    row = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        diagonal, row[0] = row[0], i
-        for j, cb in enumerate(b, 1):
-            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (ca != cb))
-    return row[-1]
-
 
 @pytest.mark.parametrize("language", CODES)
 def test_code_word_lists_are_distinct_ascii_and_never_answer_words(language):
@@ -252,7 +245,7 @@ def test_code_word_lists_are_distinct_ascii_and_never_answer_words(language):
     assert all(word.isascii() and word.isalpha() and word.islower() for word in words)
     assert not set(words) & answer_words
     assert not any(LANGUAGES[other].negates(word) for other in LANGUAGES for word in words)
-    assert all(_edits(a, b) >= 3 for a, b in itertools.combinations(words, 2))
+    assert all(edit_distance(a, b) >= 3 for a, b in itertools.combinations(words, 2))
 
 
 def test_no_word_both_approves_and_denies_in_any_pair_of_languages():

@@ -10,7 +10,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from support import ScriptedPlugin, conversation, words
+from support import ScriptedPlugin, conversation, edit_distance, words
 from voice_channel import hookimpl
 from voice_channel.channel.confirmations import recognize_prompt
 from voice_channel.channel.intents import match_intent
@@ -347,14 +347,6 @@ def test_code_words_are_distinct_and_never_answer_words():
     from voice_channel.channel.confirmations import _FILLER, CODE_WORDS
     from voice_channel.channel.intents import AFFIRMATIVE_WORDS, NEGATIVE_WORDS
 
-    def edits(a: str, b: str) -> int:
-        row = list(range(len(b) + 1))
-        for i, ca in enumerate(a, 1):
-            diagonal, row[0] = row[0], i
-            for j, cb in enumerate(b, 1):
-                diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (ca != cb))
-        return row[-1]
-
     assert len(CODE_WORDS) >= 16
     assert not set(CODE_WORDS) & (AFFIRMATIVE_WORDS | NEGATIVE_WORDS | _FILLER)
-    assert all(edits(a, b) >= 3 for i, a in enumerate(CODE_WORDS) for b in CODE_WORDS[i + 1 :])
+    assert all(edit_distance(a, b) >= 3 for i, a in enumerate(CODE_WORDS) for b in CODE_WORDS[i + 1 :])
