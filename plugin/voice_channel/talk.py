@@ -11,6 +11,8 @@ program exits at the end of input.
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 import sys
 from collections.abc import AsyncIterator
 from typing import TextIO
@@ -149,15 +151,30 @@ class Talk:
         stream.flush()
 
 
+def _can_wait_on(stream: TextIO) -> bool:
+    """Whether the event loop can wait for ``stream`` to be readable: a pipe, a socket or a terminal.
+
+    A character device such as ``/dev/null`` passes asyncio's own check but epoll refuses it later,
+    in a callback, as a logged error; so only these three are handed to the loop.
+    """
+    fd = stream.fileno()
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
+
+
 async def stdin_lines(stream: TextIO | None = None) -> AsyncIterator[str]:
     """Lines of standard input, read without blocking the event loop."""
     stream = stream or sys.stdin
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     try:
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stream)
+        waits = _can_wait_on(stream)
+        if waits:
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stream)
     except (ValueError, OSError):
-        # A regular file: reading it never blocks for long.
+        waits = False
+    if not waits:
+        # A regular file or /dev/null: reading it never blocks for long (and epoll refuses to watch it).
         for line in stream:
             yield line
         return
