@@ -338,3 +338,39 @@ def test_read_transcript_counts_and_picks_items_as_is_history_item_does(items: l
     users = [item["content"] for item in usable if item["role"] == "user"]  # type: ignore[index]
     last_role = usable[-1]["role"] if usable else None  # type: ignore[index]
     assert got.text == (users[-1] if users and last_role == "user" else "")
+
+
+async def test_a_runtime_answering_at_once_costs_no_filler_timer_and_a_slow_one_still_gets_the_filler(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loop = asyncio.get_running_loop()
+    timers: list[str] = []
+    call_later = loop.call_later
+
+    def recording_call_later(delay, callback, *args, **kwargs):  # type: ignore[no-untyped-def]
+        timers.append(getattr(callback, "__name__", repr(callback)))
+        return call_later(delay, callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_later", recording_call_later)
+
+    async def slow(message, rec):  # type: ignore[no-untyped-def]
+        if message.text == "slow":
+            await rec.release.wait()
+        yield "done."
+
+    plugin = ScriptedPlugin(slow)
+    sock = FakeSocket()
+    conv = await make_conversation(plugin, sock)
+    conv._settings.turn.filler_enabled = True
+    conv._settings.turn.first_text_deadline_s = 0.01
+    conv.on_transcript(transcript(1, "fast"))
+    await sock.wait_until(final_of(1))
+    await loop_passes(3)
+    assert "_send_filler" not in timers, "the first text went out in the turn's first step: no timer"
+    conv.on_transcript(transcript(2, "slow"))
+    await sock.wait_until(lambda sent: any(f.get("event_id") == 2 and f.get("content") for f in sent))
+    assert "_send_filler" in timers
+    assert next(f["content"] for f in sock.sent if f.get("event_id") == 2) == conv._settings.turn.filler_text + " "
+    plugin.recorder.release.set()
+    await sock.wait_until(final_of(2))
+    await conv.close("close")
