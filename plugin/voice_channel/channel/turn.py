@@ -278,13 +278,20 @@ class Turn:
             self._outbox.post(Frame(self, text))
 
     async def _send_text(self, text: str) -> None:
-        self._record_sent(text)
-        await self._outbox.send(Frame(self, text))
+        first = self.first_text_at is None
+        self._record_sent(text, observe=False)
+        try:
+            await self._outbox.send(Frame(self, text))
+        finally:
+            if first and self.first_text_at is not None:
+                # Observed after the write (the time was taken before it): off the first chunk's path.
+                self._metrics.first_chunk(self._runtime_name, self.first_text_at - self.started_at)
 
-    def _record_sent(self, text: str) -> None:
+    def _record_sent(self, text: str, *, observe: bool = True) -> None:
         if self.first_text_at is None:
             self.first_text_at = time.perf_counter()
-            self._metrics.first_chunk(self._runtime_name, self.first_text_at - self.started_at)
+            if observe:
+                self._metrics.first_chunk(self._runtime_name, self.first_text_at - self.started_at)
             if self._filler is not None:
                 self._filler.cancel()
                 self._filler = None

@@ -26,6 +26,7 @@ from voice_channel.channel.untrusted import read_transcript, sanitize
 from voice_channel.elevenlabs.ratelimit import TokenBucket
 from voice_channel.logging import log_after_queued_work
 from voice_channel.plugins import PluginHooks, get_plugin_manager
+from voice_channel.serving.metrics import Metrics
 from voice_channel.settings import Settings
 
 
@@ -374,3 +375,25 @@ async def test_a_runtime_answering_at_once_costs_no_filler_timer_and_a_slow_one_
     plugin.recorder.release.set()
     await sock.wait_until(final_of(2))
     await conv.close("close")
+
+
+async def test_the_first_chunk_metric_is_observed_once_after_its_write_with_the_time_taken_before_it() -> None:
+    sock = FakeSocket()
+    observed: list[tuple[float, int]] = []
+
+    class Recording(Metrics):
+        def first_chunk(self, runtime: str, seconds: float) -> None:
+            observed.append((seconds, len(sock.sent)))
+
+    turn = Turn(
+        1,
+        outbox=Outbox(sock, structlog.get_logger()),
+        settings=Settings().turn,
+        log=structlog.get_logger(),
+        metrics=Recording(),
+    )
+    await turn.say("hello there. ")
+    await turn.say("more. ")
+    ((seconds, frames_written),) = observed
+    assert frames_written == 1, "observed after the first frame was written"
+    assert turn.first_text_at is not None and seconds == turn.first_text_at - turn.started_at
