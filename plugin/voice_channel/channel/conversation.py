@@ -22,7 +22,9 @@ it and closes the runtime session.
 Thousands of conversations stay open per process, mostly idle: a conversation has ``__slots__``,
 a finished turn lets go of its task, the runtime session is kept once open (not the task that
 opened it), and the info lines of the latency path (a new conversation, an interruption) are
-written after the work queued at that moment (:func:`~voice_channel.logging.log_after_queued_work`).
+written after the work queued at that moment (:func:`~voice_channel.logging.log_after_queued_work`);
+``conversation_started`` waits for the first transcript's first step (or 50 ms), since ElevenLabs
+may send that transcript right behind ``init``.
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Conversation"]
 
+#: Longest the ``conversation_started`` line waits for the first transcript (see ``Conversation._start``).
+_START_LINE_WAIT_S = 0.05
+
 
 class Conversation:
     """State and turn engine of one conversation. Created by the endpoint per WebSocket."""
@@ -85,6 +90,7 @@ class Conversation:
         "_session_task",
         "_session_value",
         "_settings",
+        "_start_line",
         "_started",
         "_tasks",
         "_turns",
@@ -150,6 +156,8 @@ class Conversation:
         )
         #: The runtime session opened and ``conversation_started`` was announced.
         self._started = False
+        #: Writes the ``conversation_started`` line if no transcript came first (see :meth:`_start`).
+        self._start_line: asyncio.TimerHandle | None = None
         #: Progress phrases while tools run (None: ``progress.enabled`` is off).
         self._progress = (
             PhraseSource(settings.progress, hooks=hooks, conversation=self, language=self.language)
@@ -234,6 +242,13 @@ class Conversation:
         new.task = asyncio.get_running_loop().create_task(
             self._run_turn(new, message, previous), name=f"turn-{self.conversation_id}-{event_id}"
         )
+        if self._start_line is not None:
+            # After the first turn's first step (its first chunk, when the runtime answers at once).
+            self._start_line.cancel()
+            self._start_line = None
+            log_after_queued_work(
+                self.log, "info", "conversation_started", runtime=self.runtime_name, language=self.language
+            )
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -243,9 +258,10 @@ class Conversation:
         self._outbox.log = self.log
         self._pending.log = self.log
         structlog.contextvars.bind_contextvars(conversation_id=conversation_id)
-        log_after_queued_work(
-            self.log, "info", "conversation_started", runtime=self.runtime_name, language=self.language
-        )
+        # ElevenLabs may send the first transcript right behind ``init``: rendering this line now
+        # would come before that turn's first chunk. It is written after the first turn's first
+        # step instead, or after a short wait if no transcript comes (or at close, if that is sooner).
+        self._start_line = asyncio.get_running_loop().call_later(_START_LINE_WAIT_S, self._log_started)
         confirmations = self._settings.confirmations
         _, unusable = language_from_headers(
             self.handshake_headers, confirmations.language_header, confirmations.language
@@ -253,6 +269,10 @@ class Conversation:
         if unusable is not None:
             self.log.warning("language_header_unsupported", value=unusable, language=self.language)
         self._session_task = self._spawn(self._open_session())
+
+    def _log_started(self) -> None:
+        self._start_line = None
+        self.log.info("conversation_started", runtime=self.runtime_name, language=self.language)
 
     async def _open_session(self) -> RuntimeSession:
         assert self.conversation_id is not None
@@ -291,6 +311,9 @@ class Conversation:
             return
         self._closed = True
         self.ended_reason = reason
+        if self._start_line is not None:
+            self._start_line.cancel()
+            self._log_started()
         turn = self.current
         if turn is not None:
             turn.supersede()

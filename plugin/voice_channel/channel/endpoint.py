@@ -70,7 +70,9 @@ async def speech_engine_endpoint(request: web.Request) -> web.StreamResponse:
         autoping=False,  # WebSocket pings are answered through the outbox: bounded, coalesced
         compress=False,  # frames are written synchronously and in order; no compressor state to guard
     )
-    await ws.prepare(request)
+    # Built before the upgrade is answered: once it is, ``init`` and the first transcript may
+    # arrive at once, and this setup would delay the first chunk. Nothing here runs a task or a
+    # timer, so an upgrade that fails leaves nothing behind.
     peer = PeerGuard(state, request, ws)
     outbox = Outbox(
         ws,
@@ -87,6 +89,7 @@ async def speech_engine_endpoint(request: web.Request) -> web.StreamResponse:
         handshake_headers=public_headers(request.headers, settings),
         metrics=state.metrics,
     )
+    await ws.prepare(request)
     state.conversations[conversation] = ws
     state.peers[ws] = peer
     peer.watch(conversation, outbox)

@@ -97,7 +97,8 @@ class Turn:
         self._shaper = SpeechShaper()
         self._loop = asyncio.get_running_loop()
         self._stall: asyncio.TimerHandle | None = None
-        self._filler: asyncio.TimerHandle | None = None
+        #: The filler's timer, or the callback that arms it (see :meth:`speak`).
+        self._filler: asyncio.Handle | None = None
         #: Progress speech while tools run (None: off); the speaker exists once a tool started.
         self._progress_source = progress
         self._progress: ProgressSpeaker | None = None
@@ -150,7 +151,9 @@ class Turn:
         caller owns the iterator and closes it.
         """
         if not self.spoken and self._settings.filler_enabled:
-            self._filler = self._loop.call_later(self._settings.first_text_deadline_s, self._send_filler)
+            # Armed one loop pass later: a runtime that answers at once (its first text is sent in
+            # this step) costs no timer, and the timer's cost is not paid before the first chunk.
+            self._filler = self._loop.call_soon(self._arm_filler)
         try:
             async for event in events:
                 if isinstance(event, TextDelta):
@@ -261,6 +264,10 @@ class Turn:
             self._record_sent(chunk)
             self._outbox.post(Frame(self, chunk))
 
+    def _arm_filler(self) -> None:
+        # Cancelled with the other timers when speaking ends, and when the first text is sent.
+        self._filler = self._loop.call_later(self._settings.first_text_deadline_s, self._send_filler)
+
     def _send_filler(self) -> None:
         # Timer callback: nothing said by the deadline; keep ElevenLabs from re-sending the turn.
         self._filler = None
@@ -271,13 +278,20 @@ class Turn:
             self._outbox.post(Frame(self, text))
 
     async def _send_text(self, text: str) -> None:
-        self._record_sent(text)
-        await self._outbox.send(Frame(self, text))
+        first = self.first_text_at is None
+        self._record_sent(text, observe=False)
+        try:
+            await self._outbox.send(Frame(self, text))
+        finally:
+            if first and self.first_text_at is not None:
+                # Observed after the write (the time was taken before it): off the first chunk's path.
+                self._metrics.first_chunk(self._runtime_name, self.first_text_at - self.started_at)
 
-    def _record_sent(self, text: str) -> None:
+    def _record_sent(self, text: str, *, observe: bool = True) -> None:
         if self.first_text_at is None:
             self.first_text_at = time.perf_counter()
-            self._metrics.first_chunk(self._runtime_name, self.first_text_at - self.started_at)
+            if observe:
+                self._metrics.first_chunk(self._runtime_name, self.first_text_at - self.started_at)
             if self._filler is not None:
                 self._filler.cancel()
                 self._filler = None

@@ -13,18 +13,20 @@ import structlog
 from structlog.testing import capture_logs
 
 from support import FakeSocket, ScriptedPlugin, words
+from voice_channel.channel import conversation as conversation_module
 from voice_channel.channel.conversation import Conversation
 from voice_channel.channel.outbox import Frame, Outbox, OutboxLimits
 from voice_channel.channel.peer import PeerGuard
 from voice_channel.channel.pending import PendingRuns
-from voice_channel.channel.protocol import UserTranscriptMessage
+from voice_channel.channel.protocol import UserTranscriptMessage, is_history_item
 from voice_channel.channel.record import ConversationRecord
 from voice_channel.channel.speech import PhraseChunker
 from voice_channel.channel.turn import Turn
-from voice_channel.channel.untrusted import sanitize
+from voice_channel.channel.untrusted import read_transcript, sanitize
 from voice_channel.elevenlabs.ratelimit import TokenBucket
 from voice_channel.logging import log_after_queued_work
 from voice_channel.plugins import PluginHooks, get_plugin_manager
+from voice_channel.serving.metrics import Metrics
 from voice_channel.settings import Settings
 
 
@@ -243,3 +245,133 @@ def test_the_chunker_scans_only_new_text_and_cuts_where_a_full_rescan_would() ->
         chunker = PhraseChunker(max_chars)
         got = [chunker.feed(text) for text in feeds] + [chunker.flush()]
         assert got == _chunks_by_full_rescan(feeds, max_chars), (seed, feeds)
+
+
+async def test_conversation_started_is_written_after_the_first_turns_first_chunk() -> None:
+    # ElevenLabs may send the first transcript right behind init: the line must not come first.
+    plugin = ScriptedPlugin(lambda message, rec: words("hello ", "there."))
+    sock = FakeSocket()
+    started_lines_at_first_frame: list[int] = []
+    sock_send = sock.send_str
+
+    with capture_logs() as logs:
+
+        async def send_str(data: str) -> None:
+            if not started_lines_at_first_frame:
+                started_lines_at_first_frame.append(sum(line["event"] == "conversation_started" for line in logs))
+            await sock_send(data)
+
+        sock.send_str = send_str  # type: ignore[method-assign]
+        conv = await make_conversation(plugin, sock)  # init
+        await loop_passes(2)  # the transcript comes in a later read
+        conv.on_transcript(transcript(1, "hi"))
+        await sock.wait_until(final_of(1))
+        await loop_passes(3)
+        await conv.close("close")
+    assert started_lines_at_first_frame == [0]
+    started = [line for line in logs if line["event"] == "conversation_started"]
+    assert len(started) == 1 and started[0]["conversation_id"] == "conv-hot"
+    events = [line["event"] for line in logs]
+    assert events.index("conversation_started") < events.index("turn_finished") < events.index("conversation_ended")
+
+
+async def test_conversation_started_is_written_without_a_transcript(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(conversation_module, "_START_LINE_WAIT_S", 0)
+    plugin = ScriptedPlugin(lambda message, rec: words("hello."))
+    with capture_logs() as logs:
+        conv = await make_conversation(plugin, FakeSocket())
+        assert not [line for line in logs if line["event"] == "conversation_started"], "deferred, not at init"
+        await loop_passes(2)
+        assert [line["conversation_id"] for line in logs if line["event"] == "conversation_started"] == ["conv-hot"]
+        await conv.close("close")
+    assert [line["event"] for line in logs].count("conversation_started") == 1
+
+
+async def test_a_conversation_closed_before_the_wait_still_writes_conversation_started_first() -> None:
+    plugin = ScriptedPlugin(lambda message, rec: words("hello."))
+    with capture_logs() as logs:
+        conv = await make_conversation(plugin, FakeSocket())
+        await conv.close("close")
+        await loop_passes(3)
+    events = [line["event"] for line in logs]
+    assert events.count("conversation_started") == 1
+    assert events.index("conversation_started") < events.index("conversation_ended")
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        [{"role": "user", "content": "a"}, {"role": "agent", "content": "b"}, {"role": "user", "content": "c"}],
+        [{"role": "user", "content": "a"}, "text", None, 3, [], {"role": "user"}, {"role": "user", "content": "d"}],
+        [{"role": "system", "content": "x"}, {"role": "agent", "content": 5}, {"role": "user", "content": "e"}],
+        [{"role": ["user"], "content": "x"}, {"content": "y"}, {"role": "agent", "content": "z"}],
+        [{"role": "agent", "content": "heard"}, {"role": "tool", "content": "t"}, {"role": "user", "content": "f"}],
+        [],
+    ],
+)
+def test_read_transcript_counts_and_picks_items_as_is_history_item_does(items: list[object]) -> None:
+    usable = [item for item in items if is_history_item(item)]
+    got = read_transcript(items, boundary="B", max_chars=100, max_history_items=100)
+    assert got.skipped_items == len(items) - len(usable)
+    assert ("malformed_items" in got.flags) == (len(usable) < len(items))
+    users = [item["content"] for item in usable if item["role"] == "user"]  # type: ignore[index]
+    last_role = usable[-1]["role"] if usable else None  # type: ignore[index]
+    assert got.text == (users[-1] if users and last_role == "user" else "")
+
+
+async def test_a_runtime_answering_at_once_costs_no_filler_timer_and_a_slow_one_still_gets_the_filler(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loop = asyncio.get_running_loop()
+    timers: list[str] = []
+    call_later = loop.call_later
+
+    def recording_call_later(delay, callback, *args, **kwargs):  # type: ignore[no-untyped-def]
+        timers.append(getattr(callback, "__name__", repr(callback)))
+        return call_later(delay, callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_later", recording_call_later)
+
+    async def slow(message, rec):  # type: ignore[no-untyped-def]
+        if message.text == "slow":
+            await rec.release.wait()
+        yield "done."
+
+    plugin = ScriptedPlugin(slow)
+    sock = FakeSocket()
+    conv = await make_conversation(plugin, sock)
+    conv._settings.turn.filler_enabled = True
+    conv._settings.turn.first_text_deadline_s = 0.01
+    conv.on_transcript(transcript(1, "fast"))
+    await sock.wait_until(final_of(1))
+    await loop_passes(3)
+    assert "_send_filler" not in timers, "the first text went out in the turn's first step: no timer"
+    conv.on_transcript(transcript(2, "slow"))
+    await sock.wait_until(lambda sent: any(f.get("event_id") == 2 and f.get("content") for f in sent))
+    assert "_send_filler" in timers
+    assert next(f["content"] for f in sock.sent if f.get("event_id") == 2) == conv._settings.turn.filler_text + " "
+    plugin.recorder.release.set()
+    await sock.wait_until(final_of(2))
+    await conv.close("close")
+
+
+async def test_the_first_chunk_metric_is_observed_once_after_its_write_with_the_time_taken_before_it() -> None:
+    sock = FakeSocket()
+    observed: list[tuple[float, int]] = []
+
+    class Recording(Metrics):
+        def first_chunk(self, runtime: str, seconds: float) -> None:
+            observed.append((seconds, len(sock.sent)))
+
+    turn = Turn(
+        1,
+        outbox=Outbox(sock, structlog.get_logger()),
+        settings=Settings().turn,
+        log=structlog.get_logger(),
+        metrics=Recording(),
+    )
+    await turn.say("hello there. ")
+    await turn.say("more. ")
+    ((seconds, frames_written),) = observed
+    assert frames_written == 1, "observed after the first frame was written"
+    assert turn.first_text_at is not None and seconds == turn.first_text_at - turn.started_at
