@@ -389,3 +389,40 @@ def test_interactive_demo_shows_each_typed_line_once():
     text = screen.decode().replace("\r\n", "\n")
     assert text.count("testing one two") == 2, text  # the echo of the typing, and the reply; no "you> testing…"
     assert "you> testing one two\nagent> You said: testing one two\nyou> " in text
+
+
+async def test_demo_in_the_background_keeps_serving_the_page_until_sigterm():
+    """stdin at /dev/null (``make demo &``): nothing can be typed, so the page stays up, with no error logged."""
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        "demo",
+        "--runtime",
+        "echo",
+        "--no-voice",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env(),
+    )
+    assert proc.stderr is not None
+    lines: list[str] = []
+    try:
+        page = None
+        while not lines or "serving the page until" not in lines[-1]:
+            line = (await asyncio.wait_for(proc.stderr.readline(), 60)).decode()
+            assert line, f"the demo ended: {lines}"
+            lines.append(line)
+            if "browser page at " in line:
+                page = line.split("browser page at ")[1].split()[0]
+        assert page is not None, lines
+        # The server behind the page is up (the page itself is there only once `make web` built it).
+        async with aiohttp.ClientSession() as session, session.get(f"{page}readyz") as response:
+            assert response.status == 200
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0
+    assert "Traceback" not in err.decode() and "Exception in callback" not in err.decode()

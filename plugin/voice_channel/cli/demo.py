@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
+import signal
+import stat
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -86,7 +89,38 @@ async def _demo(settings: Settings, pm: Any, api_key: str, *, spoken: bool) -> i
             if settings.ui.enabled:
                 how = "press Start and speak" if engine is not None else "typed turns only, no speech"
                 click.echo(f"voice-channel demo: browser page at http://127.0.0.1:{port}/ ({how})", err=True)
+            if settings.ui.enabled and not _typed_input_possible():
+                click.echo(
+                    "voice-channel demo: nothing can be typed here (standard input is empty, e.g. /dev/null);"
+                    " serving the page until Ctrl-C or SIGTERM",
+                    err=True,
+                )
+                await _until_stopped()
+                return 0
             return await run_talk(url, api_key=api_key)
+
+
+def _typed_input_possible() -> bool:
+    """Whether standard input can bring typed turns: a terminal, a pipe, a socket or a file, not /dev/null
+    (a background ``make demo`` gets that, and the page should stay up rather than the demo end at once)."""
+    try:
+        fd = sys.stdin.fileno()
+        mode = os.fstat(fd).st_mode
+    except (AttributeError, ValueError, OSError):
+        return False
+    return os.isatty(fd) or not stat.S_ISCHR(mode)
+
+
+async def _until_stopped() -> None:
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopped.set)
+    try:
+        await stopped.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
 
 
 class _RunningEngine:
