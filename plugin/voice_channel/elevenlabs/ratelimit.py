@@ -30,13 +30,9 @@ class TokenBucket:
     def acquire(self) -> float | None:
         """Take one request: ``None`` if allowed, else seconds until the next is allowed."""
         now = self._clock()
-        tokens = min(self._capacity, self._tokens + (now - self._last) * self._per_second)
+        self._tokens, wait = _take(self._tokens, now - self._last, self._capacity, self._per_second)
         self._last = now
-        if tokens >= 1.0:
-            self._tokens = tokens - 1.0
-            return None
-        self._tokens = tokens
-        return (1.0 - tokens) / self._per_second
+        return wait
 
 
 class RateLimiter:
@@ -59,14 +55,20 @@ class RateLimiter:
         """Take one request from ``key``'s bucket: ``None`` if allowed, else seconds until the next is allowed."""
         now = self._clock()
         tokens, last = self._buckets.pop(key, (self._capacity, now))
-        tokens = min(self._capacity, tokens + (now - last) * self._per_second)
-        allowed = tokens >= 1.0
-        if allowed:
-            tokens -= 1.0
+        tokens, wait = _take(tokens, now - last, self._capacity, self._per_second)
         self._buckets[key] = (tokens, now)
         while len(self._buckets) > self._max_clients:
             self._buckets.popitem(last=False)
-        return None if allowed else (1.0 - tokens) / self._per_second
+        return wait
+
+
+def _take(tokens: float, elapsed: float, capacity: float, per_second: float) -> tuple[float, float | None]:
+    """One bucket's refill over ``elapsed`` seconds, then one request taken from it if there is a token:
+    the tokens left, and ``None`` if allowed or else the seconds until the next request is allowed."""
+    tokens = min(capacity, tokens + elapsed * per_second)
+    if tokens >= 1.0:
+        return tokens - 1.0, None
+    return tokens, (1.0 - tokens) / per_second
 
 
 def client_address(request: web.Request, trusted_proxy_hops: int) -> str:
