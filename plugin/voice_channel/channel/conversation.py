@@ -82,6 +82,7 @@ class Conversation:
     __slots__ = (
         "_closed",
         "_hooks",
+        "_language_rejected",
         "_metrics",
         "_outbox",
         "_pending",
@@ -122,7 +123,8 @@ class Conversation:
         #: The upgrade request's headers, without authorization or shared-secret headers.
         self.handshake_headers: Mapping[str, str] = dict(handshake_headers or {})
         #: The language confirmations and intents are understood in (see voice_channel.channel.languages).
-        self.language, _ = language_from_headers(
+        #: A language header naming a language the channel does not speak (logged once the id is bound).
+        self.language, self._language_rejected = language_from_headers(
             self.handshake_headers, settings.confirmations.language_header, settings.confirmations.language
         )
         self.record = ConversationRecord()
@@ -262,12 +264,9 @@ class Conversation:
         # would come before that turn's first chunk. It is written after the first turn's first
         # step instead, or after a short wait if no transcript comes (or at close, if that is sooner).
         self._start_line = asyncio.get_running_loop().call_later(_START_LINE_WAIT_S, self._log_started)
-        confirmations = self._settings.confirmations
-        _, unusable = language_from_headers(
-            self.handshake_headers, confirmations.language_header, confirmations.language
-        )
-        if unusable is not None:
-            self.log.warning("language_header_unsupported", value=unusable, language=self.language)
+        if self._language_rejected is not None:
+            self.log.warning("language_header_unsupported", value=self._language_rejected, language=self.language)
+            self._language_rejected = None
         self._session_task = self._spawn(self._open_session())
 
     def _log_started(self) -> None:
@@ -364,9 +363,9 @@ class Conversation:
         # conversation_id is inherited from the receive loop's context; runtime adapters' own
         # log lines get the event_id from here.
         structlog.contextvars.bind_contextvars(event_id=turn.event_id)
-        if previous is not None and not previous.done():
+        if previous is not None:
             # Usually done already: it was cancelled before this task was created, so its
-            # cancellation ran first. Only a runtime still closing its stream is waited for.
+            # cancellation ran first (_settle then waits for nothing).
             await self._settle(previous)
         try:
             utterance = read_transcript(
