@@ -72,6 +72,18 @@ _ANY_LANGUAGE = tuple(LANGUAGES.values())
 _ANY_NO = frozenset().union(*(v.deny | v.negation for v in _ANY_LANGUAGE))
 _ANY_NO_SUFFIX = tuple(suffix for v in _ANY_LANGUAGE for suffix in v.negation_suffixes)
 _ANY_NO_PREFIX = tuple(prefix for v in _ANY_LANGUAGE for prefix in v.negation_prefixes)
+
+
+def _approving(language: Vocabulary) -> tuple[tuple[Vocabulary, ...], frozenset[str], frozenset[str]]:
+    """What an approval may be made of in a conversation in ``language``: its words and English ones
+    (the vocabularies, their yes words, and their yes words with fillers)."""
+    spoken = (ENGLISH, language) if language is not ENGLISH else (ENGLISH,)
+    approve = frozenset().union(*(v.approve for v in spoken))
+    return spoken, approve, approve.union(*(v.filler for v in spoken))
+
+
+#: Per conversation language, built once rather than for every answer.
+_APPROVING = {v.code: _approving(v) for v in _ANY_LANGUAGE}
 #: Per language, the code word as its prompt quotes it ('say the code word "falcon"').
 _PROMPT_CODE_WORD = {
     v.code: re.compile(re.escape(v.phrases.ask_code_word.split('"{code}"')[0]) + r'"([a-z]+)"') for v in _ANY_LANGUAGE
@@ -126,9 +138,7 @@ def parse_answer(
     if truncated or lookalikes:
         # A look-alike letter is nothing speech recognition writes: never an approval.
         return Answer.UNCLEAR
-    spoken = (ENGLISH, vocabulary(language)) if language != ENGLISH.code else (ENGLISH,)
-    approve = frozenset().union(*(v.approve for v in spoken))
-    allowed = approve.union(*(v.filler for v in spoken))
+    spoken, approve, allowed = _APPROVING[language]
     if policy is ConfirmationPolicy.CODE_WORD:
         plain = [_plain(word) for word in words]
         if code_word is None or code_word not in plain:

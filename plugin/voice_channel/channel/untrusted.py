@@ -36,6 +36,7 @@ from typing import Any
 
 from voice_channel.channel.confusables import CONFUSABLES, skeleton
 from voice_channel.channel.intents import match_intent
+from voice_channel.channel.protocol import is_history_item
 from voice_channel.runtime import Intent, RuntimeMessage
 
 __all__ = [
@@ -314,14 +315,10 @@ def read_transcript(
     prev_role: object = None
     prev_content: str | None = None
     for raw in items:
-        # protocol.is_history_item(), inlined: a call per item is a noticeable share of a turn's start.
-        if type(raw) is not dict:
+        if not is_history_item(raw):
             skipped += 1
             continue
-        role, content = raw.get("role"), raw.get("content")
-        if type(content) is not str or (role != "user" and role != "agent"):
-            skipped += 1
-            continue
+        role, content = raw["role"], raw["content"]
         if role == "user":
             last_user = content
             # Only compared with the channel's own record, never passed on: not sanitised.
