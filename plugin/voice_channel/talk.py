@@ -15,13 +15,13 @@ import os
 import stat
 import sys
 from collections.abc import AsyncIterator
-from typing import TextIO
+from typing import Literal, TextIO
 
 from voice_channel.channel.confirmations import recognize_prompt
 from voice_channel.channel.languages import vocabulary
 from voice_channel.elevenlabs.client import SpeechEngineClient
 
-__all__ = ["Talk", "stdin_lines"]
+__all__ = ["Talk", "input_kind", "stdin_lines"]
 
 
 class Talk:
@@ -151,15 +151,25 @@ class Talk:
         stream.flush()
 
 
-def _can_wait_on(stream: TextIO) -> bool:
-    """Whether the event loop can wait for ``stream`` to be readable: a pipe, a socket or a terminal.
+def input_kind(stream: TextIO | None) -> Literal["stream", "file", "empty"]:
+    """What ``stream`` is as typed input: ``stream`` (a pipe, a socket or a terminal, which the event
+    loop can wait on), ``file`` (a regular file, or a stream without a file descriptor: read at once,
+    never blocking for long) or ``empty`` (a character device such as ``/dev/null``, or no standard
+    input at all: nothing can ever be typed).
 
-    A character device such as ``/dev/null`` passes asyncio's own check but epoll refuses it later,
-    in a callback, as a logged error; so only these three are handed to the loop.
+    ``/dev/null`` passes asyncio's own pipe check but epoll refuses it later, in a callback, as a
+    logged error; so only a ``stream`` is handed to the loop.
     """
-    fd = stream.fileno()
-    mode = os.fstat(fd).st_mode
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
+    if stream is None:
+        return "empty"
+    try:
+        fd = stream.fileno()
+        mode = os.fstat(fd).st_mode
+    except (ValueError, OSError):
+        return "file"
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd):
+        return "stream"
+    return "empty" if stat.S_ISCHR(mode) else "file"
 
 
 async def stdin_lines(stream: TextIO | None = None) -> AsyncIterator[str]:
@@ -167,14 +177,16 @@ async def stdin_lines(stream: TextIO | None = None) -> AsyncIterator[str]:
     stream = stream or sys.stdin
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
-    try:
-        waits = _can_wait_on(stream)
-        if waits:
+    kind = input_kind(stream)
+    if kind == "stream":
+        try:
             await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stream)
-    except (ValueError, OSError):
-        waits = False
-    if not waits:
-        # A regular file or /dev/null: reading it never blocks for long (and epoll refuses to watch it).
+        except (ValueError, OSError):
+            kind = "file"
+    if kind == "empty":
+        return
+    if kind == "file":
+        # Reading it never blocks for long.
         for line in stream:
             yield line
         return

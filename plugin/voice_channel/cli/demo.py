@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import signal
-import stat
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,6 +24,7 @@ from voice_channel.cli.common import config_option, fail, load, nested, setup_lo
 from voice_channel.cli.talk import run_talk
 from voice_channel.serving.server import running_app
 from voice_channel.settings import Settings, SettingsError
+from voice_channel.talk import input_kind
 
 DEFAULT_RUNTIME = "demo"
 
@@ -89,7 +88,7 @@ async def _demo(settings: Settings, pm: Any, api_key: str, *, spoken: bool) -> i
             if settings.ui.enabled:
                 how = "press Start and speak" if engine is not None else "typed turns only, no speech"
                 click.echo(f"voice-channel demo: browser page at http://127.0.0.1:{port}/ ({how})", err=True)
-            if settings.ui.enabled and not _typed_input_possible():
+            if settings.ui.enabled and input_kind(sys.stdin) == "empty":
                 click.echo(
                     "voice-channel demo: nothing can be typed here (standard input is empty, e.g. /dev/null);"
                     " serving the page until Ctrl-C or SIGTERM",
@@ -98,17 +97,6 @@ async def _demo(settings: Settings, pm: Any, api_key: str, *, spoken: bool) -> i
                 await _until_stopped()
                 return 0
             return await run_talk(url, api_key=api_key)
-
-
-def _typed_input_possible() -> bool:
-    """Whether standard input can bring typed turns: a terminal, a pipe, a socket or a file, not /dev/null
-    (a background ``make demo`` gets that, and the page should stay up rather than the demo end at once)."""
-    try:
-        fd = sys.stdin.fileno()
-        mode = os.fstat(fd).st_mode
-    except (AttributeError, ValueError, OSError):
-        return False
-    return os.isatty(fd) or not stat.S_ISCHR(mode)
 
 
 async def _until_stopped() -> None:

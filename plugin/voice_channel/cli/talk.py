@@ -12,6 +12,7 @@ import click
 from voice_channel.channel.languages import LANGUAGES, normalize_language
 from voice_channel.cli.common import fail
 from voice_channel.elevenlabs.client import SpeechEngineClient
+from voice_channel.settings import ConfirmationSettings
 from voice_channel.talk import Talk, stdin_lines
 
 
@@ -32,7 +33,7 @@ from voice_channel.talk import Talk, stdin_lines
 )
 @click.option(
     "--language-header",
-    default="x-voice-channel-language",
+    default=ConfirmationSettings.model_fields["language_header"].default,
     show_default=True,
     help="The server's confirmations.language_header.",
 )
