@@ -7,7 +7,8 @@ with an echo handler producing the same words (``bench/sdk_echo_server.py``). On
 plays ElevenLabs for both, alternating turn by turn, so both see the same machine load. A
 conversation lasts ``--turns-per-conversation`` turns (the history grows, as it does for real)
 and is then replaced by a new one. A second pass does the same with short (2-turn) conversations,
-where the SDK is not slowed by a long history.
+where the SDK is not slowed by a long history. ``--floor`` adds a third server, a bare aiohttp
+WebSocket echo (``bench/bare_aiohttp_server.py``): what aiohttp alone costs per turn.
 
 Run: ``make bench`` or ``.venv/bin/python bench/first_chunk.py --turns 2000``.
 """
@@ -112,13 +113,19 @@ def report(length: int, targets: list[Target]) -> None:
             f"{t.name:16} {pct(t.first, 50):10.3f} {pct(t.first, 99):10.3f} {pct(t.final, 50):10.3f} "
             f"{pct(t.final, 99):10.3f} {statistics.median(t.frames):7.0f}"
         )
-    ours_t, sdk_t = targets
-    ratios = ", ".join(
-        f"{label} p{q} {pct(getattr(ours_t, label), q) / pct(getattr(sdk_t, label), q):.2f}"
+    ours_t, sdk_t, *floor = targets
+    print(f"ratio voice-channel / SDK: {ratios(ours_t, sdk_t)}")
+    for bare in floor:
+        print(f"ratio voice-channel / bare aiohttp: {ratios(ours_t, bare)}")
+        print(f"ratio SDK / bare aiohttp: {ratios(sdk_t, bare)}")
+
+
+def ratios(a: Target, b: Target) -> str:
+    return ", ".join(
+        f"{label} p{q} {pct(getattr(a, label), q) / pct(getattr(b, label), q):.2f}"
         for label in ("first", "final")
         for q in (50, 99)
     )
-    print(f"ratio voice-channel / SDK: {ratios}")
 
 
 async def main() -> int:
@@ -136,10 +143,13 @@ async def main() -> int:
         metavar="NAME=VALUE",
         help="extra environment for our server (experiments, e.g. VOICE_CHANNEL_LOG_LEVEL=warning)",
     )
+    parser.add_argument(
+        "--floor", action="store_true", help="also measure a bare aiohttp echo (what aiohttp alone costs)"
+    )
     args = parser.parse_args()
 
     key = f"sk_bench_{secrets.token_hex(16)}"
-    ours_port, sdk_port = free_port(), free_port()
+    ours_port, sdk_port, bare_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOICE_CHANNEL_")}
     env.update(ELEVENLABS_API_KEY=key, VOICE_CHANNEL_LOG_LEVEL="info", VOICE_CHANNEL_LOG_FORMAT="json")
     bin_dir = Path(sys.executable).parent
@@ -156,6 +166,16 @@ async def main() -> int:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    servers = [ours, sdk]
+    if args.floor:
+        servers.append(
+            subprocess.Popen(  # noqa: ASYNC220
+                [sys.executable, str(HERE / "bare_aiohttp_server.py"), "--port", str(bare_port)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
     # Long conversations (the history grows, which slows the SDK's parsing) and short ones
     # (2 turns, where it does not): the same servers, measured pass after pass.
     lengths = dict.fromkeys([args.turns_per_conversation, args.short_turns_per_conversation])
@@ -163,15 +183,20 @@ async def main() -> int:
         length: [
             Target("voice-channel", f"ws://127.0.0.1:{ours_port}/ws", key, length),
             Target("elevenlabs SDK", f"ws://127.0.0.1:{sdk_port}/ws", key, length),
+            *([Target("bare aiohttp", f"ws://127.0.0.1:{bare_port}/ws", key, length)] if args.floor else []),
         ]
         for length in lengths
     }
     try:
         await wait_listening(ours_port, ours)
         await wait_listening(sdk_port, sdk)
+        if args.floor:
+            await wait_listening(bare_port, servers[2])
         for targets in passes.values():
             for i in range(args.warmup + args.turns):
-                for target in targets if i % 2 == 0 else reversed(targets):
+                # Rotated, so that no server always runs right after the same other one.
+                shift = i % len(targets)
+                for target in targets[shift:] + targets[:shift]:
                     await target.turn(record=i >= args.warmup)
             for target in targets:
                 await target.close()
@@ -179,7 +204,7 @@ async def main() -> int:
         for targets in passes.values():
             for target in targets:
                 await target.close()
-        for proc in (ours, sdk):
+        for proc in servers:
             proc.terminate()
             proc.wait(timeout=15)
 
