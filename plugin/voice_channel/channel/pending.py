@@ -72,6 +72,8 @@ class _Paused:
     run: Run
     confirmation: PendingConfirmation
     timer: asyncio.TimerHandle | None = None
+    #: Tools the run started before it asked (they run once approved, in the answering turn).
+    tools: tuple[ToolActivity, ...] = ()
 
 
 @dataclass(eq=False)
@@ -186,6 +188,8 @@ class PendingRuns:
         decision = ConfirmationDecision(answer is Answer.APPROVE, reason)
         self._metrics.confirmation("timed_out" if expired else "approved" if decision.approved else "denied")
         await self._resolve(confirmation.request, decision)
+        if decision.approved:
+            await turn.resume_tools(paused.tools)
         await self.speak(turn, paused.run)
 
     async def close(self) -> None:
@@ -224,7 +228,7 @@ class PendingRuns:
         confirmation = PendingConfirmation.open(
             request, policy, self._settings.confirmations.timeout_s, self._conversation.language
         )
-        paused = _Paused(run, confirmation)
+        paused = _Paused(run, confirmation, tools=turn.tools_running)
         paused.timer = asyncio.get_running_loop().call_later(
             self._settings.confirmations.timeout_s, self._on_timeout, paused
         )

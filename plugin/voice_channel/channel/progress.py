@@ -163,6 +163,12 @@ class ProgressSpeaker:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
+    def running_tools(self) -> tuple[ToolActivity, ...]:
+        """The tools started and not ended yet, as their ``START`` events (to carry into a later turn)."""
+        return tuple(
+            ToolActivity(ToolPhase.START, tool, None if key == tool else key) for key, tool in self._active.items()
+        )
+
     @property
     def lines(self) -> int:
         """Progress lines said (or left silent by a plugin) in this turn, the start phrase aside."""

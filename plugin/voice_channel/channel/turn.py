@@ -64,6 +64,7 @@ class Turn:
         "started_at",
         "state",
         "task",
+        "tools_running",
     )
 
     def __init__(
@@ -104,6 +105,9 @@ class Turn:
         self._progress: ProgressSpeaker | None = None
         #: When text was last sent, on the progress clock (kept only with progress speech on).
         self.last_sent_at: float | None = None
+        #: Tools the last :meth:`speak` left running (started, not ended): a run paused on a
+        #: confirmation carries them to the turn that approves it (:meth:`resume_tools`).
+        self.tools_running: tuple[ToolActivity, ...] = ()
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -179,7 +183,17 @@ class Turn:
             if self._progress is not None:
                 # Finished, interrupted or paused on a confirmation: no progress speech after this.
                 progress, self._progress = self._progress, None
+                self.tools_running = progress.running_tools()
                 await progress.aclose()
+
+    async def resume_tools(self, tools: tuple[ToolActivity, ...]) -> None:
+        """Speak progress for tools an earlier turn's run started before it paused on a confirmation.
+
+        Called when this turn's answer approved it: the tool really runs now, so the caller hears the
+        start phrase after ``progress.delay_s`` (and progress lines) as for a tool started in this turn.
+        """
+        for activity in tools:
+            await self._on_tool(activity)
 
     async def finish(self) -> None:
         """Send what is held, then the turn's single ``is_final``."""
@@ -242,7 +256,7 @@ class Turn:
         self.log.debug("runtime_tool", phase=activity.phase.value, tool=activity.tool)
         if self._progress is None:
             if not self.running or activity.phase is ToolPhase.END:
-                return  # an end without a start here (e.g. a tool approved in an earlier turn): nothing to stop
+                return  # an end without a start here: nothing to stop
             self._progress = ProgressSpeaker(self._progress_source, self, self.log)
         await self._progress.on_tool(activity)
 

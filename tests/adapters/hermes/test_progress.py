@@ -12,6 +12,7 @@ from structlog.testing import capture_logs
 import hermes_support
 from hermes_support import PLATFORM
 from voice_channel import ToolActivity, ToolPhase
+from voice_channel.channel.confirmations import PROMPT_LEAD, recognize_prompt
 from voice_channel.settings import ProgressSettings
 from voice_channel_hermes.stream import ReplyStream
 from voice_channel_hermes.tools import ToolEvents
@@ -71,3 +72,28 @@ async def test_caller_hears_progress_while_hermes_runs_a_real_tool(gateway, llm,
     spoken = [(e["kind"], e["tool"]) for e in logs if e["event"] == "progress_spoken"]
     assert spoken == [("start", "terminal"), ("progress", "terminal")]
     assert any("progress-heard" in result for result in llm.tool_results("progress-heard")), "the tool really ran"
+
+
+async def test_a_dangerous_command_approved_by_voice_is_covered_while_it_runs(gateway, llm, monkeypatch, scratch):
+    """Hermes reports the tool (``pre_tool_call``) before it asks for approval: the turn that approves it
+    speaks for it, since that is when it runs."""
+    settings = gateway.adapter._settings
+    monkeypatch.setattr(
+        settings,
+        "progress",
+        ProgressSettings(delay_s=0.3, interval_s=30.0, max_lines=0, quiet_s=0.2, start_phrases=[PHRASE.strip()]),
+    )
+    target = scratch / "victim"
+    target.mkdir()
+    (target / "keep.txt").write_text("x")
+    async with gateway.client() as client:
+        await client.say(f"Please RUN:sleep 2 && rm -rf {target}")
+        prompt = await client.reply(timeout=30)
+        client.heard(prompt.text)
+        assert PROMPT_LEAD in prompt.text, prompt.text
+        assert target.exists(), "ran before the caller answered"
+        await client.say(recognize_prompt(prompt.text).code_word or "yes")
+        reply = await client.reply(timeout=60)
+    assert reply.chunks[0] == PHRASE, reply.chunks
+    assert "Done. Tool said" in reply.text
+    assert not target.exists()

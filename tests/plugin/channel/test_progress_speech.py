@@ -311,6 +311,7 @@ async def test_nothing_while_paused_on_a_confirmation():
         assert await h.result == request  # type: ignore[misc]
         await h.advance(100)
         assert h.said == []
+        assert h.turn.tools_running == (start("exec"),)  # carried to the turn that answers
 
 
 async def test_overlapping_tools_keep_it_going_until_the_last_ends():
@@ -612,6 +613,61 @@ async def test_an_interruption_during_a_tool_silences_it_and_the_next_reply_is_c
         await plugin.recorder.cancel_seen.wait()
     assert reply.text == "Okay."
     assert all(f.get("event_id") == 1 and not f.get("is_final") for f in reply.foreign)
+
+
+def tool_behind_a_confirmation(message, rec):  # type: ignore[no-untyped-def]
+    """Starts a tool, asks before it really runs (as Hermes's terminal and OpenClaw's exec do), then runs it."""
+
+    async def run():  # type: ignore[no-untyped-def]
+        yield ToolActivity(ToolPhase.START, "terminal", "call-1")
+        yield ConfirmationRequest(id="r1", action="Run the command make deploy")
+        if rec.resolved and rec.resolved[-1][1].approved:
+            await rec.release.wait()  # the approved tool runs
+            yield ToolActivity(ToolPhase.END, "terminal", "call-1")
+            yield TextDelta("Deployed.")
+        else:
+            yield ToolActivity(ToolPhase.END, "terminal", "call-1")
+            yield TextDelta("Okay, I did not run it.")
+
+    return run()
+
+
+async def test_a_tool_approved_by_voice_gets_its_start_phrase_in_the_turn_that_approved_it(start_channel):
+    plugin = ScriptedPlugin(tool_behind_a_confirmation)
+    channel = await start_channel(
+        plugins=[plugin],
+        runtime="scripted",
+        progress={"delay_s": 0.05, "start_phrases": ["Let me check that."]},
+    )
+    async with conversation(channel) as client:
+        await client.say("deploy it")
+        prompt = await client.reply()
+        assert "Let me check that." not in prompt.text  # the tool waits for the answer: nothing to cover yet
+        await client.say("yes")
+        first = await client.receive(timeout=10)
+        assert first == {"type": "agent_response", "content": "Let me check that. ", "event_id": 2, "is_final": False}
+        plugin.recorder.release.set()
+        reply = await client.reply(2)
+    assert plugin.recorder.resolved[0][1].approved
+    assert reply.text == "Deployed."
+    assert reply.final
+
+
+async def test_a_tool_denied_by_voice_gets_no_start_phrase(start_channel):
+    plugin = ScriptedPlugin(tool_behind_a_confirmation)
+    channel = await start_channel(
+        plugins=[plugin],
+        runtime="scripted",
+        progress={"delay_s": 0.0, "start_phrases": ["Let me check that."]},
+        turn={"filler_enabled": False},
+    )
+    async with conversation(channel) as client:
+        await client.say("deploy it")
+        await client.reply()
+        await client.say("no")
+        reply = await client.reply(2)
+    assert not plugin.recorder.resolved[0][1].approved
+    assert reply.chunks == ["Okay, I did not run it."]
 
 
 @pytest.mark.parametrize(
