@@ -262,8 +262,8 @@ class VoiceChat:
         """How many words of the reply to ``event_id`` the caller heard; None if all of it (or unknown).
 
         The record ends with that message and its reply as heard (cut short, or removed when nothing
-        was heard). The filler phrase the channel may have said first, and the progress phrases it says
-        while a tool runs (the configured ones), are not Hermes's text.
+        was heard). What the channel said on its own in that reply (the filler, progress phrases, a
+        plugin's included; the record lists them) is not Hermes's text.
         """
         entries = self._context.record.entries
         last = entries[-1] if entries else None
@@ -273,12 +273,4 @@ class VoiceChat:
             return 0
         if not last.interrupted:
             return None
-        text = last.text
-        start, progress = self._context.settings.progress.phrases_for(self._context.language)
-        for phrase in (*start, *progress):
-            text = text.replace(phrase, " ")
-        words = text.split()
-        filler = self._context.settings.turn.filler_text.split()
-        if filler and [w.casefold() for w in words[: len(filler)]] == [w.casefold() for w in filler]:
-            words = words[len(filler) :]
-        return len(words)
+        return len(last.runtime_text.split())

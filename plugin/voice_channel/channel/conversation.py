@@ -398,7 +398,12 @@ class Conversation:
         finally:
             # After finish(): the record holds everything sent, including text flushed at the end.
             if turn.spoken:
-                self.record.add_assistant(turn.text, turn.event_id, interrupted=turn.state is TurnState.SUPERSEDED)
+                self.record.add_assistant(
+                    turn.text,
+                    turn.event_id,
+                    interrupted=turn.state is TurnState.SUPERSEDED,
+                    channel_phrases=turn.channel_phrases,
+                )
             # A finished turn keeps no task (nor the task its coroutine and name): an idle
             # conversation holds only its last turn's state. Nothing waits on it any more.
             turn.task = None

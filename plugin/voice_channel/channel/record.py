@@ -22,6 +22,28 @@ class RecordEntry:
     event_id: int | None
     #: For assistant entries: the reply was cut short by the caller.
     interrupted: bool = False
+    #: For assistant entries: what the channel said on its own while the runtime worked (the filler,
+    #: progress phrases, a plugin's included), in the order said. Part of ``text``, not the runtime's words.
+    channel_phrases: tuple[str, ...] = ()
+
+    @property
+    def runtime_text(self) -> str:
+        """``text`` without the channel's own phrases: the runtime's words (as far as they were heard).
+
+        Each phrase is taken out once, in order; a phrase the caller heard only part of stays (it cannot
+        be told from the runtime's words with certainty).
+        """
+        text = self.text
+        if not self.channel_phrases:
+            return text
+        position = 0
+        for phrase in self.channel_phrases:
+            phrase = phrase.strip()
+            found = text.find(phrase, position) if phrase else -1
+            if found >= 0:
+                text = f"{text[:found]} {text[found + len(phrase) :]}"
+                position = found
+        return " ".join(text.split())
 
 
 def _norm(text: str) -> str:
@@ -44,9 +66,19 @@ class ConversationRecord:
     def add_user(self, text: str, event_id: int | None) -> None:
         self._append(RecordEntry("user", text, event_id))
 
-    def add_assistant(self, text: str, event_id: int | None, *, interrupted: bool = False) -> None:
+    def add_assistant(
+        self,
+        text: str,
+        event_id: int | None,
+        *,
+        interrupted: bool = False,
+        channel_phrases: tuple[str, ...] = (),
+    ) -> None:
+        """Record a reply as sent; ``channel_phrases`` are the parts of it the channel said on its own."""
         if text.strip():
-            self._append(RecordEntry("assistant", text, event_id, interrupted=interrupted))
+            self._append(
+                RecordEntry("assistant", text, event_id, interrupted=interrupted, channel_phrases=channel_phrases)
+            )
 
     def last_assistant(self) -> RecordEntry | None:
         for entry in reversed(self._entries):
@@ -84,8 +116,17 @@ class ConversationRecord:
             entry.interrupted = True
 
     def as_messages(self) -> list[dict[str, str]]:
-        """The record as OpenAI-style ``{"role", "content"}`` messages."""
-        return [{"role": entry.role, "content": entry.text} for entry in self._entries]
+        """The record as OpenAI-style ``{"role", "content"}`` messages, for a model's history.
+
+        An assistant message holds the runtime's own words: the channel's filler and progress phrases
+        are left out (the model did not say them), and a reply that was nothing else is left out.
+        """
+        messages = []
+        for entry in self._entries:
+            content = entry.text if entry.role == "user" else entry.runtime_text
+            if content:
+                messages.append({"role": entry.role, "content": content})
+        return messages
 
     def _append(self, entry: RecordEntry) -> None:
         self._entries.append(entry)

@@ -56,6 +56,7 @@ class Turn:
         "_settings",
         "_shaper",
         "_stall",
+        "channel_phrases",
         "event_id",
         "first_text_at",
         "last_sent_at",
@@ -108,6 +109,8 @@ class Turn:
         #: Tools the last :meth:`speak` left running (started, not ended): a run paused on a
         #: confirmation carries them to the turn that approves it (:meth:`resume_tools`).
         self.tools_running: tuple[ToolActivity, ...] = ()
+        #: What the channel said on its own in this turn (filler, progress phrases), for the record.
+        self.channel_phrases: tuple[str, ...] = ()
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -226,6 +229,7 @@ class Turn:
             return False
         text = text.strip() + " "
         self._record_sent(text)
+        self.channel_phrases += (text,)
         self._outbox.post(Frame(self, text))
         return True
 
@@ -289,6 +293,7 @@ class Turn:
             self.log.info("filler_sent", deadline_s=self._settings.first_text_deadline_s)
             text = self._settings.filler_text + " "
             self._record_sent(text)
+            self.channel_phrases += (text,)
             self._outbox.post(Frame(self, text))
 
     async def _send_text(self, text: str) -> None:

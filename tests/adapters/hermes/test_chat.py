@@ -183,8 +183,11 @@ async def test_the_fake_llm_answers_the_newest_of_merged_utterances():
     assert (kind, payload) == ("text", "You said What is the weather?")
 
 
-async def _interrupted_reply(chat: VoiceChat, port: FakePort, spoken: str, heard: str | None) -> None:
-    """Message 1 is interrupted after ``spoken`` was sent; the caller heard ``heard`` of it (the core's record)."""
+async def _interrupted_reply(
+    chat: VoiceChat, port: FakePort, spoken: str, heard: str | None, phrases: tuple[str, ...] = ()
+) -> None:
+    """Message 1 is interrupted after ``spoken`` was sent (``phrases`` of it said by the channel on its
+    own); the caller heard ``heard`` of it (the core's record)."""
     record = chat._context.record
     old = chat.respond(message("tell me a story", 1))
     task = asyncio.ensure_future(_drain(old))
@@ -193,27 +196,39 @@ async def _interrupted_reply(chat: VoiceChat, port: FakePort, spoken: str, heard
     with pytest.raises(asyncio.CancelledError):
         await task
     record.add_user("tell me a story", 1)
-    record.add_assistant(spoken, 1, interrupted=True)
+    record.add_assistant(spoken, 1, interrupted=True, channel_phrases=phrases)
     record.reconcile_last_reply(heard)
 
 
 @pytest.mark.parametrize(
-    ("spoken", "heard", "amended"),
+    ("spoken", "phrases", "heard", "amended"),
     [
-        ("Once upon a time there was a king.", "Once upon a", [3]),
-        ("One moment. Once upon a time there was a king.", "One moment. Once upon", [2]),  # the filler is ours
-        # and so are progress phrases
+        ("Once upon a time there was a king.", (), "Once upon a", [3]),
+        # the filler is ours
+        ("One moment. Once upon a time there was a king.", ("One moment. ",), "One moment. Once upon", [2]),
+        # and so are progress phrases, the built-in ones and a plugin's
         (
             "Let me check that. Still working on it. Once upon a time.",
+            ("Let me check that. ", "Still working on it. "),
             "Let me check that. Still working on it. Once",
             [1],
         ),
-        ("Once upon a time there was a king.", None, [0]),  # nothing heard
+        (
+            "Once upon Hang on, the build is slow. a time there was a king.",
+            ("Hang on, the build is slow. ",),
+            "Once upon Hang on, the build is slow. a time",
+            [4],
+        ),
+        # words that only sound like a phrase are Hermes's when the channel did not say them
+        ("One moment. Once upon a time.", (), "One moment. Once", [3]),
+        ("Once upon a time there was a king.", (), None, [0]),  # nothing heard
     ],
 )
-async def test_before_the_next_message_hermes_is_told_how_much_of_the_last_reply_was_heard(spoken, heard, amended):
+async def test_before_the_next_message_hermes_is_told_how_much_of_the_last_reply_was_heard(
+    spoken, phrases, heard, amended
+):
     chat, port = make_chat()
-    await _interrupted_reply(chat, port, spoken, heard)
+    await _interrupted_reply(chat, port, spoken, heard, phrases)
     new = chat.respond(message("what time is it", 2))
     collected = asyncio.ensure_future(_drain(new))
     new_id = await next_submitted(port)

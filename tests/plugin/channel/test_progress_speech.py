@@ -571,8 +571,15 @@ async def test_progress_phrase_reaches_the_caller_before_the_answer(start_channe
         assert first["content"] == "Let me check that. " and first["event_id"] == 1 and not first["is_final"]
         plugin.recorder.release.set()
         reply = await client.reply()
+        client.heard(first["content"] + reply.text)
+        await client.say("thanks")
+        await client.reply()
     assert reply.text == "The answer is 42."
     assert reply.final
+    # The record knows the phrase was the channel's: a model's history gets the runtime's words only.
+    answer = next(e for e in plugin.recorder.contexts[-1].record.entries if e.role == "assistant")
+    assert answer.channel_phrases == ("Let me check that. ",)
+    assert answer.runtime_text == "The answer is 42."
 
 
 async def test_progress_disabled_says_nothing_while_the_tool_runs(start_channel):

@@ -50,3 +50,40 @@ def test_only_the_last_entry_is_reconciled():
     record.reconcile_last_reply("Once upon")  # the last entry is the caller's: nothing of ours to cut
     assert record.last_assistant().text == STORY
     ConversationRecord().reconcile_last_reply("anything")  # an empty record stays empty and does not fail
+
+
+@pytest.mark.parametrize(
+    ("text", "phrases", "runtime_text"),
+    [
+        pytest.param("One moment. Here it is.", ("One moment. ",), "Here it is.", id="filler"),
+        pytest.param(
+            "Let me check that. Found it. Still working on it. Done.",
+            ("Let me check that. ", "Still working on it. "),
+            "Found it. Done.",
+            id="progress-phrases-in-order",
+        ),
+        pytest.param("One moment. One moment. Ok.", ("One moment. ",), "One moment. Ok.", id="each-taken-once"),
+        pytest.param("Let me che", ("Let me check that. ",), "Let me che", id="a-phrase-heard-in-part-stays"),
+        pytest.param("One moment. Here it is.", (), "One moment. Here it is.", id="the-runtimes-own-words"),
+    ],
+)
+def test_runtime_text_leaves_out_what_the_channel_said_on_its_own(text, phrases, runtime_text):
+    record = ConversationRecord()
+    record.add_assistant(text, 1, channel_phrases=phrases)
+    assert record.last_assistant().runtime_text == runtime_text
+
+
+def test_a_models_history_holds_the_runtimes_words_only():
+    record = ConversationRecord()
+    record.add_user("deploy it", 1)
+    record.add_assistant("Let me check that. Deployed.", 1, channel_phrases=("Let me check that. ",))
+    record.add_user("and the tests", 2)
+    record.add_assistant("One moment. ", 2, interrupted=True, channel_phrases=("One moment. ",))
+    record.add_user("never mind", 3)
+    assert record.as_messages() == [
+        {"role": "user", "content": "deploy it"},
+        {"role": "assistant", "content": "Deployed."},
+        {"role": "user", "content": "and the tests"},  # the filler alone was no reply of the model's
+        {"role": "user", "content": "never mind"},
+    ]
+    assert record.last_assistant().text == "One moment. ", "the record itself keeps what was said"

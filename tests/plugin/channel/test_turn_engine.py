@@ -181,7 +181,15 @@ async def test_filler_phrase_before_first_text_deadline(start_channel):
         assert filler == {"type": "agent_response", "content": "One moment. ", "event_id": 1, "is_final": False}
         plugin.recorder.release.set()
         reply = await client.reply()
+        client.heard(filler["content"] + reply.text)
+        await client.say("thanks")
+        await client.reply()
     assert reply.text == "Here it is."
+    # What the model will see of that reply: its own words, not the channel's filler.
+    assert plugin.recorder.contexts[-1].record.as_messages()[:2] == [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "Here it is."},
+    ]
 
 
 async def test_no_filler_when_disabled(start_channel):
