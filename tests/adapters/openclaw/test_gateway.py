@@ -197,6 +197,22 @@ async def test_exec_approval_spoken(start, gateway, answer, expected):
         assert "user-denied" in str(tool_output)
 
 
+async def test_an_approved_exec_is_spoken_for_while_it_runs(start, gateway):
+    """The approved command runs in the answer's turn: that turn says the start phrase while it runs."""
+    tag = uuid.uuid4().hex[:6]
+    channel = await start(
+        turn={"filler_enabled": False},
+        progress={"delay_s": 0.5, "max_lines": 0, "quiet_s": 0.2, "start_phrases": ["Let me check that."]},
+    )
+    async with conversation(channel) as client:
+        await client.say(f"please run: sleep 2 && echo voice-approved-{tag}")
+        await next_prompt(client)
+        await client.say("yes")
+        reply = await client.reply(timeout=60)
+    assert reply.chunks[0] == "Let me check that. ", reply.chunks
+    assert f"voice-approved-{tag}" in reply.text
+
+
 async def test_exec_approval_timeout_denies_and_the_runs_tail_is_never_spoken(start, gateway):
     """Issue 11, item 8: the denied run's words ("Command finished: ... denied") never reach a later turn."""
     tag = uuid.uuid4().hex[:6]
