@@ -23,6 +23,7 @@ import aiohttp
 import pytest
 
 from processes import ROOT, free_port, port_open, require, stop_process, wait_until
+from voice_channel.extras import install_hint
 
 NGINX_SITE = ROOT / "deploy" / "nginx" / "voice-channel.conf"
 
@@ -32,7 +33,7 @@ def need_module(name: str, extra: str) -> Any:
     try:
         return importlib.import_module(name)
     except ImportError:
-        reason = f"{name} is not installed (pip install 'voice-channel[{extra}]')"
+        reason = f"{name} is not installed ({install_hint(extra)})"
         if os.environ.get("CI"):
             pytest.fail(f"{reason} (CI is set: the deploy tier must run)", pytrace=False)
         pytest.skip(reason, allow_module_level=True)

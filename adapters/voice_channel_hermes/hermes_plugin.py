@@ -104,7 +104,10 @@ def register_plugin(ctx: Any) -> None:
         check_fn=_requirements_met,
         validate_config=validate_platform_config,
         required_env=["ELEVENLABS_API_KEY"],
-        install_hint="pip install 'voice-channel[hermes]' into Hermes's environment",
+        # The wording of voice_channel.extras.install_hint, written out: this module loads before the check
+        # that voice_channel is installed at all.
+        install_hint="install the 'hermes' extra into Hermes's environment: pip install '.[hermes]' in a "
+        "voice-channel checkout, or the built wheel with [hermes] (README: Install)",
         allowed_users_env="ELEVENLABS_VOICE_ALLOWED_USERS",
         allow_all_env="ELEVENLABS_VOICE_ALLOW_ALL_USERS",
         max_message_length=0,

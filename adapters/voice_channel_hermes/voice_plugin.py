@@ -18,9 +18,9 @@ from voice_channel_hermes.settings import HermesSettings
 __all__ = ["OUTSIDE_HERMES", "voice_channel_register_runtimes", "voice_channel_register_settings"]
 
 OUTSIDE_HERMES = (
-    "runtime 'hermes' runs inside Hermes Agent's gateway, not in `voice-channel serve`: install voice-channel[hermes] "
-    f"into Hermes's environment, run `hermes plugins enable {PLUGIN_NAME}`, configure platforms.{PLATFORM} in "
-    "Hermes's config.yaml and start `hermes gateway` (see the README, 'Use with Hermes Agent')"
+    "runtime 'hermes' runs inside Hermes Agent's gateway, not in `voice-channel serve`: install voice-channel with "
+    f"its 'hermes' extra into Hermes's environment, run `hermes plugins enable {PLUGIN_NAME}`, configure "
+    f"platforms.{PLATFORM} in Hermes's config.yaml and start `hermes gateway` (see the README, 'Use with Hermes Agent')"
 )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from voice_channel import hookimpl
+from voice_channel.extras import install_hint
 from voice_channel_openclaw.settings import OpenClawSettings
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ def _factory(settings: Settings) -> Runtime:
     except ImportError as exc:  # pragma: no cover - depends on the installation
         from voice_channel import SettingsError
 
-        raise SettingsError(f"runtime 'openclaw' needs {exc.name}: pip install 'voice-channel[openclaw]'") from None
+        raise SettingsError(f"runtime 'openclaw' needs {exc.name}: {install_hint('openclaw')}") from None
     return OpenClawRuntime(settings)
 
 

@@ -35,6 +35,7 @@ from voice_channel.channel.endpoint import speech_engine_endpoint
 from voice_channel.elevenlabs.page import add_ui_routes
 from voice_channel.elevenlabs.shared_ratelimit import redis_context
 from voice_channel.elevenlabs.tokens import TokenService, elevenlabs_client_context, token_endpoint
+from voice_channel.extras import install_hint
 from voice_channel.logging import setup_logging
 from voice_channel.plugins import PluginHooks, RuntimeEntry, get_plugin_manager
 from voice_channel.serving.drain import Drain, close_conversations
@@ -62,7 +63,7 @@ def resolve_runtime(settings: Settings, hooks: PluginHooks) -> RuntimeEntry:
         known = ", ".join(sorted(runtimes)) or "none"
         raise SettingsError(
             f"setting 'runtime': unknown runtime {settings.runtime!r}; installed runtimes: {known}"
-            " (a runtime adapter may need its extra, e.g. pip install 'voice-channel[hermes]')"
+            f" (a runtime adapter may need its extra; for example, {install_hint('openclaw')})"
         )
     return entry
 

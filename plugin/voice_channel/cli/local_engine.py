@@ -1,4 +1,4 @@
-"""``voice-channel local-engine``: the local ElevenLabs stand-in (extra ``voice-channel[local]``)."""
+"""``voice-channel local-engine``: the local ElevenLabs stand-in (the ``local`` extra)."""
 
 from __future__ import annotations
 

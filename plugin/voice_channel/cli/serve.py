@@ -16,6 +16,7 @@ from voice_channel.app import CONFIG_ENV, create_app
 from voice_channel.channel.auth import protection
 from voice_channel.cli.common import config_option, fail, load, nested, setup_logging
 from voice_channel.elevenlabs.shared_ratelimit import check_redis
+from voice_channel.extras import install_hint
 from voice_channel.serving.server import serve_until_stopped
 from voice_channel.settings import ENV_PREFIX, Settings, SettingsError
 
@@ -118,7 +119,7 @@ def _exec_gunicorn(settings: Settings, flags: dict[str, Any], config_file: str |
     ``voice_channel.gunicorn_conf`` in the master and by ``app_from_environment`` in each worker.
     """
     if importlib.util.find_spec("gunicorn") is None:
-        raise fail("--workers needs gunicorn: pip install 'voice-channel[scale]'")
+        raise fail(f"--workers needs gunicorn: {install_hint('scale')}")
     try:
         check_redis(settings)
     except SettingsError as exc:

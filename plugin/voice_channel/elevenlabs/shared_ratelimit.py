@@ -27,6 +27,7 @@ from aiohttp import web
 from yarl import URL
 
 from voice_channel.elevenlabs.ratelimit import RateLimiter
+from voice_channel.extras import install_hint
 from voice_channel.serving.keys import TOKENS
 from voice_channel.settings import SettingsError
 
@@ -83,7 +84,7 @@ def _redis_module() -> Any:
     try:
         import redis
     except ImportError:
-        raise SettingsError("setting 'redis.url' needs the Redis client: pip install 'voice-channel[scale]'") from None
+        raise SettingsError(f"setting 'redis.url' needs the Redis client: {install_hint('scale')}") from None
     return redis
 
 

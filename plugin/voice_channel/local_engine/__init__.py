@@ -1,6 +1,6 @@
 """A local stand-in for the ElevenLabs side of a voice conversation: real speech, no cloud.
 
-``voice-channel local-engine`` (extra ``voice-channel[local]``) serves what the official
+``voice-channel local-engine`` (the ``local`` extra) serves what the official
 ``@elevenlabs/client`` expects in its WebSocket mode (``signedUrl``, subprotocol ``convai``) and,
 per conversation, plays ElevenLabs toward our channel: it opens the Speech Engine WebSocket with a
 JWT signed like ElevenLabs signs it, sends ``init`` and ``user_transcript`` frames with the running

