@@ -39,8 +39,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "plugin"))
 sys.path.insert(0, str(HERE))
 
-from aiohttp import WSMsgType, web  # noqa: E402
+from aiohttp import web  # noqa: E402
 
+from bare_aiohttp_server import handler as bare_handler  # noqa: E402
 from first_chunk import free_port  # noqa: E402
 
 
@@ -51,26 +52,10 @@ def rss_kib() -> int:
     raise RuntimeError("no VmRSS")
 
 
-async def bare_handler(request: web.Request) -> web.StreamResponse:
-    """The floor: a WebSocket that answers each transcript with one final chunk, holding nothing else."""
-    ws = web.WebSocketResponse(autoping=False, heartbeat=None)
-    await ws.prepare(request)
-    async for msg in ws:
-        if msg.type is not WSMsgType.TEXT:
-            continue
-        frame = json.loads(msg.data)
-        if frame.get("type") == "user_transcript":
-            event_id = frame.get("event_id")
-            for content, is_final in (("ok", False), ("", True)):
-                reply = {"type": "agent_response", "content": content, "event_id": event_id, "is_final": is_final}
-                await ws.send_str(json.dumps(reply))
-    return ws
-
-
 def build_app(bare: bool, key: str) -> web.Application:
     if bare:
         app = web.Application()
-        app.router.add_get("/ws", bare_handler)
+        app.router.add_get("/ws", bare_handler)  # the floor first_chunk.py --floor measures too
         return app
     from voice_channel.app import create_app
     from voice_channel.logging import configure_logging
