@@ -141,11 +141,13 @@ class PendingRuns:
         """The request the next utterance will answer, if any."""
         return self._paused.confirmation.request if self._paused is not None else None
 
-    async def speak(self, turn: Turn, run: Run) -> None:
-        """Speak ``run`` in ``turn`` until it ends or pauses on a confirmation."""
+    async def speak(self, turn: Turn, run: Run, running_tools: tuple[ToolActivity, ...] = ()) -> None:
+        """Speak ``run`` in ``turn`` until it ends or pauses on a confirmation (``running_tools``: see
+        :meth:`Turn.speak`)."""
         try:
             while True:
-                request = await turn.speak(run.events)
+                request = await turn.speak(run.events, running_tools=running_tools)
+                running_tools = ()
                 if request is None:
                     await run.aclose()
                     return
@@ -188,9 +190,7 @@ class PendingRuns:
         decision = ConfirmationDecision(answer is Answer.APPROVE, reason)
         self._metrics.confirmation("timed_out" if expired else "approved" if decision.approved else "denied")
         await self._resolve(confirmation.request, decision)
-        if decision.approved:
-            await turn.resume_tools(paused.tools)
-        await self.speak(turn, paused.run)
+        await self.speak(turn, paused.run, paused.tools if decision.approved else ())
 
     async def close(self) -> None:
         """Deny what is paused (``closed``) and stop a drained run; the runtime hears of both."""

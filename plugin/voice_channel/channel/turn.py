@@ -107,7 +107,7 @@ class Turn:
         #: When text was last sent, on the progress clock (kept only with progress speech on).
         self.last_sent_at: float | None = None
         #: Tools the last :meth:`speak` left running (started, not ended): a run paused on a
-        #: confirmation carries them to the turn that approves it (:meth:`resume_tools`).
+        #: confirmation carries them to the turn that approves it (``speak(..., running_tools=...)``).
         self.tools_running: tuple[ToolActivity, ...] = ()
         #: What the channel said on its own in this turn (filler, progress phrases), for the record.
         self.channel_phrases: tuple[str, ...] = ()
@@ -150,18 +150,26 @@ class Turn:
         if text:
             await self._send_text(text)
 
-    async def speak(self, events: AsyncIterator[Any]) -> ConfirmationRequest | None:
+    async def speak(
+        self, events: AsyncIterator[Any], *, running_tools: tuple[ToolActivity, ...] = ()
+    ) -> ConfirmationRequest | None:
         """Speak a runtime's stream until it ends, or until it asks for a confirmation.
 
         Returns the :class:`ConfirmationRequest` the runtime paused on (the iterator is left
         open, to be resumed by a later turn), or ``None`` when the stream is exhausted. The
         caller owns the iterator and closes it.
+
+        ``running_tools``: tools the stream started before it paused on a confirmation this turn's
+        answer approved. They run now, so this turn speaks for them as for a tool started here (the
+        start phrase after ``progress.delay_s``, then progress lines).
         """
         if not self.spoken and self._settings.filler_enabled:
             # Armed one loop pass later: a runtime that answers at once (its first text is sent in
             # this step) costs no timer, and the timer's cost is not paid before the first chunk.
             self._filler = self._loop.call_soon(self._arm_filler)
         try:
+            for activity in running_tools:
+                await self._on_tool(activity)
             async for event in events:
                 if isinstance(event, TextDelta):
                     text: str | None = event.text
@@ -188,15 +196,6 @@ class Turn:
                 progress, self._progress = self._progress, None
                 self.tools_running = progress.running_tools()
                 await progress.aclose()
-
-    async def resume_tools(self, tools: tuple[ToolActivity, ...]) -> None:
-        """Speak progress for tools an earlier turn's run started before it paused on a confirmation.
-
-        Called when this turn's answer approved it: the tool really runs now, so the caller hears the
-        start phrase after ``progress.delay_s`` (and progress lines) as for a tool started in this turn.
-        """
-        for activity in tools:
-            await self._on_tool(activity)
 
     async def finish(self) -> None:
         """Send what is held, then the turn's single ``is_final``."""
