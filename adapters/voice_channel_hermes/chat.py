@@ -263,7 +263,9 @@ class VoiceChat:
 
         The record ends with that message and its reply as heard (cut short, or removed when nothing
         was heard). What the channel said on its own in that reply (the filler, progress phrases, a
-        plugin's included; the record lists them) is not Hermes's text.
+        plugin's included) is not Hermes's text: the turn engine lists it in the entry. An entry
+        without that list (added by other code) is read as before the list existed: the configured
+        progress phrases and a leading filler are taken out.
         """
         entries = self._context.record.entries
         last = entries[-1] if entries else None
@@ -273,4 +275,16 @@ class VoiceChat:
             return 0
         if not last.interrupted:
             return None
-        return len(last.runtime_text.split())
+        if last.channel_phrases is not None:
+            return len(last.runtime_text.split())
+        return len(self._words_without_configured_phrases(last.text))
+
+    def _words_without_configured_phrases(self, text: str) -> list[str]:
+        start, progress = self._context.settings.progress.phrases_for(self._context.language)
+        for phrase in (*start, *progress):
+            text = text.replace(phrase, " ")
+        words = text.split()
+        filler = self._context.settings.turn.filler_text.split()
+        if filler and [w.casefold() for w in words[: len(filler)]] == [w.casefold() for w in filler]:
+            words = words[len(filler) :]
+        return words

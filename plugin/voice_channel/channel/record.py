@@ -24,14 +24,15 @@ class RecordEntry:
     interrupted: bool = False
     #: For assistant entries: what the channel said on its own while the runtime worked (the filler,
     #: progress phrases, a plugin's included), in the order said. Part of ``text``, not the runtime's words.
-    channel_phrases: tuple[str, ...] = ()
+    #: ``None``: not known (an entry added without the list); the turn engine always gives it.
+    channel_phrases: tuple[str, ...] | None = None
 
     @property
     def runtime_text(self) -> str:
         """``text`` without the channel's own phrases: the runtime's words (as far as they were heard).
 
         Each phrase is taken out once, in order; a phrase the caller heard only part of stays (it cannot
-        be told from the runtime's words with certainty).
+        be told from the runtime's words with certainty). Without the list, ``text`` as it is.
         """
         text = self.text
         if not self.channel_phrases:
@@ -72,9 +73,10 @@ class ConversationRecord:
         event_id: int | None,
         *,
         interrupted: bool = False,
-        channel_phrases: tuple[str, ...] = (),
+        channel_phrases: tuple[str, ...] | None = None,
     ) -> None:
-        """Record a reply as sent; ``channel_phrases`` are the parts of it the channel said on its own."""
+        """Record a reply as sent; ``channel_phrases`` are the parts of it the channel said on its own
+        (``None``: not known)."""
         if text.strip():
             self._append(
                 RecordEntry("assistant", text, event_id, interrupted=interrupted, channel_phrases=channel_phrases)

@@ -184,7 +184,7 @@ async def test_the_fake_llm_answers_the_newest_of_merged_utterances():
 
 
 async def _interrupted_reply(
-    chat: VoiceChat, port: FakePort, spoken: str, heard: str | None, phrases: tuple[str, ...] = ()
+    chat: VoiceChat, port: FakePort, spoken: str, heard: str | None, phrases: tuple[str, ...] | None = None
 ) -> None:
     """Message 1 is interrupted after ``spoken`` was sent (``phrases`` of it said by the channel on its
     own); the caller heard ``heard`` of it (the core's record)."""
@@ -204,6 +204,14 @@ async def _interrupted_reply(
     ("spoken", "phrases", "heard", "amended"),
     [
         ("Once upon a time there was a king.", (), "Once upon a", [3]),
+        # an entry added without the list (not by the turn engine): the configured phrases and the filler
+        ("One moment. Once upon a time there was a king.", None, "One moment. Once upon", [2]),
+        (
+            "Let me check that. Still working on it. Once upon a time.",
+            None,
+            "Let me check that. Still working on it. Once",
+            [1],
+        ),
         # the filler is ours
         ("One moment. Once upon a time there was a king.", ("One moment. ",), "One moment. Once upon", [2]),
         # and so are progress phrases, the built-in ones and a plugin's
