@@ -548,6 +548,12 @@ def test_configured_phrases_win_over_every_language_and_an_unknown_language_gets
 # --- over the wire --------------------------------------------------------------------------------
 
 
+async def scripted_channel(start_channel, behaviour, **settings):  # type: ignore[no-untyped-def]
+    """A channel whose runtime is a :class:`ScriptedPlugin` playing ``behaviour``; returns (plugin, channel)."""
+    plugin = ScriptedPlugin(behaviour)
+    return plugin, await start_channel(plugins=[plugin], runtime="scripted", **settings)
+
+
 def tool_then_answer(message, rec):  # type: ignore[no-untyped-def]
     async def run():  # type: ignore[no-untyped-def]
         yield ToolActivity(ToolPhase.START, "lookup", "call-1")
@@ -559,10 +565,9 @@ def tool_then_answer(message, rec):  # type: ignore[no-untyped-def]
 
 
 async def test_progress_phrase_reaches_the_caller_before_the_answer(start_channel):
-    plugin = ScriptedPlugin(tool_then_answer)
-    channel = await start_channel(
-        plugins=[plugin],
-        runtime="scripted",
+    plugin, channel = await scripted_channel(
+        start_channel,
+        tool_then_answer,
         progress={"delay_s": 0.05, "start_phrases": ["Let me check that."]},
     )
     async with conversation(channel) as client:
@@ -583,10 +588,9 @@ async def test_progress_phrase_reaches_the_caller_before_the_answer(start_channe
 
 
 async def test_progress_disabled_says_nothing_while_the_tool_runs(start_channel):
-    plugin = ScriptedPlugin(tool_then_answer)
-    channel = await start_channel(
-        plugins=[plugin],
-        runtime="scripted",
+    plugin, channel = await scripted_channel(
+        start_channel,
+        tool_then_answer,
         progress={"enabled": False, "delay_s": 0.0},
         turn={"filler_enabled": False},
     )
@@ -605,10 +609,9 @@ async def test_an_interruption_during_a_tool_silences_it_and_the_next_reply_is_c
             await asyncio.Event().wait()  # the tool never ends; the turn is interrupted
         yield TextDelta("Okay.")
 
-    plugin = ScriptedPlugin(behaviour)
-    channel = await start_channel(
-        plugins=[plugin],
-        runtime="scripted",
+    plugin, channel = await scripted_channel(
+        start_channel,
+        behaviour,
         progress={"delay_s": 0.05, "interval_s": 1.0, "quiet_s": 0.0, "start_phrases": ["Let me check that."]},
     )
     async with conversation(channel) as client:
@@ -640,10 +643,9 @@ def tool_behind_a_confirmation(message, rec):  # type: ignore[no-untyped-def]
 
 
 async def test_a_tool_approved_by_voice_gets_its_start_phrase_in_the_turn_that_approved_it(start_channel):
-    plugin = ScriptedPlugin(tool_behind_a_confirmation)
-    channel = await start_channel(
-        plugins=[plugin],
-        runtime="scripted",
+    plugin, channel = await scripted_channel(
+        start_channel,
+        tool_behind_a_confirmation,
         progress={"delay_s": 0.05, "start_phrases": ["Let me check that."]},
     )
     async with conversation(channel) as client:
@@ -661,10 +663,9 @@ async def test_a_tool_approved_by_voice_gets_its_start_phrase_in_the_turn_that_a
 
 
 async def test_a_tool_denied_by_voice_gets_no_start_phrase(start_channel):
-    plugin = ScriptedPlugin(tool_behind_a_confirmation)
-    channel = await start_channel(
-        plugins=[plugin],
-        runtime="scripted",
+    plugin, channel = await scripted_channel(
+        start_channel,
+        tool_behind_a_confirmation,
         progress={"delay_s": 0.0, "start_phrases": ["Let me check that."]},
         turn={"filler_enabled": False},
     )
