@@ -95,6 +95,12 @@ async def main() -> int:
         action="store_true",
         help="no tracemalloc (it inflates RSS): only RSS and gc objects per conversation",
     )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=6.0,
+        help="seconds between the last conversation opening and the census (default: past the 5 s init deadline)",
+    )
     args = parser.parse_args()
     n = args.conversations
     key = f"sk_bench_{secrets.token_hex(16)}"
@@ -126,7 +132,10 @@ async def main() -> int:
         if opened["opened"] != n:
             print(f"only {opened['opened']} of {n} opened: {str(opened['errors'])[:300]}")
             return 1
-        await asyncio.sleep(1.0)  # the last replies' tails, close to nothing on an idle server
+        # The last replies' tails, and (by default) past the init deadline: until then every
+        # conversation also holds the timer of that deadline, which a conversation idle for longer
+        # than server.init_timeout_s (5 s) no longer does.
+        await asyncio.sleep(args.settle)
         gc.collect()
         after_snap = None if args.rss_only else tracemalloc.take_snapshot()
         after_types, after_rss = by_type(), rss_kib()
