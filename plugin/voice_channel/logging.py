@@ -99,6 +99,23 @@ class LineRedactor:
         return line
 
 
+class _SharedWriteLoggerFactory:
+    """Hands every logger the same :class:`structlog.WriteLogger` for the stream.
+
+    structlog's ``WriteLoggerFactory`` builds a new writer per logger, and every conversation binds
+    its own logger: ~250 bytes per open conversation for an object that holds nothing but the
+    stream. One writer per stream is enough (it keeps no state besides the stream's methods).
+    """
+
+    __slots__ = ("_writer",)
+
+    def __init__(self, stream: TextIO) -> None:
+        self._writer = structlog.WriteLogger(stream)
+
+    def __call__(self, *args: Any) -> structlog.WriteLogger:
+        return self._writer
+
+
 def configure_logging(
     level: str = "info",
     fmt: str = "auto",
@@ -149,7 +166,7 @@ def configure_logging(
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         # One write per line (PrintLogger writes the newline separately): gunicorn workers share one
         # stderr, and two processes' lines must not interleave mid-line.
-        logger_factory=structlog.WriteLoggerFactory(stream),
+        logger_factory=_SharedWriteLoggerFactory(stream),
         cache_logger_on_first_use=cache,
     )
     # Standard-library records (third-party libraries) through the same chain, to the same stream.

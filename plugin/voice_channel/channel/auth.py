@@ -14,7 +14,7 @@ Failures answer HTTP 401 with a short fixed body; the reason is logged, never th
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from elevenlabs.speech_engine import verify_speech_engine_jwt
@@ -24,6 +24,7 @@ from voice_channel.settings import Settings
 
 __all__ = [
     "JWT_HEADER",
+    "PublicHeaders",
     "Rejection",
     "bearer_credential",
     "check_handshake",
@@ -97,7 +98,49 @@ def protection(settings: Settings) -> str:
     return " + ".join(parts) or "nothing"
 
 
-def public_headers(headers: Mapping[str, str], settings: Settings) -> dict[str, str]:
-    """The handshake headers a plugin may see: without the JWT and the shared secret."""
-    hidden = {JWT_HEADER.lower(), settings.auth.header_name.lower(), "authorization", "cookie"}
-    return {name: value for name, value in headers.items() if name.lower() not in hidden}
+#: Never shown to plugins, whatever the settings: credentials of any kind.
+_ALWAYS_HIDDEN = frozenset({JWT_HEADER.lower(), "authorization", "cookie"})
+
+
+class PublicHeaders(Mapping[str, str]):
+    """The handshake headers a plugin may see: a read-only view without the JWT and the shared secret.
+
+    A view over the request's own headers rather than a copy: the request (and its headers) stays
+    alive for as long as the conversation anyway, and thousands of conversations stay open per
+    process. Names are case-insensitive, as in HTTP; a repeated header gives its first value.
+    """
+
+    __slots__ = ("_headers", "_secret_header")
+
+    def __init__(self, headers: Mapping[str, str], secret_header: str) -> None:
+        self._headers = headers
+        self._secret_header = secret_header
+
+    def _hidden(self, name: str) -> bool:
+        lowered = name.lower()
+        return lowered in _ALWAYS_HIDDEN or lowered == self._secret_header.lower()
+
+    def __getitem__(self, name: str) -> str:
+        if self._hidden(name):
+            raise KeyError(name)
+        return self._headers[name]
+
+    def __iter__(self) -> Iterator[str]:
+        seen: set[str] = set()
+        for name in self._headers:
+            lowered = name.lower()
+            if lowered not in seen and not self._hidden(name):
+                seen.add(lowered)
+                yield name
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return f"PublicHeaders({dict(self)!r})"
+
+
+def public_headers(headers: Mapping[str, str], settings: Settings) -> PublicHeaders:
+    """The handshake headers a plugin may see: without the JWT and the shared secret (a view, see
+    :class:`PublicHeaders`)."""
+    return PublicHeaders(headers, settings.auth.header_name)

@@ -120,8 +120,9 @@ class Conversation:
     ) -> None:
         self.conversation_id: str | None = None
         self.runtime_name = runtime_name
-        #: The upgrade request's headers, without authorization or shared-secret headers.
-        self.handshake_headers: Mapping[str, str] = dict(handshake_headers or {})
+        #: The upgrade request's headers, without authorization or shared-secret headers (the
+        #: endpoint passes a view over the request's headers, not a copy: see ``auth.PublicHeaders``).
+        self.handshake_headers: Mapping[str, str] = handshake_headers if handshake_headers is not None else {}
         #: The language confirmations and intents are understood in (see voice_channel.channel.languages).
         #: A language header naming a language the channel does not speak (logged once the id is bound).
         self.language, self._language_rejected = language_from_headers(
@@ -145,17 +146,7 @@ class Conversation:
         #: Tasks to cancel and await on close (besides the turn's); created with the first one.
         self._tasks: set[asyncio.Task[Any]] | None = None
         self._closed = False
-        self._pending = PendingRuns(
-            conversation=self,
-            session=self._session,
-            hooks=hooks,
-            settings=settings,
-            metrics=metrics,
-            spawn=self._spawn,
-            settle=self._settle,
-            closed=lambda: self._closed,
-            log=self.log,
-        )
+        self._pending = PendingRuns(self, hooks=hooks, settings=settings, metrics=metrics)
         #: The runtime session opened and ``conversation_started`` was announced.
         self._started = False
         #: Writes the ``conversation_started`` line if no transcript came first (see :meth:`_start`).
@@ -258,7 +249,6 @@ class Conversation:
         self.conversation_id = conversation_id
         self.log = self.log.bind(conversation_id=conversation_id)
         self._outbox.log = self.log
-        self._pending.log = self.log
         structlog.contextvars.bind_contextvars(conversation_id=conversation_id)
         # ElevenLabs may send the first transcript right behind ``init``: rendering this line now
         # would come before that turn's first chunk. It is written after the first turn's first
@@ -267,7 +257,7 @@ class Conversation:
         if self._language_rejected is not None:
             self.log.warning("language_header_unsupported", value=self._language_rejected, language=self.language)
             self._language_rejected = None
-        self._session_task = self._spawn(self._open_session())
+        self._session_task = self.spawn(self._open_session())
 
     def _log_started(self) -> None:
         self._start_line = None
@@ -294,7 +284,8 @@ class Conversation:
         self._session_task = None
         return session
 
-    async def _session(self) -> RuntimeSession:
+    async def runtime_session(self) -> RuntimeSession:
+        """The runtime session, once the task opening it (started by ``init``) is done."""
         if self._session_value is not None:
             return self._session_value
         task = self._session_task
@@ -318,7 +309,7 @@ class Conversation:
             turn.supersede()
             if turn.task is not None and not turn.task.done():
                 turn.task.cancel()
-                await self._settle(turn.task)
+                await self.settle(turn.task)
         await self._outbox.aclose()
         await self._pending.close()
         session = await self._close_session_task()
@@ -366,7 +357,7 @@ class Conversation:
         if previous is not None:
             # Usually done already: it was cancelled before this task was created, so its
             # cancellation ran first (_settle then waits for nothing).
-            await self._settle(previous)
+            await self.settle(previous)
         try:
             utterance = read_transcript(
                 message.user_transcript,
@@ -396,6 +387,8 @@ class Conversation:
                 await turn.say(self._settings.turn.apology_text)
                 await turn.finish()
         finally:
+            # Ended: what only a running turn needs goes (an idle conversation keeps its last turn).
+            turn.release()
             # After finish(): the record holds everything sent, including text flushed at the end.
             if turn.spoken:
                 self.record.add_assistant(
@@ -426,7 +419,7 @@ class Conversation:
             return
         session = self._session_value
         if session is None:
-            session = await self._session()
+            session = await self.runtime_session()
         assert self.conversation_id is not None
         message = to_runtime_message(
             utterance, conversation_id=self.conversation_id, event_id=turn.event_id, boundary=self.boundary
@@ -475,7 +468,7 @@ class Conversation:
         if suspicious:
             turn.log.warning("untrusted_input_anomaly", flags=sorted(suspicious), removed_chars=utterance.removed_chars)
 
-    async def _settle(self, task: asyncio.Task[Any]) -> None:
+    async def settle(self, task: asyncio.Task[Any]) -> None:
         """Wait (bounded) for a cancelled task to finish; a runtime that ignores cancellation is logged."""
         if task.done():
             done = True
@@ -488,7 +481,8 @@ class Conversation:
         elif not task.cancelled() and task.exception() is not None:
             self.log.error("task_failed", error=repr(task.exception()))
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task this conversation owns: :meth:`close` cancels and awaits it."""
         task = asyncio.get_running_loop().create_task(coro)
         self._own(task)
         return task

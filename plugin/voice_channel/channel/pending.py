@@ -15,9 +15,9 @@ the state (paused, unanswered), the timer and the flow: pause, answer, decide, c
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from voice_channel.channel.confirmations import Answer, PendingConfirmation, base_policy
 from voice_channel.channel.languages import ENGLISH, Phrases, vocabulary
@@ -42,11 +42,37 @@ if TYPE_CHECKING:
     from voice_channel.serving.metrics import Metrics
     from voice_channel.settings import Settings
 
-__all__ = ["NO_ANSWER_IN_TIME", "PendingRuns", "Run"]
+__all__ = ["NO_ANSWER_IN_TIME", "PendingRuns", "Run", "RunOwner"]
 
 #: Said (in the conversation's language) at the start of the turn after a confirmation timed out (the
 #: protocol has no way to speak between turns); the denied run's own words after the denial are never spoken.
 NO_ANSWER_IN_TIME = ENGLISH.phrases.timeout
+
+
+class RunOwner(ConversationInfo, Protocol):
+    """What :class:`PendingRuns` needs of the conversation that owns it."""
+
+    @property
+    def log(self) -> structlog.typing.FilteringBoundLogger:
+        """The conversation's logger."""
+        ...
+
+    @property
+    def closed(self) -> bool:
+        """The conversation has been closed: nothing new may start."""
+        ...
+
+    async def runtime_session(self) -> RuntimeSession:
+        """The conversation's runtime session (opened, or being opened)."""
+        ...
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task the conversation cancels and awaits on close."""
+        ...
+
+    async def settle(self, task: asyncio.Task[Any]) -> None:
+        """Wait (bounded) for a cancelled task to finish."""
+        ...
 
 
 @dataclass(eq=False)
@@ -90,47 +116,27 @@ class _Unanswered:
 class PendingRuns:
     """The run a conversation's turns speak, and the one (at most) paused on a confirmation.
 
-    Owned by one conversation: its tasks are started with the conversation's ``spawn`` (so its
-    close cancels and awaits them) and a cancelled task is waited for with its ``settle``.
+    Owned by one conversation (:class:`RunOwner`): its tasks are started with the owner's ``spawn``
+    (so its close cancels and awaits them) and a cancelled task is waited for with its ``settle``.
     """
 
     __slots__ = (
-        "_closed",
-        "_conversation",
         "_hooks",
         "_metrics",
         "_no_answer_to_say",
+        "_owner",
         "_paused",
-        "_session",
         "_settings",
-        "_settle",
-        "_spawn",
         "_unanswered",
-        "log",
     )
 
-    def __init__(
-        self,
-        *,
-        conversation: ConversationInfo,
-        session: Callable[[], Awaitable[RuntimeSession]],
-        hooks: PluginHooks,
-        settings: Settings,
-        metrics: Metrics,
-        spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]],
-        settle: Callable[[asyncio.Task[Any]], Awaitable[None]],
-        closed: Callable[[], bool],
-        log: structlog.typing.FilteringBoundLogger,
-    ) -> None:
-        self.log = log
-        self._conversation = conversation
-        self._session = session
+    def __init__(self, owner: RunOwner, *, hooks: PluginHooks, settings: Settings, metrics: Metrics) -> None:
+        # One reference to the owner rather than its bound methods: thousands of conversations
+        # stay open per process, each with its PendingRuns.
+        self._owner = owner
         self._hooks = hooks
         self._settings = settings
         self._metrics = metrics
-        self._spawn = spawn
-        self._settle = settle
-        self._closed = closed
         self._paused: _Paused | None = None
         self._unanswered: _Unanswered | None = None
         #: A confirmation timed out since the last turn began: the next turn says so first.
@@ -203,14 +209,14 @@ class PendingRuns:
     @property
     def _phrases(self) -> Phrases:
         """What the channel says, in the conversation's language."""
-        return vocabulary(self._conversation.language).phrases
+        return vocabulary(self._owner.language).phrases
 
     # --- the flow ----------------------------------------------------------------------------------
 
     async def _pause(self, turn: Turn, run: Run, request: ConfirmationRequest) -> bool:
         """Ask the caller; return False if the run goes on in this turn (refused by policy)."""
         try:
-            policies = await self._hooks.confirmation_policies(request, self._conversation)
+            policies = await self._hooks.confirmation_policies(request, self._owner)
         except asyncio.CancelledError:
             # Interrupted before the caller was even asked: the request is denied, not left hanging.
             await self._resolve(request, ConfirmationDecision(False, "superseded"))
@@ -226,7 +232,7 @@ class PendingRuns:
             stale, self._paused = self._paused, None
             await self._decide_and_close(stale, ConfirmationDecision(False, "superseded"))
         confirmation = PendingConfirmation.open(
-            request, policy, self._settings.confirmations.timeout_s, self._conversation.language
+            request, policy, self._settings.confirmations.timeout_s, self._owner.language
         )
         paused = _Paused(run, confirmation, tools=turn.tools_running)
         paused.timer = asyncio.get_running_loop().call_later(
@@ -241,17 +247,17 @@ class PendingRuns:
     def _on_timeout(self, paused: _Paused) -> None:
         # Timer callback: no answer in time, and no turn is open to say so. Deny, and let the run
         # react to the denial unheard.
-        if self._paused is not paused or self._closed():
+        if self._paused is not paused or self._owner.closed:
             return
         self._paused = None
         self._metrics.confirmation("timed_out")
         unanswered = _Unanswered(paused.run)
         self._unanswered = unanswered
         self._no_answer_to_say = True
-        unanswered.denial = self._spawn(
+        unanswered.denial = self._owner.spawn(
             self._resolve_or_log(paused.confirmation.request, ConfirmationDecision(False, "timeout"))
         )
-        unanswered.drain = self._spawn(self._drain(unanswered))
+        unanswered.drain = self._owner.spawn(self._drain(unanswered))
 
     async def _drain(self, unanswered: _Unanswered) -> None:
         """Read what a denied run says while no turn is open, and drop it."""
@@ -269,9 +275,9 @@ class PendingRuns:
                 elif not isinstance(event, (Notice, ToolActivity)):
                     dropped += len(extract_text(event) or "")
         except Exception:
-            self.log.exception("denied_run_failed")
+            self._owner.log.exception("denied_run_failed")
         finally:
-            self.log.info("denied_run_unspoken", reason="timeout", dropped_chars=dropped)
+            self._owner.log.info("denied_run_unspoken", reason="timeout", dropped_chars=dropped)
             await self._close_run(unanswered.run)
 
     async def _end_unanswered(self) -> None:
@@ -282,15 +288,15 @@ class PendingRuns:
         if unanswered.denial is not None:
             done, _pending = await asyncio.wait({unanswered.denial}, timeout=self._settings.turn.cancel_grace_s)
             if not done:  # still owned by the conversation's tasks: its close() awaits it
-                self.log.warning("confirmation_resolve_slow", grace_s=self._settings.turn.cancel_grace_s)
+                self._owner.log.warning("confirmation_resolve_slow", grace_s=self._settings.turn.cancel_grace_s)
         if unanswered.drain is not None and not unanswered.drain.done():
             unanswered.drain.cancel()
-            await self._settle(unanswered.drain)
+            await self._owner.settle(unanswered.drain)
         await self._close_run(unanswered.run)
 
     async def _resolve(self, request: ConfirmationRequest, decision: ConfirmationDecision) -> None:
-        session = await self._session()
-        self.log.info(
+        session = await self._owner.runtime_session()
+        self._owner.log.info(
             "confirmation_decided",
             request_id=request.id,
             approved=decision.approved,
@@ -302,7 +308,7 @@ class PendingRuns:
         try:
             await self._resolve(request, decision)
         except Exception:
-            self.log.exception("confirmation_resolve_failed", request_id=request.id)
+            self._owner.log.exception("confirmation_resolve_failed", request_id=request.id)
 
     async def _decide_and_close(self, paused: _Paused, decision: ConfirmationDecision) -> None:
         if paused.timer is not None:
@@ -314,4 +320,4 @@ class PendingRuns:
         try:
             await run.aclose()
         except Exception:
-            self.log.exception("runtime_stream_close_failed")
+            self._owner.log.exception("runtime_stream_close_failed")

@@ -54,6 +54,8 @@ class Clock(Protocol):
 class LoopClock:
     """The running event loop's monotonic clock."""
 
+    __slots__ = ()
+
     def now(self) -> float:
         return asyncio.get_running_loop().time()
 
@@ -77,6 +79,10 @@ class SpeakingTurn(Protocol):
     def say_progress(self, text: str) -> bool:
         """Send ``text`` now unless the turn holds unsent text or cannot speak; whether it was sent."""
         ...
+
+
+#: Shared by every conversation's phrases (it holds nothing).
+_LOOP_CLOCK = LoopClock()
 
 
 class _Rotation:
@@ -106,6 +112,9 @@ class PhraseSource:
     :param clock: the clock of every turn's speaker (a manual one in tests).
     """
 
+    # One per conversation with progress speech on (the default), and thousands stay open.
+    __slots__ = ("_conversation", "_hooks", "_rotations", "_seed", "clock", "language", "settings")
+
     def __init__(
         self,
         settings: ProgressSettings,
@@ -119,7 +128,7 @@ class PhraseSource:
         self.settings = settings
         #: The conversation's language (``confirmations.language`` or its header): picks the built-in phrases.
         self.language = language
-        self.clock: Clock = clock or LoopClock()
+        self.clock: Clock = clock or _LOOP_CLOCK
         self._hooks = hooks
         self._conversation = conversation
         self._seed = seed

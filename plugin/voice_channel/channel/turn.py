@@ -232,6 +232,22 @@ class Turn:
         self._outbox.post(Frame(self, text))
         return True
 
+    def release(self) -> None:
+        """Let go of what only a running turn needs, once it has ended (finished or superseded).
+
+        A conversation keeps its last turn while idle, for a re-sent transcript to replay and for
+        the next one to supersede: that takes its ``event_id``, state and what it sent. The chunker,
+        the shaper and the turn's bound logger go; what was sent becomes one string (the same object
+        :attr:`text` then returns, and the record keeps). A turn still running keeps everything.
+        """
+        if self.state is TurnState.RUNNING:
+            return
+        self._cancel_timers()
+        self._chunker = self._shaper = None  # type: ignore[assignment]  # never used once not running
+        self._log = None
+        if len(self.spoken) > 1:
+            self.spoken = ["".join(self.spoken)]
+
     def replay(self) -> None:
         """Re-send the finished reply in full, then ``is_final`` (ElevenLabs re-sent this turn)."""
         text = self.text

@@ -86,6 +86,35 @@ async def test_handshake_headers_seen_by_plugins_exclude_credentials(start_chann
     assert "x-voice-channel-secret" not in lowered
 
 
+def test_public_headers_hide_credentials_in_any_case_and_read_names_case_insensitively():
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    from voice_channel.channel.auth import PublicHeaders
+
+    raw = CIMultiDict(
+        [
+            (JWT_HEADER.upper(), "jwt"),
+            ("Authorization", "Bearer x"),
+            ("COOKIE", "c=1"),
+            ("X-My-Secret", "s3cret"),
+            ("X-Session", "s-1"),
+            ("x-session", "s-2"),
+            ("Accept-Language", "es"),
+        ]
+    )
+    view = PublicHeaders(CIMultiDictProxy(raw), "x-my-secret")
+    assert list(view) == ["X-Session", "Accept-Language"]  # one name per header, credentials left out
+    assert len(view) == 2
+    assert view["x-session"] == "s-1" and view["ACCEPT-LANGUAGE"] == "es"
+    for hidden in (JWT_HEADER.lower(), "authorization", "Cookie", "x-MY-secret"):
+        assert hidden not in view
+        with pytest.raises(KeyError):
+            view[hidden]
+    assert "s3cret" not in repr(view) and "jwt" not in repr(view)
+    raw["X-Later"] = "seen"  # a view: nothing is copied per conversation
+    assert view["x-later"] == "seen"
+
+
 async def test_ping_is_answered_with_pong_even_while_a_reply_streams(start_channel):
     async def blocked(message, rec):
         yield "partial "

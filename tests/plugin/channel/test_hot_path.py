@@ -14,10 +14,12 @@ from structlog.testing import capture_logs
 
 from support import FakeSocket, ScriptedPlugin, words
 from voice_channel.channel import conversation as conversation_module
+from voice_channel.channel.auth import PublicHeaders
 from voice_channel.channel.conversation import Conversation
 from voice_channel.channel.outbox import Frame, Outbox, OutboxLimits
 from voice_channel.channel.peer import PeerGuard
 from voice_channel.channel.pending import PendingRuns
+from voice_channel.channel.progress import PhraseSource
 from voice_channel.channel.protocol import UserTranscriptMessage, is_history_item
 from voice_channel.channel.record import ConversationRecord
 from voice_channel.channel.speech import PhraseChunker
@@ -68,7 +70,10 @@ def final_of(event_id: int):  # type: ignore[no-untyped-def]
     return lambda sent: any(f.get("event_id") == event_id and f.get("is_final") for f in sent)
 
 
-@pytest.mark.parametrize("cls", [Conversation, Turn, Outbox, PeerGuard, PendingRuns, ConversationRecord, TokenBucket])
+@pytest.mark.parametrize(
+    "cls",
+    [Conversation, Turn, Outbox, PeerGuard, PendingRuns, ConversationRecord, TokenBucket, PhraseSource, PublicHeaders],
+)
 def test_per_conversation_objects_have_slots(cls: type) -> None:
     assert "__slots__" in vars(cls)
     assert "__dict__" not in dir(cls), f"{cls.__name__} instances would carry a __dict__"
@@ -176,7 +181,6 @@ def test_log_after_queued_work_without_a_loop_logs_at_once_and_skips_filtered_le
     log_after_queued_work(quiet, "info", "filtered")
     log_after_queued_work(quiet, "warning", "kept")
     assert "filtered" not in out.getvalue() and "kept" in out.getvalue()
-
 
 
 def test_token_bucket_allows_a_burst_then_refills() -> None:
