@@ -99,7 +99,14 @@ async def speech_engine_endpoint(request: web.Request) -> web.StreamResponse:
     try:
         peer.receiving = True
         try:
-            reason = await _receive_loop(ws, conversation, outbox, peer)
+            # The receive loop, here rather than in a coroutine of its own (one frame less per open
+            # conversation). No variable holds the frame being handled while the next one is
+            # awaited: an idle conversation does not keep its last transcript and the history in it.
+            while True:
+                ended = _on_message(await ws.receive(), conversation, outbox, peer)
+                if ended is not None:
+                    reason = ended
+                    break
         except asyncio.CancelledError:
             # The guard interrupted the loop (a missed deadline, shutdown): absorb exactly that
             # cancellation; any other one goes on.
@@ -139,20 +146,7 @@ async def _end(
                 if reason == "shutdown":
                     peer.close_code, peer.close_message = WSCloseCode.GOING_AWAY, "server shutdown"
                 await peer.close_socket()
-        if not peer.finished.done():
-            peer.finished.set_result(None)
-
-
-async def _receive_loop(ws: web.WebSocketResponse, conversation: Conversation, outbox: Outbox, peer: PeerGuard) -> str:
-    """Read frames until the conversation ends; return why it ended.
-
-    The frame being handled is not kept while the next one is awaited (no loop variable holds it):
-    an idle conversation does not hold on to its last transcript and the history in it.
-    """
-    while True:
-        reason = _on_message(await ws.receive(), conversation, outbox, peer)
-        if reason is not None:
-            return reason
+        peer.mark_finished()
 
 
 _CLOSING = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED})

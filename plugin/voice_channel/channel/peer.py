@@ -12,7 +12,8 @@ with the reason, when the peer:
 
 The liveness check is ours rather than aiohttp's ``heartbeat``: aiohttp treats *any* received
 frame as a sign of life, so a peer that keeps sending but never reads is never caught. Here a
-ping goes out every ``heartbeat_s`` whatever the traffic (also keeping idle links open), and only
+ping goes out every ``heartbeat_s`` whatever the traffic (also keeping idle links open; the pings of
+all sockets run on one timer, :mod:`voice_channel.channel.pings`), and only
 a pong carrying that ping's random payload answers it; a peer that reads nothing cannot produce
 one. ElevenLabs answers pings (RFC 6455 requires it, and the official SDK's own server, built on
 ``websockets`` with a 20 s ping interval and a 20 s pong timeout, depends on it); it sends ``init``
@@ -57,17 +58,17 @@ class PeerGuard:
     __slots__ = (
         "_awaiting_pong",
         "_conversation",
+        "_finished",
         "_handler",
         "_init_timer",
         "_loop",
         "_outbox",
-        "_ping_timer",
+        "_ping_bucket",
         "_request",
         "_state",
         "_ws",
         "close_code",
         "close_message",
-        "finished",
         "interrupted",
         "reason",
         "receiving",
@@ -82,7 +83,8 @@ class PeerGuard:
         self._conversation: Conversation | None = None
         self._outbox: Outbox | None = None
         self._init_timer: asyncio.TimerHandle | None = None
-        self._ping_timer: asyncio.TimerHandle | None = None
+        #: The bucket of the server's ping wheel this socket is in, while it is on it.
+        self._ping_bucket: int | None = None
         #: Payload of the ping waiting for its pong, if one is.
         self._awaiting_pong: bytes | None = None
         #: The handler is in its receive loop (and may be interrupted there).
@@ -93,23 +95,39 @@ class PeerGuard:
         self.reason: str | None = None
         self.close_code: int = WSCloseCode.OK
         self.close_message = ""
-        #: Done once the handler's ending (conversation and socket closed) is over.
-        self.finished: asyncio.Future[None] = self._loop.create_future()
+        #: Created only when someone waits for the handler's ending (a shutdown): most never do.
+        self._finished: asyncio.Future[None] | None = None
+
+    @property
+    def finished(self) -> asyncio.Future[None]:
+        """Done once the handler's ending (conversation and socket closed) is over."""
+        if self._finished is None:
+            self._finished = self._loop.create_future()
+        return self._finished
+
+    def mark_finished(self) -> None:
+        """The handler's ending is over (called once, by the handler)."""
+        if self._finished is None:
+            # Nobody waits: a future already done, for whoever asks later.
+            self._finished = self._loop.create_future()
+        if not self._finished.done():
+            self._finished.set_result(None)
 
     def watch(self, conversation: Conversation, outbox: Outbox) -> None:
-        """Arm the init deadline and the ping cycle."""
+        """Arm the init deadline and put the socket on the server's ping wheel."""
         self._conversation = conversation
         self._outbox = outbox
-        server = self._state.settings.server
-        self._init_timer = self._loop.call_later(server.init_timeout_s, self._init_deadline)
-        self._ping_timer = self._loop.call_later(server.heartbeat_s, self._ping)
+        self._init_timer = self._loop.call_later(self._state.settings.server.init_timeout_s, self._init_deadline)
+        self._ping_bucket = self._state.pings.add(self)
 
     def stop(self) -> None:
-        """Cancel the timers (the conversation is over)."""
-        for timer in (self._init_timer, self._ping_timer):
-            if timer is not None:
-                timer.cancel()
-        self._init_timer = self._ping_timer = None
+        """Cancel the init deadline and leave the ping wheel (the conversation is over)."""
+        if self._init_timer is not None:
+            self._init_timer.cancel()
+            self._init_timer = None
+        if self._ping_bucket is not None:
+            self._state.pings.remove(self, self._ping_bucket)
+            self._ping_bucket = None
 
     def on_pong(self, payload: bytes) -> None:
         """A WebSocket pong arrived; it answers our ping only if it carries that ping's payload."""
@@ -174,13 +192,12 @@ class PeerGuard:
             return
         self.close("no_init", f"no init within {self._state.settings.server.init_timeout_s:g}s")
 
-    def _ping(self) -> None:
-        heartbeat_s = self._state.settings.server.heartbeat_s
+    def ping_due(self) -> None:
+        """Called by the ping wheel every ``heartbeat_s``: ping, unless the last ping went unanswered."""
         if self._awaiting_pong is not None:
-            self._ping_timer = None
+            heartbeat_s = self._state.settings.server.heartbeat_s
             self.close("not_reading", f"no pong within {heartbeat_s:g}s")
             return
-        self._ping_timer = self._loop.call_later(heartbeat_s, self._ping)
         if self._outbox is not None and not self._outbox.closed:
             self._awaiting_pong = os.urandom(8)
             self._outbox.post(Frame(None, ws_ping=self._awaiting_pong))

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from voice_channel.channel.pings import PingWheel
 from voice_channel.serving.metrics import NO_METRICS, Metrics
 
 if TYPE_CHECKING:
@@ -51,9 +52,12 @@ class ChannelState:
     peers: dict[web.WebSocketResponse, PeerGuard] = field(default_factory=dict)
     shutting_down: bool = False
     started_at: float = field(default_factory=time.time)
+    #: The WebSocket pings of every open socket, on one timer (:mod:`voice_channel.channel.pings`).
+    pings: PingWheel = field(init=False)
 
     def __post_init__(self) -> None:
         self.idle.set()
+        self.pings = PingWheel(self.settings.server.heartbeat_s)
 
 
 STATE = web.AppKey("voice_channel_state", ChannelState)

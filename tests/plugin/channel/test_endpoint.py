@@ -252,6 +252,18 @@ async def test_server_sends_websocket_pings(start_channel, api_key):
             assert msg.type is WSMsgType.PING
 
 
+async def test_open_sockets_share_one_ping_timer_that_stops_when_the_last_one_closes(start_channel):
+    channel = await start_channel()
+    state = channel.app[STATE]
+    async with conversation(channel) as first, conversation(channel) as second:
+        for client in (first, second):
+            await client.say("hi")
+            await client.reply()
+        assert len(state.pings) == 2 and state.pings._timer is not None
+    await state.idle.wait()
+    assert len(state.pings) == 0 and state.pings._timer is None
+
+
 @pytest.mark.parametrize("path", ["/readyz", "/healthz"])
 async def test_readiness_reports_ready_without_details(start_channel, path):
     channel = await start_channel()

@@ -258,9 +258,11 @@ async def test_a_consumer_that_reads_nothing_is_closed_and_costs_nothing_after(s
     baseline = server.fds()
     mark = server.mark()
     peer = await connect(raw, server, rcvbuf=4096)
-    started = await seen(server, "conversation_started", mark)
-    # A reply far bigger than every buffer on the way (outbox bounds, transport, kernel).
+    # A reply far bigger than every buffer on the way (outbox bounds, transport, kernel), asked for
+    # at once: the write timeout (1 s after the writes stall) must come well before the second
+    # heartbeat (2-3 s), whose missing pong would close the peer for another reason.
     await peer.send_json(transcript(1, "flood 16384"))
+    started = await seen(server, "conversation_started", mark)
     closed = await seen(server, "peer_closed", mark, conversation_id=started["conversation_id"])
     assert closed["reason"] == "not_reading" and closed["code"] == 1008
     stuck = await seen(server, "peer_not_reading", mark, conversation_id=started["conversation_id"])
