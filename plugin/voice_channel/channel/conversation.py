@@ -72,6 +72,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Conversation"]
 
+#: Never cached on first use (whatever ``configure_logging`` says): each bind assembles a logger
+#: from the configuration of that moment, and holds only what it needs (the shared writer, the
+#: processors, its own context). A cached proxy would hold on to the configuration of its first use.
+_LOG = structlog.wrap_logger(None, cache_logger_on_first_use=False, logger_factory_args=("voice_channel.conversation",))
+
 #: Longest the ``conversation_started`` line waits for the first transcript (see ``Conversation._start``).
 _START_LINE_WAIT_S = 0.05
 
@@ -133,7 +138,8 @@ class Conversation:
         self.current: Turn | None = None
         self.started_at = time.time()
         self.ended_reason: str | None = None
-        self.log: structlog.typing.FilteringBoundLogger = structlog.get_logger("voice_channel.conversation")
+        #: Bound to ``conversation_id`` once it is known (:meth:`_start`); until then, the module's logger.
+        self.log: structlog.typing.FilteringBoundLogger = _LOG
         self._runtime = runtime
         self._hooks = hooks
         self._settings = settings
@@ -247,7 +253,7 @@ class Conversation:
 
     def _start(self, conversation_id: str) -> None:
         self.conversation_id = conversation_id
-        self.log = self.log.bind(conversation_id=conversation_id)
+        self.log = _LOG.bind(conversation_id=conversation_id)
         self._outbox.log = self.log
         structlog.contextvars.bind_contextvars(conversation_id=conversation_id)
         # ElevenLabs may send the first transcript right behind ``init``: rendering this line now

@@ -23,7 +23,7 @@ from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from voice_channel.channel.auth import check_handshake, public_headers
 from voice_channel.channel.conversation import Conversation
-from voice_channel.channel.outbox import Frame, Outbox, OutboxLimits
+from voice_channel.channel.outbox import Frame, Outbox
 from voice_channel.channel.peer import PeerGuard
 from voice_channel.channel.protocol import (
     CloseMessage,
@@ -74,12 +74,7 @@ async def speech_engine_endpoint(request: web.Request) -> web.StreamResponse:
     # arrive at once, and this setup would delay the first chunk. Nothing here runs a task or a
     # timer, so an upgrade that fails leaves nothing behind.
     peer = PeerGuard(state, request, ws)
-    outbox = Outbox(
-        ws,
-        log,
-        OutboxLimits(server.outbox_max_frames, server.outbox_max_bytes, server.write_timeout_s),
-        on_stuck=peer.not_reading,
-    )
+    outbox = Outbox(ws, log, state.outbox_limits, on_stuck=peer.not_reading)
     conversation = Conversation(
         runtime=state.runtime,
         runtime_name=state.runtime_entry.name,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from voice_channel.channel.outbox import OutboxLimits
 from voice_channel.channel.pings import PingWheel
 from voice_channel.serving.metrics import NO_METRICS, Metrics
 
@@ -54,10 +55,14 @@ class ChannelState:
     started_at: float = field(default_factory=time.time)
     #: The WebSocket pings of every open socket, on one timer (:mod:`voice_channel.channel.pings`).
     pings: PingWheel = field(init=False)
+    #: Every socket's outbox bounds (one object for all: they come from the settings).
+    outbox_limits: OutboxLimits = field(init=False)
 
     def __post_init__(self) -> None:
         self.idle.set()
-        self.pings = PingWheel(self.settings.server.heartbeat_s)
+        server = self.settings.server
+        self.pings = PingWheel(server.heartbeat_s)
+        self.outbox_limits = OutboxLimits(server.outbox_max_frames, server.outbox_max_bytes, server.write_timeout_s)
 
 
 STATE = web.AppKey("voice_channel_state", ChannelState)
