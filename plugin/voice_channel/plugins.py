@@ -444,6 +444,8 @@ class PluginHooks:
     async def _notify(self, hook: str, **kwargs: Any) -> None:
         """Tell every implementation; one that raises is logged and the others are still told."""
         impls = self._impls(hook)
+        if not impls and not self.pm.trace_calls:
+            return  # the common case (no plugin listens), on a new conversation's first-chunk path
         with self._trace(hook, impls):
             for impl in impls:
                 try:
