@@ -8,6 +8,7 @@ The stack is started once for the module; the rolling restart runs last, since i
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import re
@@ -123,6 +124,14 @@ async def test_unsigned_upgrade_is_refused_through_nginx(stack):
     assert refused.value.status == 401
 
 
+# Python < 3.12.8 can leave the socket of a client TLS connection unclosed when the server (nginx here) has not
+# finished the TLS shutdown by the time the connection is dropped (CPython gh-118960; aiohttp's
+# ``enable_cleanup_closed`` catches most, not all): seen in about 1 run in 12 of this test's 40 x 24 token requests.
+# It is this test's own client sockets (the servers are other processes), collected below while this filter holds.
+@pytest.mark.filterwarnings(
+    r"ignore:Exception ignored in. <(socket\.socket|function _SelectorTransport\.__del__):"
+    "pytest.PytestUnraisableExceptionWarning"
+)
 async def test_token_rate_limit_is_global_across_workers(stack):
     """Both workers answer token requests, yet one client gets ``token.rate_per_minute`` in all."""
     access_log = stack.gunicorn.access_log
@@ -148,6 +157,7 @@ async def test_token_rate_limit_is_global_across_workers(stack):
         pids = {line.split()[0] for line in lines if "/api/token" in line}
         if len(pids) >= 2:
             break
+    gc.collect()  # the leaked client sockets, if any, go now (see the filter above), not in a later test
     assert len(pids) == 2, f"both workers should have answered token requests, saw {pids}"
     assert time.monotonic() - started < 50, "no token was refilled meanwhile"
     allowed = [s for s in statuses if s != 429]
