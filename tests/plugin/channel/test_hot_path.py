@@ -91,6 +91,13 @@ async def test_a_finished_turn_releases_its_task_and_the_session_task() -> None:
     assert conv.current.task is None, "a finished turn keeps no task"
     assert conv._session_task is None and conv._session_value is not None, "the session, not its task"
     assert conv._tasks is None, "no empty task set kept"
+    turn = conv.current
+    assert turn._chunker is None and turn._shaper is None and turn._log is None, "only a running turn needs them"
+    assert turn.spoken == ["hello there."] and turn.text is conv.record.entries[-1].text, "one string, shared"
+    sent = len(sock.sent)
+    conv.on_transcript(transcript(1, "hi"))  # ElevenLabs re-sends the finished turn: replayed from what is kept
+    await sock.wait_until(lambda frames: len(frames) == sent + 2)
+    assert [f["content"] for f in sock.sent[sent:]] == ["hello there.", ""] and sock.sent[-1]["is_final"]
     await conv.close("close")
     assert plugin.recorder.closed == 1, "the kept session is still closed"
 
