@@ -116,12 +116,11 @@ class PublicHeaders(Mapping[str, str]):
         self._headers = headers
         self._secret_header = secret_header
 
-    def _hidden(self, name: str) -> bool:
-        lowered = name.lower()
+    def _hidden(self, lowered: str) -> bool:
         return lowered in _ALWAYS_HIDDEN or lowered == self._secret_header.lower()
 
     def __getitem__(self, name: str) -> str:
-        if self._hidden(name):
+        if self._hidden(name.lower()):
             raise KeyError(name)
         return self._headers[name]
 
@@ -129,7 +128,7 @@ class PublicHeaders(Mapping[str, str]):
         seen: set[str] = set()
         for name in self._headers:
             lowered = name.lower()
-            if lowered not in seen and not self._hidden(name):
+            if lowered not in seen and not self._hidden(lowered):
                 seen.add(lowered)
                 yield name
 

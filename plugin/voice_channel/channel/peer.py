@@ -107,11 +107,9 @@ class PeerGuard:
 
     def mark_finished(self) -> None:
         """The handler's ending is over (called once, by the handler)."""
-        if self._finished is None:
-            # Nobody waits: a future already done, for whoever asks later.
-            self._finished = self._loop.create_future()
-        if not self._finished.done():
-            self._finished.set_result(None)
+        finished = self.finished  # created now if nobody waited: already done for whoever asks later
+        if not finished.done():
+            finished.set_result(None)
 
     def watch(self, conversation: Conversation, outbox: Outbox) -> None:
         """Arm the init deadline and put the socket on the server's ping wheel."""
