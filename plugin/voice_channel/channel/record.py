@@ -31,20 +31,45 @@ class RecordEntry:
     def runtime_text(self) -> str:
         """``text`` without the channel's own phrases: the runtime's words (as far as they were heard).
 
-        Each phrase is taken out once, in order; a phrase the caller heard only part of stays (it cannot
-        be told from the runtime's words with certainty). Without the list, ``text`` as it is.
+        Each phrase is taken out once, in order (whitespace aside). A phrase the caller heard only
+        part of was cut to that part by :meth:`ConversationRecord.reconcile_last_reply`, so that
+        part is taken out too. Without the list, ``text`` as it is.
         """
-        text = self.text
         if not self.channel_phrases:
-            return text
-        position = 0
-        for phrase in self.channel_phrases:
-            phrase = phrase.strip()
-            found = text.find(phrase, position) if phrase else -1
-            if found >= 0:
-                text = f"{text[:found]} {text[found + len(phrase) :]}"
-                position = found
-        return " ".join(text.split())
+            return self.text
+        text = _words(self.text)
+        kept, position = [], 0
+        for start, end in _phrase_spans(text, self.channel_phrases):
+            kept.append(text[position:start])
+            position = end
+        kept.append(text[position:])
+        return _words(" ".join(kept))
+
+
+def _words(text: str) -> str:
+    """``text`` with its whitespace made single spaces (what the spans below are counted in)."""
+    return " ".join(text.split())
+
+
+def _phrase_spans(text: str, phrases: tuple[str, ...]) -> list[tuple[int, int]]:
+    """Where each phrase is in ``text`` (both whitespace-normalised), each found once, in order."""
+    spans, position = [], 0
+    for phrase in phrases:
+        phrase = _words(phrase)
+        found = text.find(phrase, position) if phrase else -1
+        if found >= 0:
+            position = found + len(phrase)
+            spans.append((found, position))
+    return spans
+
+
+def _phrases_heard(text: str, phrases: tuple[str, ...], heard_chars: int) -> tuple[str, ...]:
+    """The channel's phrases of ``text`` (whitespace-normalised) as far as its first ``heard_chars`` go.
+
+    A phrase cut by that point is kept as the part heard: it is still the channel's, not the runtime's words.
+    """
+    spans = _phrase_spans(text, phrases)
+    return tuple(text[start : min(end, heard_chars)] for start, end in spans if start < heard_chars)
 
 
 def _norm(text: str) -> str:
@@ -114,7 +139,10 @@ class ConversationRecord:
             words, heard_words = entry.text.split(), heard.split()
             kept = words[: len(heard_words)]
             kept[-1] = kept[-1][: len(heard_words[-1])]
-            entry.text = " ".join(kept)
+            cut = " ".join(kept)
+            if entry.channel_phrases:
+                entry.channel_phrases = _phrases_heard(_words(entry.text), entry.channel_phrases, len(cut))
+            entry.text = cut
             entry.interrupted = True
 
     def as_messages(self) -> list[dict[str, str]]:

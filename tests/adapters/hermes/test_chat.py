@@ -227,6 +227,13 @@ async def _interrupted_reply(
             "Once upon Hang on, the build is slow. a time",
             [4],
         ),
+        # a phrase the caller heard only part of is still the channel's
+        (
+            "Once upon Hang on, the build is slow. a time there was a king.",
+            ("Hang on, the build is slow. ",),
+            "Once upon Hang on, the",
+            [2],
+        ),
         # words that only sound like a phrase are Hermes's when the channel did not say them
         ("One moment. Once upon a time.", (), "One moment. Once", [3]),
         ("Once upon a time there was a king.", (), None, [0]),  # nothing heard

@@ -87,3 +87,63 @@ def test_a_models_history_holds_the_runtimes_words_only():
         {"role": "user", "content": "never mind"},
     ]
     assert record.last_assistant().text == "One moment. ", "the record itself keeps what was said"
+
+
+@pytest.mark.parametrize(
+    ("reply", "phrases", "heard", "runtime_text", "phrases_kept"),
+    [
+        pytest.param(
+            "Let me check that. Found it.",
+            ("Let me check that. ",),
+            "Let me che",
+            "",
+            ("Let me che",),
+            id="cut-inside-the-filler",
+        ),
+        pytest.param(
+            "Found it. Still working on it. Done.",
+            ("Still working on it. ",),
+            "Found it. Still work",
+            "Found it.",
+            ("Still work",),
+            id="cut-inside-a-progress-phrase",
+        ),
+        pytest.param(
+            "One moment. Here it is. Still working on it. Done.",
+            ("One moment. ", "Still working on it. "),
+            "One moment. Here it",
+            "Here it",
+            ("One moment.",),
+            id="phrases-after-the-cut-are-gone",
+        ),
+        pytest.param(
+            "One moment.   Here it is.",
+            ("One moment. ",),
+            "one moment. here",
+            "Here",
+            ("One moment.",),
+            id="whitespace-and-case-aside",
+        ),
+    ],
+)
+def test_a_phrase_heard_in_part_is_still_the_channels(reply, phrases, heard, runtime_text, phrases_kept):
+    record = ConversationRecord()
+    record.add_user("is it deployed", 1)
+    record.add_assistant(reply, 1, interrupted=True, channel_phrases=phrases)
+    record.reconcile_last_reply(heard)
+    entry = record.last_assistant()
+    assert entry.runtime_text == runtime_text
+    assert entry.channel_phrases == phrases_kept
+    assert entry.text.casefold() == " ".join(heard.split()).casefold(), "the record keeps what the caller heard"
+    expected = [{"role": "user", "content": "is it deployed"}]
+    if runtime_text:
+        expected.append({"role": "assistant", "content": runtime_text})
+    assert record.as_messages() == expected
+
+
+def test_a_reply_without_phrase_list_is_cut_as_before():
+    record = ConversationRecord()
+    record.add_assistant("One moment. Here it is.", 1, interrupted=True)
+    record.reconcile_last_reply("One moment. Here")
+    assert record.last_assistant().channel_phrases is None
+    assert record.last_assistant().runtime_text == "One moment. Here"
