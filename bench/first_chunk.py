@@ -7,7 +7,9 @@ with an echo handler producing the same words (``bench/sdk_echo_server.py``). On
 plays ElevenLabs for both, alternating turn by turn, so both see the same machine load. A
 conversation lasts ``--turns-per-conversation`` turns (the history grows, as it does for real)
 and is then replaced by a new one. A second pass does the same with short (2-turn) conversations,
-where the SDK is not slowed by a long history. ``--floor`` adds a third server, a bare aiohttp
+where the SDK is not slowed by a long history. Each pass also splits the first-chunk median between
+a connection's first turn (sent right behind ``init``, which our server answers by opening the
+runtime session) and its later turns. ``--floor`` adds a third server, a bare aiohttp
 WebSocket echo (``bench/bare_aiohttp_server.py``): what aiohttp alone costs per turn.
 
 Run: ``make bench`` or ``.venv/bin/python bench/first_chunk.py --turns 2000``.
@@ -62,9 +64,12 @@ class Target:
         self.first: list[float] = []
         self.final: list[float] = []
         self.frames: list[int] = []
+        #: Per recorded turn: whether it was its connection's first (it comes right behind ``init``).
+        self.opening: list[bool] = []
 
     async def turn(self, record: bool) -> None:
-        if self.client is None or self.client.event_id >= self.turns_per_conversation:
+        opening = self.client is None or self.client.event_id >= self.turns_per_conversation
+        if opening:
             if self.client is not None:
                 await self.client.disconnect()
             self.client = SpeechEngineClient(self.url, api_key=self.key)
@@ -95,6 +100,7 @@ class Target:
             self.first.append((first - started) * 1e3)
             self.final.append((now - started) * 1e3)
             self.frames.append(frames)
+            self.opening.append(opening)
 
     async def close(self) -> None:
         if self.client is not None:
@@ -115,9 +121,27 @@ def report(length: int, targets: list[Target]) -> None:
         )
     ours_t, sdk_t, *floor = targets
     print(f"ratio voice-channel / SDK: {ratios(ours_t, sdk_t)}")
+    # The first turn of a connection comes right behind ``init``: a server that does work for
+    # ``init`` (ours opens the runtime session and binds the conversation's logger; the SDK's
+    # echo has no ``on_init``) does it while that transcript waits.
+    split = {
+        t.name: [statistics.median(v) for v in (opening_turns(t, True), opening_turns(t, False)) if v] for t in targets
+    }
+    if all(len(v) == 2 for v in split.values()):
+        print("first p50, a connection's first turn / its later turns (ms): ", end="")
+        print(", ".join(f"{name} {first:.3f} / {later:.3f}" for name, (first, later) in split.items()))
+        (ours_first, ours_later), (sdk_first, sdk_later) = split[ours_t.name], split[sdk_t.name]
+        print(
+            f"ratio voice-channel / SDK: first turns {ours_first / sdk_first:.2f}, "
+            f"later turns {ours_later / sdk_later:.2f}"
+        )
     for bare in floor:
         print(f"ratio voice-channel / bare aiohttp: {ratios(ours_t, bare)}")
         print(f"ratio SDK / bare aiohttp: {ratios(sdk_t, bare)}")
+
+
+def opening_turns(target: Target, opening: bool) -> list[float]:
+    return [first for first, flag in zip(target.first, target.opening, strict=True) if flag is opening]
 
 
 def ratios(a: Target, b: Target) -> str:
