@@ -73,7 +73,7 @@ def _phrases_heard(text: str, phrases: tuple[str, ...], heard_chars: int) -> tup
 
 
 def _norm(text: str) -> str:
-    return " ".join(text.split()).casefold()
+    return _words(text).casefold()
 
 
 class ConversationRecord:
@@ -141,7 +141,7 @@ class ConversationRecord:
             kept[-1] = kept[-1][: len(heard_words[-1])]
             cut = " ".join(kept)
             if entry.channel_phrases:
-                entry.channel_phrases = _phrases_heard(_words(entry.text), entry.channel_phrases, len(cut))
+                entry.channel_phrases = _phrases_heard(" ".join(words), entry.channel_phrases, len(cut))
             entry.text = cut
             entry.interrupted = True
 
