@@ -75,6 +75,7 @@ bench-hermes: $(HERMES_STAMP)
 lint: $(STAMP)
 	$(BIN)/pip install --quiet ruff
 	$(BIN)/ruff check plugin adapters tests bench
+	$(BIN)/ruff format --check plugin adapters tests bench
 
 manifests: $(STAMP)
 	$(BIN)/python -m voice_channel.manifest --write

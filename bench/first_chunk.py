@@ -36,6 +36,36 @@ from voice_channel.elevenlabs.client import SpeechEngineClient  # noqa: E402
 UTTERANCE = "please add two liters of milk and a loaf of bread to my shopping list"
 
 
+async def one_turn(client: SpeechEngineClient, timeout: float = 10.0) -> tuple[float, float, int, str]:
+    """Send the next transcript; return (first chunk s, final s, frames, the reply's text).
+
+    Raises ``TimeoutError`` past ``timeout`` and ``ConnectionError`` if the server closed the socket.
+    """
+    client.history.append({"role": "user", "content": UTTERANCE})
+    client.event_id += 1
+    event_id = client.event_id
+    started = time.perf_counter()
+    deadline = started + timeout
+    await client.send_transcript(event_id)
+    first = None
+    parts: list[str] = []
+    while True:
+        frame = await client.receive(timeout=max(deadline - time.perf_counter(), 0.001))
+        if frame == "closed":
+            raise ConnectionError("closed")
+        if frame.get("type") != "agent_response" or frame.get("event_id") != event_id:
+            continue
+        now = time.perf_counter()
+        if first is None:
+            first = now
+        parts.append(frame["content"])
+        if frame["is_final"]:
+            break
+    text = "".join(parts)
+    client.heard(text)
+    return first - started, now - started, len(parts), text
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -74,31 +104,11 @@ class Target:
                 await self.client.disconnect()
             self.client = SpeechEngineClient(self.url, api_key=self.key)
             await self.client.connect()
-        client = self.client
-        client.history.append({"role": "user", "content": UTTERANCE})
-        client.event_id += 1
-        started = time.perf_counter()
-        await client.send_transcript(client.event_id)
-        first = None
-        frames = 0
-        text = []
-        while True:
-            frame = await client.receive()
-            assert frame != "closed"
-            if frame.get("type") != "agent_response":
-                continue
-            frames += 1
-            now = time.perf_counter()
-            if first is None:
-                first = now
-            text.append(frame["content"])
-            if frame["is_final"]:
-                break
-        client.heard("".join(text))
-        assert "".join(text) == f"You said: {UTTERANCE}", "".join(text)
+        first, final, frames, text = await one_turn(self.client)
+        assert text == f"You said: {UTTERANCE}", text
         if record:
-            self.first.append((first - started) * 1e3)
-            self.final.append((now - started) * 1e3)
+            self.first.append(first * 1e3)
+            self.final.append(final * 1e3)
             self.frames.append(frames)
             self.opening.append(opening)
 

@@ -53,7 +53,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "plugin"))
 sys.path.insert(0, str(HERE))
 
-from first_chunk import UTTERANCE, free_port, pct, wait_listening  # noqa: E402
+from first_chunk import UTTERANCE, free_port, one_turn, pct, wait_listening  # noqa: E402
 from voice_channel.elevenlabs.client import SpeechEngineClient  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -74,32 +74,6 @@ class WorkerStats:
     lag: list[float] = field(default_factory=list)
 
 
-async def one_turn(client: SpeechEngineClient, timeout: float) -> tuple[float, float, int]:
-    """Send the next transcript; return (first chunk s, final s, frames). Raises on timeout or close."""
-    client.history.append({"role": "user", "content": UTTERANCE})
-    client.event_id += 1
-    event_id = client.event_id
-    started = time.perf_counter()
-    deadline = started + timeout
-    await client.send_transcript(event_id)
-    first = None
-    parts: list[str] = []
-    while True:
-        frame = await client.receive(timeout=max(deadline - time.perf_counter(), 0.001))
-        if frame == "closed":
-            raise ConnectionError("closed")
-        if frame.get("type") != "agent_response" or frame.get("event_id") != event_id:
-            continue
-        now = time.perf_counter()
-        if first is None:
-            first = now
-        parts.append(frame["content"])
-        if frame["is_final"]:
-            break
-    client.heard("".join(parts))
-    return first - started, now - started, len(parts)
-
-
 async def open_conversation(url: str, key: str, timeout: float, gate: asyncio.Semaphore) -> SpeechEngineClient:
     async with gate:
         client = SpeechEngineClient(url, api_key=key)
@@ -113,7 +87,7 @@ async def converse(client: SpeechEngineClient, stats: WorkerStats, end: float, p
     while next_at < end:
         await asyncio.sleep(max(next_at - time.monotonic(), 0))
         try:
-            first, final, frames = await one_turn(client, timeout)
+            first, final, frames, _ = await one_turn(client, timeout)
         except (TimeoutError, ConnectionError, OSError):
             stats.lost += 1
             if client.ws is None or client.ws.closed:

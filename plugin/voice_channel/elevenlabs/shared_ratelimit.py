@@ -80,6 +80,20 @@ def _setting_error(settings: Settings, problem: str) -> SettingsError:
     )
 
 
+def _unanswered(settings: Settings, exc: BaseException) -> SettingsError:
+    return _setting_error(settings, f"Redis does not answer ({exc.__class__.__name__}: {exc})")
+
+
+def _connect(client_class: Any, settings: Settings) -> Any:
+    """A ``redis.Redis`` or ``redis.asyncio.Redis`` client for ``redis.url``, both timeouts ``redis.timeout_s``."""
+    assert settings.redis.url is not None
+    return client_class.from_url(
+        settings.redis.url.get_secret_value(),
+        socket_timeout=settings.redis.timeout_s,
+        socket_connect_timeout=settings.redis.timeout_s,
+    )
+
+
 def _redis_module() -> Any:
     try:
         import redis
@@ -93,15 +107,11 @@ def check_redis(settings: Settings) -> None:
     if settings.redis.url is None:
         return
     redis = _redis_module()
-    client = redis.Redis.from_url(
-        settings.redis.url.get_secret_value(),
-        socket_timeout=settings.redis.timeout_s,
-        socket_connect_timeout=settings.redis.timeout_s,
-    )
+    client = _connect(redis.Redis, settings)
     try:
         client.ping()
-    except redis.RedisError as exc:
-        raise _setting_error(settings, f"Redis does not answer ({exc.__class__.__name__}: {exc})") from None
+    except (redis.RedisError, OSError) as exc:
+        raise _unanswered(settings, exc) from None
     finally:
         client.close()
 
@@ -156,16 +166,12 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
     redis = _redis_module()
     import redis.asyncio as aioredis
 
-    client = aioredis.Redis.from_url(
-        settings.redis.url.get_secret_value(),
-        socket_timeout=settings.redis.timeout_s,
-        socket_connect_timeout=settings.redis.timeout_s,
-    )
+    client = _connect(aioredis.Redis, settings)
     try:
         try:
             await client.ping()
         except (redis.RedisError, OSError) as exc:
-            raise _setting_error(settings, f"Redis does not answer ({exc.__class__.__name__}: {exc})") from None
+            raise _unanswered(settings, exc) from None
         service.shared = SharedRateLimiter(client, settings, service.limiter)
         log.info("shared_rate_limit", redis=safe_redis_url(settings.redis.url.get_secret_value()))
         yield

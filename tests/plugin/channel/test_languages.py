@@ -234,7 +234,6 @@ def test_code_word_with_an_accent_from_speech_recognition():
     assert parse_answer("a palavra código é golfinho", CODE_WORD, "golfinho", language="pt") is APPROVE
 
 
-
 @pytest.mark.parametrize("language", CODES)
 def test_code_word_lists_are_distinct_ascii_and_never_answer_words(language):
     words = LANGUAGES[language].code_words
