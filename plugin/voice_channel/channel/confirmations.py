@@ -71,6 +71,8 @@ _ANY_LANGUAGE = tuple(LANGUAGES.values())
 #: Every no, stop and negation word of every language: a veto whatever the conversation's language.
 _ANY_NO = frozenset().union(*(v.deny | v.negation for v in _ANY_LANGUAGE))
 _ANY_NO_SUFFIX = tuple(suffix for v in _ANY_LANGUAGE for suffix in v.negation_suffixes)
+#: A question mark (fullwidth and small ones included, whether or not NFKC ran first) or Spanish's opening one.
+_QUESTION = re.compile(r"[?¿\uff1f\ufe16\u037e\u061f]")
 _ANY_NO_PREFIX = tuple(prefix for v in _ANY_LANGUAGE for prefix in v.negation_prefixes)
 
 
@@ -135,8 +137,9 @@ def parse_answer(
         return Answer.DENY
     if policy is ConfirmationPolicy.NEVER:
         return Answer.DENY
-    if truncated or lookalikes:
-        # A look-alike letter is nothing speech recognition writes: never an approval.
+    if truncated or lookalikes or _QUESTION.search(text):
+        # A look-alike letter is nothing speech recognition writes: never an approval. Nor is a question
+        # ("Is that okay?", "¿Está bien?"): the caller asked something back.
         return Answer.UNCLEAR
     spoken, approve, allowed = _APPROVING[language]
     if policy is ConfirmationPolicy.CODE_WORD:
@@ -236,6 +239,12 @@ class PendingConfirmation:
 
     def prompt(self, *, reask: bool = False) -> str:
         return build_prompt(self.request, self.policy, self.code_word, reask=reask, language=self.language)
+
+    def asked_in(self, heard: str) -> bool:
+        """Whether ``heard``, what the caller heard of the channel's last reply, holds this request's question
+        (the prompt's lead and the whole action): an utterance over a question not yet heard is no answer to it."""
+        question = f"{vocabulary(self.language).phrases.prompt_lead} {_sentence(self.request.action).rstrip('.!?')}"
+        return " ".join(question.split()).casefold() in " ".join(heard.split()).casefold()
 
     def parse(self, text: str, *, truncated: bool = False) -> Answer:
         """The answer ``text`` gives (``truncated``: it was cut, so it cannot approve)."""

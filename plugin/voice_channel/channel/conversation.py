@@ -381,7 +381,8 @@ class Conversation:
                 return
             await self._pending.end_unanswered(turn)
             if self._pending.awaiting is not None:
-                await self._pending.answer(turn, utterance)
+                last = self.record.last_assistant()
+                await self._pending.answer(turn, utterance, heard=last.text if last is not None else "")
             else:
                 await self._respond(turn, utterance)
             await turn.finish()

@@ -126,6 +126,7 @@ class PendingRuns:
         "_no_answer_to_say",
         "_owner",
         "_paused",
+        "_resolving",
         "_settings",
         "_unanswered",
     )
@@ -139,6 +140,9 @@ class PendingRuns:
         self._metrics = metrics
         self._paused: _Paused | None = None
         self._unanswered: _Unanswered | None = None
+        #: Tells the runtime the caller's answer: a task of the conversation's, so that the turn being
+        #: interrupted (the caller talks on, or hangs up) does not cut the runtime off from the decision.
+        self._resolving: asyncio.Task[None] | None = None
         #: A confirmation timed out since the last turn began: the next turn says so first.
         self._no_answer_to_say = False
 
@@ -173,8 +177,12 @@ class PendingRuns:
             self._no_answer_to_say = False
             await turn.say(self._phrases.timeout + " ")
 
-    async def answer(self, turn: Turn, utterance: Utterance) -> None:
-        """Route the caller's utterance to the paused confirmation; resume the run once decided."""
+    async def answer(self, turn: Turn, utterance: Utterance, *, heard: str | None = None) -> None:
+        """Route the caller's utterance to the paused confirmation; resume the run once decided.
+
+        ``heard``: what the caller heard of the channel's last reply (the record's, cut to what ElevenLabs
+        reports heard). An utterance made before the question was heard cannot approve it: asked again.
+        """
         paused = self._paused
         assert paused is not None
         confirmation = paused.confirmation
@@ -183,6 +191,9 @@ class PendingRuns:
             answer = Answer.DENY
         else:
             answer = confirmation.parse(utterance.text, truncated="truncated" in utterance.flags)
+            if answer is Answer.APPROVE and heard is not None and not confirmation.asked_in(heard):
+                turn.log.info("confirmation_not_heard", request_id=confirmation.request.id)
+                answer = Answer.UNCLEAR
         log = turn.log.bind(request_id=confirmation.request.id)
         if answer is Answer.UNCLEAR and confirmation.asked < 2:
             confirmation.asked += 1
@@ -195,11 +206,25 @@ class PendingRuns:
         reason = "timeout" if expired else "doubt" if answer is Answer.UNCLEAR else "user"
         decision = ConfirmationDecision(answer is Answer.APPROVE, reason)
         self._metrics.confirmation("timed_out" if expired else "approved" if decision.approved else "denied")
-        await self._resolve(confirmation.request, decision)
+        resolving = self._resolving = self._owner.spawn(self._resolve(confirmation.request, decision))
+        try:
+            await asyncio.shield(resolving)
+        except asyncio.CancelledError:
+            # Superseded while the runtime was being told: it still is (the task goes on, and close()
+            # waits for it), and the run, which no turn will speak any more, is closed.
+            resolving.add_done_callback(self._log_resolve_failure)
+            await self._close_run(paused.run)
+            raise
+        finally:
+            if resolving.done():
+                self._resolving = None  # an idle conversation keeps no finished task
         await self.speak(turn, paused.run, paused.tools if decision.approved else ())
 
     async def close(self) -> None:
         """Deny what is paused (``closed``) and stop a drained run; the runtime hears of both."""
+        if self._resolving is not None and not self._resolving.done():
+            # An answer on its way to the runtime when the conversation ended: let it arrive (bounded).
+            await asyncio.wait({self._resolving}, timeout=self._settings.turn.cancel_grace_s)
         if self._paused is not None:
             paused, self._paused = self._paused, None
             await self._decide_and_close(paused, ConfirmationDecision(False, "closed"))
@@ -303,6 +328,10 @@ class PendingRuns:
             reason=decision.reason,
         )
         await session.resolve(request.id, decision)
+
+    def _log_resolve_failure(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._owner.log.error("confirmation_resolve_failed", error=repr(task.exception()))
 
     async def _resolve_or_log(self, request: ConfirmationRequest, decision: ConfirmationDecision) -> None:
         try:

@@ -126,6 +126,8 @@ def sanitize(text: str) -> tuple[str, int]:
 
 # --- role markers -----------------------------------------------------------------------------
 
+#: What may stand between a role word and its colon: spaces and markdown emphasis.
+_BEFORE_COLON = r"[\s*_~]*:"
 _ROLE_WORDS = r"system|assistant|user|developer|human|ai|bot|model|tool|function|instruction|instructions"
 _MARKERS: tuple[tuple[str, re.Pattern[str], Any], ...] = (
     # Chat-template special tokens: <|im_start|>, <|endoftext|>, <|eot_id|> ...
@@ -149,7 +151,9 @@ _MARKERS: tuple[tuple[str, re.Pattern[str], Any], ...] = (
     ),
     (
         "role_prefix",
-        re.compile(rf"(?:(?<=^)|(?<=[\s.!?;,\"'(]))({_ROLE_WORDS})\s*:", re.IGNORECASE),
+        # Wherever the word starts (after a space, a quote, a dash, markdown emphasis...), and with emphasis
+        # or spaces before the colon ("**System:**", "*system*:", "“System:").
+        re.compile(rf"(?<![^\W_])({_ROLE_WORDS}){_BEFORE_COLON}", re.IGNORECASE),
         lambda m: f"{m.group(1)} -",
     ),
     # Any other tag-like markup (HTML, SSML, XML, comments): speech recognition never produces it.
@@ -165,9 +169,12 @@ _MARKERS: tuple[tuple[str, re.Pattern[str], Any], ...] = (
 )
 
 # Look-alike letters of other scripts: see voice_channel.channel.confusables.
-_NON_ASCII_WORD_BEFORE_COLON = re.compile(r"(\w*[^\x00-\x7f]\w*)(\s*:)")
+_NON_ASCII_WORD_BEFORE_COLON = re.compile(rf"(?<![^\W_])([^\W_]*[^\W\x00-\x7f][^\W_]*)({_BEFORE_COLON})")
 _NON_ASCII_TAG = re.compile(r"<\s*/?\s*(\w*[^\x00-\x7f]\w*)[^<>]{0,200}>")
 _ROLE_SET = frozenset(_ROLE_WORDS.split("|"))
+#: A markdown heading ("### Ѕystem") whose word has a look-alike letter; the words of ``heading_marker``.
+_NON_ASCII_HEADING = re.compile(r"#{1,6}\s*(\w*[^\W\x00-\x7f]\w*)")
+_HEADING_SET = _ROLE_SET | {"response", "input", "context"}
 
 
 def _defuse_homoglyphs(text: str) -> tuple[str, int]:
@@ -186,15 +193,24 @@ def _defuse_homoglyphs(text: str) -> tuple[str, int]:
         count += 1
         return f"({skeleton(match.group(1))})"
 
+    def heading(match: re.Match[str]) -> str:
+        nonlocal count
+        word = skeleton(match.group(1))
+        if word in _HEADING_SET:
+            count += 1
+            return f"({word})"
+        return match.group(0)
+
     text = _NON_ASCII_WORD_BEFORE_COLON.sub(prefix, text)
     text = _NON_ASCII_TAG.sub(tag, text)
+    text = _NON_ASCII_HEADING.sub(heading, text)
     return text, count
 
 
 #: Patterns a runtime could read as structure; none of them may survive :func:`defuse_markers`.
 LIVE_MARKERS = re.compile(
     rf"<\|.*?\|>|\[/?INST\]|<</?SYS>>|</?(?:[^\W\d_]|[!?])[^<>]*>|</?\s*({_ROLE_WORDS})\b[^<>]*>|^\s*[/!\\]\w"
-    rf"|(^|[\s.!?;,\"'(])({_ROLE_WORDS})\s*:|#{{1,6}}\s*({_ROLE_WORDS})\b|[{{}}]|<<|>>|```|~~~",
+    rf"|(?<![^\W_])({_ROLE_WORDS}){_BEFORE_COLON}|#{{1,6}}\s*({_ROLE_WORDS})\b|[{{}}]|<<|>>|```|~~~",
     re.IGNORECASE,
 )
 

@@ -74,3 +74,27 @@ def test_a_pending_confirmation_is_single_use_and_expires():
     assert pending.parse("yes") is DENY
     expired = PendingConfirmation.open(request, PLAIN, timeout_s=0)
     assert expired.expired and expired.parse("yes") is DENY
+
+
+@pytest.mark.parametrize(
+    ("language", "said"),
+    [
+        ("en", "Is that okay?"),
+        ("en", "Is it correct?"),
+        ("en", "So I go ahead?"),
+        ("en", "okay, is it?"),
+        ("es", "\u00bfEst\u00e1 bien?"),
+        ("fr", "C'est bon ?"),
+        ("pt", "Pode?"),
+        ("pt", "T\u00e1 bom?"),
+        ("de", "In Ordnung?"),
+        ("en", "Is that okay\uff1f"),  # a fullwidth question mark: the parser does not rely on NFKC having run
+    ],
+)
+def test_a_question_is_not_an_approval(language, said):
+    assert parse_answer(said, ConfirmationPolicy.PLAIN, language=language) is Answer.UNCLEAR
+
+
+def test_a_question_with_a_no_still_denies_and_a_plain_yes_still_approves():
+    assert parse_answer("yes? no.", ConfirmationPolicy.PLAIN) is Answer.DENY
+    assert parse_answer("Yes, go ahead.", ConfirmationPolicy.PLAIN) is Answer.APPROVE
