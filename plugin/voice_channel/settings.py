@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import contextvars
 import ipaddress
+import json
 import os
 import re
+import tomllib
+import types
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
+import pydantic_settings
 import yaml
 from pydantic import (
     AfterValidator,
@@ -39,8 +43,6 @@ from pydantic_settings import (
     InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
-    YamlConfigSettingsSource,
 )
 from yarl import URL
 
@@ -590,9 +592,9 @@ class MetricsSettings(_Section):
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
-# The config file (or config data) of the settings being loaded; a context variable because
-# pydantic-settings builds its sources in a classmethod with no per-call arguments.
-_CONFIG_FILE: contextvars.ContextVar[Path | dict[str, Any] | None] = contextvars.ContextVar(
+# The config data (read from the config file, or given) of the settings being loaded; a context variable
+# because pydantic-settings builds its sources in a classmethod with no per-call arguments.
+_CONFIG_FILE: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "voice_channel_config_file", default=None
 )
 
@@ -659,14 +661,9 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, _ElevenLabsEnvSource(settings_cls)]
-        path = _CONFIG_FILE.get()
-        if isinstance(path, dict):  # config given as data (a host's own config block)
-            sources.append(InitSettingsSource(settings_cls, init_kwargs=path))
-        elif path is not None:
-            if path.suffix.lower() == ".toml":
-                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
-            else:
-                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        data = _CONFIG_FILE.get()
+        if data is not None:  # the config file's settings, or config given as data (a host's own config block)
+            sources.append(InitSettingsSource(settings_cls, init_kwargs=data))
         return tuple(sources)
 
 
@@ -715,16 +712,83 @@ def load_settings(
             raise SettingsError(f"config file not found: {path}")
         if path.suffix.lower() not in {".yaml", ".yml", ".toml"}:
             raise SettingsError(f"config file must be .yaml, .yml or .toml: {path}")
-    token = _CONFIG_FILE.set(config_data if config_data is not None else path)
+    token = _CONFIG_FILE.set(config_data if config_data is not None else _read_config_file(path) if path else None)
     try:
         return settings_cls(**(overrides or {}))
     except ValidationError as exc:
         where = _Origins(overrides or {}, path, config_data is not None)
         raise SettingsError(describe_errors(exc, where)) from None
+    except pydantic_settings.SettingsError as exc:  # an environment variable of a list or section that is not JSON
+        raise SettingsError(_env_not_json(settings_cls) or str(exc)) from None
     except (ValueError, yaml.YAMLError) as exc:  # malformed TOML is a ValueError, YAML its own
         raise SettingsError(f"cannot read config file {path}: {exc}") from None
     finally:
         _CONFIG_FILE.reset(token)
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    """The settings in the YAML or TOML file ``path``: a mapping whose keys are setting names."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise SettingsError(f"cannot read config file {path}: {exc}") from None
+    if data is None:  # an empty file (or only comments)
+        return {}
+    example = "e.g. 'server:' and, on the next line, '  port: 8765'"
+    if not isinstance(data, dict):
+        raise SettingsError(
+            f"config file {path}: the top level must be settings by name, {example} (got a {type(data).__name__})"
+        )
+    for key in data:
+        if not isinstance(key, str):
+            raise SettingsError(
+                f"config file {path}: the top level has {key!r} where a setting name belongs, such as server or"
+                f" runtime; {example}"
+            )
+    return data
+
+
+def _env_not_json(settings_cls: type[BaseModel]) -> str | None:
+    """The ``VOICE_CHANNEL_*`` variables of lists and sections whose values are not JSON, as an error message."""
+    lines = []
+    for name, value in sorted(os.environ.items()):
+        if not value or not name.upper().startswith(ENV_PREFIX):
+            continue
+        loc = tuple(name[len(ENV_PREFIX) :].lower().split("__"))
+        if not _is_complex(_annotation_at(settings_cls, loc)):
+            continue
+        try:
+            json.loads(value)
+        except ValueError:
+            example = "'{\"<setting>\": <value>}'" if len(loc) == 1 else '\'["first", "second"]\''
+            lines.append(
+                f"setting '{'.'.join(loc)}' (env {name.upper()}): a list or section set from the environment is"
+                f" JSON, e.g. {name.upper()}={example}; this value is not"
+            )
+    return "invalid settings:\n  " + "\n  ".join(lines) if lines else None
+
+
+def _annotation_at(model: Any, loc: tuple[str, ...]) -> Any:
+    annotation: Any = None
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if not isinstance(fields, dict) or part not in fields:
+            return None
+        annotation = fields[part].annotation
+        model = next((a for a in (annotation, *get_args(annotation)) if _is_model(a)), None)
+    return annotation
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _is_complex(annotation: Any) -> bool:
+    """Whether pydantic-settings reads a variable of this type as JSON (a list, a dict, a section)."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        return any(_is_complex(arg) for arg in get_args(annotation))
+    return _is_model(annotation) or (get_origin(annotation) or annotation) in (list, dict, set, tuple, frozenset)
 
 
 class _Origins:
@@ -798,6 +862,8 @@ def describe_errors(exc: ValidationError, origin: Callable[[tuple[str, ...]], st
         got = error.get("input")
         hidden = (
             isinstance(got, (dict, list))
+            # a whole section given as one value (`redis: redis://:pw@host`, `elevenlabs: sk_...`) may be its secret
+            or error["type"] in ("model_type", "model_attributes_type", "dict_type")
             or key == "redis.url"  # may carry a password
             or _SECRET_NAME.search(loc[-1] if loc else "")
         )

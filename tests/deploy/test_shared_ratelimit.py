@@ -10,9 +10,11 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from cli_process import run
 from deploy_support import need_module
 from processes import free_port
 from voice_channel.app import create_app
+from voice_channel.elevenlabs.shared_ratelimit import safe_redis_url
 from voice_channel.settings import Settings, SettingsError
 
 aioredis = need_module("redis.asyncio", "scale")
@@ -120,3 +122,40 @@ async def test_fail_open_falls_back_to_this_process_limit_while_redis_is_down(re
         assert await token_statuses(server, 3) == [403, 403, 429]
     finally:
         await server.close()
+
+
+# --- secrets and bad options in redis.url (review, 2026-12-06) ----------------------------------------------
+
+
+def test_safe_redis_url_drops_a_password_given_in_the_query():
+    # redis-py takes ?password=... (and ?username=...) as connection options.
+    assert "hunter2" not in safe_redis_url("redis://127.0.0.1:6379/0?password=hunter2")
+    assert "hunter2" not in safe_redis_url("redis://127.0.0.1:6379/0?username=u&password=hunter2")
+
+
+async def test_an_unreachable_redis_does_not_print_the_password_of_the_url():
+    code, _out, err = await run(
+        "serve",
+        "--insecure-no-auth",
+        "--port",
+        "0",
+        VOICE_CHANNEL_REDIS__URL="redis://127.0.0.1:1/0?password=hunter2-in-query",
+    )
+    assert code == 2 and "redis.url" in err
+    assert "hunter2-in-query" not in err
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_a_redis_url_with_a_bad_option_is_a_clear_error_not_a_traceback(workers):
+    code, _out, err = await run(
+        "serve",
+        "--insecure-no-auth",
+        "--port",
+        "0",
+        "--workers",
+        workers,
+        VOICE_CHANNEL_REDIS__URL="redis://:pw-secret@127.0.0.1:1/0?health_check_interval=soon",
+    )
+    assert "Traceback" not in err
+    assert code == 2 and "setting 'redis.url'" in err and "health_check_interval" in err
+    assert "pw-secret" not in err

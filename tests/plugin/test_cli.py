@@ -426,3 +426,31 @@ async def test_demo_in_the_background_keeps_serving_the_page_until_sigterm():
             await proc.wait()
     assert proc.returncode == 0
     assert "Traceback" not in err.decode() and "Exception in callback" not in err.decode()
+
+
+async def test_serve_with_a_numeric_top_level_key_has_no_traceback(tmp_path):
+    config = tmp_path / "voice.yaml"
+    config.write_text("1: 2\n")
+    code, _out, err = await run("serve", "--config", str(config), ELEVENLABS_API_KEY="sk_x")
+    assert "Traceback" not in err
+    assert code == 2 and str(config) in err
+
+
+async def test_talk_with_a_header_holding_a_line_break_is_a_clear_error():
+    code, _out, err = await run("talk", "--url", "ws://127.0.0.1:9/ws", "--header", "x-a:b\r\nx-evil: 1")
+    assert "Traceback" not in err
+    assert code == 2 and "--header" in err
+
+
+@pytest.mark.parametrize("value", ["-1", "0"])
+async def test_talk_refuses_a_reply_timeout_that_is_not_positive(value):
+    # Was: exit 0 after "[no reply within -1s]" (twice), the line never answered.
+    code, _out, err = await run("talk", "--url", "ws://127.0.0.1:9/ws", "--reply-timeout", value)
+    assert code == 2 and "--reply-timeout" in err
+
+
+@pytest.mark.parametrize("url", ["notaurl", "ws://127.0.0.1:99999/ws"])
+async def test_talk_says_what_is_wrong_with_a_malformed_url(url):
+    # Was: "cannot connect to notaurl: notaurl" (the URL twice, no reason).
+    code, _out, err = await run("talk", "--url", url)
+    assert code == 2 and "--url" in err and "ws://" in err

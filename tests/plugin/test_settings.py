@@ -214,3 +214,61 @@ def test_bad_values_name_the_source_they_came_from(tmp_path, monkeypatch):
     monkeypatch.setenv("VOICE_CHANNEL_SERVER", '{"port": "x"}')  # a whole section as JSON
     with pytest.raises(SettingsError, match=re.escape("setting 'server.port' (env VOICE_CHANNEL_SERVER):")):
         load_settings()
+
+
+# --- config the loader cannot take as it is (review, 2026-12-06) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("1: 2\n", "1"),  # a number as a top-level key: AttributeError traceback from pydantic-settings
+        ("~: x\n", "None"),  # null as a key: the same
+        ("- server\n- port\n", "list"),  # "dictionary update sequence element #0 has length 1; 2 is required"
+        ("just some text\n", "str"),  # the same cryptic line
+    ],
+)
+def test_a_config_file_that_is_not_a_mapping_is_one_clear_error(tmp_path, text, shown):
+    config = tmp_path / "voice.yaml"
+    config.write_text(text)
+    with pytest.raises(SettingsError) as excinfo:
+        load_settings(config_file=config)
+    message = str(excinfo.value)
+    assert str(config) in message and "top level" in message and shown in message
+    assert "dictionary update sequence" not in message
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("VOICE_CHANNEL_TOKEN__ALLOWED_ORIGINS", "https://voice.example.com"),
+        ("VOICE_CHANNEL_METRICS__ALLOWED_NETWORKS", "10.0.0.0/8"),
+        ("VOICE_CHANNEL_SERVER", "{port: 1}"),
+    ],
+)
+def test_an_environment_list_that_is_not_json_names_the_variable_and_the_fix(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as excinfo:
+        load_settings()
+    message = str(excinfo.value)
+    # Was: "cannot read config file None: error parsing value for field "token" from source "EnvSettingsSource""
+    assert "config file None" not in message
+    assert name in message and "JSON" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("redis: redis://:hunter2-pass@redis:6379/0\n", "hunter2-pass"),
+        ("elevenlabs: sk_live_abcdef123456\n", "sk_live_abcdef123456"),
+        ("auth: my-shared-secret-value\n", "my-shared-secret-value"),
+    ],
+)
+def test_a_section_given_as_a_single_value_is_not_echoed(tmp_path, text, secret):
+    config = tmp_path / "voice.yaml"
+    config.write_text(text)
+    with pytest.raises(SettingsError) as excinfo:
+        load_settings(config_file=config)
+    message = str(excinfo.value)
+    assert "setting '" in message  # still names the key
+    assert secret not in message

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 
 import aiohttp
 import click
+from yarl import URL
 
 from voice_channel.channel.languages import LANGUAGES, normalize_language
 from voice_channel.cli.common import fail
@@ -37,7 +39,13 @@ from voice_channel.talk import Talk, stdin_lines
     show_default=True,
     help="The server's confirmations.language_header.",
 )
-@click.option("--reply-timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for a reply.")
+@click.option(
+    "--reply-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for a reply.",
+)
 def talk(
     url: str,
     api_key: str | None,
@@ -51,11 +59,17 @@ def talk(
     Typing while a reply streams interrupts it. With input from a pipe or file, each line waits
     for the previous reply and the program exits at the end of input.
     """
+    try:
+        parsed = URL(url)
+    except ValueError as exc:
+        raise fail(f"--url is not a URL ({exc}), e.g. ws://127.0.0.1:8765/ws") from None
+    if parsed.scheme not in ("ws", "wss", "http", "https") or not parsed.host:
+        raise fail(f"--url must be a ws:// or wss:// URL, e.g. ws://127.0.0.1:8765/ws, got {url!r}")
     extra = {}
     for header in headers:
         name, sep, value = header.partition(":")
-        if not sep or not name.strip():
-            raise fail(f"--header must look like NAME:VALUE, got {header!r}")
+        if not sep or not _HEADER_NAME.fullmatch(name.strip()) or any(c in value for c in "\r\n\0"):
+            raise fail(f"--header must look like NAME:VALUE (one line, a name without spaces), got {header!r}")
         extra[name.strip()] = value.strip()
     if language is not None:
         code = normalize_language(language)
@@ -63,6 +77,10 @@ def talk(
             raise fail(f"--language must be one of {', '.join(LANGUAGES)} (or a tag such as pt-BR), got {language!r}")
         extra[language_header] = code
     sys.exit(asyncio.run(run_talk(url, api_key=api_key, headers=extra, reply_timeout=reply_timeout)))
+
+
+#: An HTTP header name (RFC 9110 token).
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 async def run_talk(

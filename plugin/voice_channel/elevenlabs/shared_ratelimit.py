@@ -66,9 +66,15 @@ class RateLimitUnavailable(Exception):
 
 
 def safe_redis_url(url: str) -> str:
-    """``url`` without its password, for messages and logs."""
+    """``url`` without its password (in the authority or a ``?password=`` option), for messages and logs."""
     parsed = URL(url)
-    return str(parsed.with_password(None).with_user(None)) if parsed.password or parsed.user else str(parsed)
+    if parsed.password or parsed.user:
+        parsed = parsed.with_password(None).with_user(None)
+    if any(name.lower() == "password" for name in parsed.query):
+        parsed = parsed.with_query(
+            [(name, "***" if name.lower() == "password" else value) for name, value in parsed.query.items()]
+        )
+    return str(parsed)
 
 
 def _setting_error(settings: Settings, problem: str) -> SettingsError:
@@ -87,11 +93,18 @@ def _unanswered(settings: Settings, exc: BaseException) -> SettingsError:
 def _connect(client_class: Any, settings: Settings) -> Any:
     """A ``redis.Redis`` or ``redis.asyncio.Redis`` client for ``redis.url``, both timeouts ``redis.timeout_s``."""
     assert settings.redis.url is not None
-    return client_class.from_url(
-        settings.redis.url.get_secret_value(),
-        socket_timeout=settings.redis.timeout_s,
-        socket_connect_timeout=settings.redis.timeout_s,
-    )
+    try:
+        return client_class.from_url(
+            settings.redis.url.get_secret_value(),
+            socket_timeout=settings.redis.timeout_s,
+            socket_connect_timeout=settings.redis.timeout_s,
+        )
+    except ValueError as exc:  # e.g. "Invalid value for 'health_check_interval' in connection URL." (no secret)
+        shown = safe_redis_url(settings.redis.url.get_secret_value())
+        raise SettingsError(
+            f"setting 'redis.url' (env VOICE_CHANNEL_REDIS__URL): the Redis client cannot use {shown}: {exc}"
+            " Fix the URL, e.g. redis://127.0.0.1:6379/0, or unset it to limit token requests per process."
+        ) from None
 
 
 def _redis_module() -> Any:
