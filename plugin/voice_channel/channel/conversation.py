@@ -30,7 +30,6 @@ may send that transcript right behind ``init``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import Coroutine, Mapping
@@ -322,9 +321,18 @@ class Conversation:
         tasks = list(self._tasks or ())
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        if tasks:
+            # Bounded, like settle(): a runtime that ignores cancellation must not keep the
+            # conversation (its socket, its max_conversations slot) open for good. asyncio.wait
+            # neither cancels the tasks again nor swallows a cancellation of this close.
+            done, stuck = await asyncio.wait(tasks, timeout=self._settings.turn.cancel_grace_s)
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # retrieved: ended anyway
+            if stuck:
+                self.log.error(
+                    "runtime_ignored_cancellation", grace_s=self._settings.turn.cancel_grace_s, tasks=len(stuck)
+                )
         if session is not None:
             try:
                 await session.aclose()
@@ -347,8 +355,7 @@ class Conversation:
             await asyncio.wait({task}, timeout=self._settings.turn.cancel_grace_s)
             if not task.done():
                 task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+                await asyncio.wait({task}, timeout=self._settings.turn.cancel_grace_s)
                 return None
         if task.cancelled() or task.exception() is not None:
             return None
@@ -360,6 +367,7 @@ class Conversation:
         # conversation_id is inherited from the receive loop's context; runtime adapters' own
         # log lines get the event_id from here.
         structlog.contextvars.bind_contextvars(event_id=turn.event_id)
+        turn.arm_filler()  # the deadline runs from the transcript, whatever comes before the runtime's stream
         if previous is not None:
             # Usually done already: it was cancelled before this task was created, so its
             # cancellation ran first (_settle then waits for nothing).

@@ -163,10 +163,7 @@ class Turn:
         answer approved. They run now, so this turn speaks for them as for a tool started here (the
         start phrase after ``progress.delay_s``, then progress lines).
         """
-        if not self.spoken and self._settings.filler_enabled:
-            # Armed one loop pass later: a runtime that answers at once (its first text is sent in
-            # this step) costs no timer, and the timer's cost is not paid before the first chunk.
-            self._filler = self._loop.call_soon(self._arm_filler)
+        self.arm_filler()
         try:
             for activity in running_tools:
                 await self._on_tool(activity)
@@ -220,6 +217,17 @@ class Turn:
                 else round((self.first_text_at - self.started_at) * 1000, 2),
                 total_ms=round((time.perf_counter() - self.started_at) * 1000, 2),
             )
+
+    def arm_filler(self) -> None:
+        """Start the first-text deadline (once; nothing if text was sent or the filler is off).
+
+        Called when the turn starts, not only when the runtime's stream does: what comes before it
+        (the interrupted run stopping, the runtime session opening, transcript hooks) counts too.
+        """
+        if not self.spoken and self._settings.filler_enabled and self._filler is None and self.running:
+            # Armed one loop pass later: a runtime that answers at once (its first text is sent in
+            # this step) costs no timer, and the timer's cost is not paid before the first chunk.
+            self._filler = self._loop.call_soon(self._arm_filler)
 
     def say_progress(self, text: str) -> bool:
         """Send a progress phrase now, as one chunk; False (nothing sent) if the turn cannot speak or

@@ -168,12 +168,15 @@ _MARKERS: tuple[tuple[str, re.Pattern[str], Any], ...] = (
     ("command_prefix", re.compile(r"^\s*[/!\\]+(?=\w)"), lambda m: ""),
 )
 
-# Look-alike letters of other scripts: see voice_channel.channel.confusables.
-_NON_ASCII_WORD_BEFORE_COLON = re.compile(rf"(?<![^\W_])([^\W_]*[^\W\x00-\x7f][^\W_]*)({_BEFORE_COLON})")
-_NON_ASCII_TAG = re.compile(r"<\s*/?\s*(\w*[^\x00-\x7f]\w*)[^<>]{0,200}>")
+# Look-alike letters of other scripts: see voice_channel.channel.confusables. Each pattern takes a whole
+# word, possessively, and the callbacks skip ASCII words: a pattern that looked for the non-ASCII letter
+# inside the word (``\w*[^\x00-\x7f]\w*``) backtracked cubically on a long run of letters without spaces
+# (CJK text), holding the event loop for seconds.
+_NON_ASCII_WORD_BEFORE_COLON = re.compile(rf"(?<![^\W_])([^\W_]++)({_BEFORE_COLON})")
+_NON_ASCII_TAG = re.compile(r"<\s*/?\s*(\w++)[^<>]{0,200}>")
 _ROLE_SET = frozenset(_ROLE_WORDS.split("|"))
 #: A markdown heading ("### Ѕystem") whose word has a look-alike letter; the words of ``heading_marker``.
-_NON_ASCII_HEADING = re.compile(r"#{1,6}\s*(\w*[^\W\x00-\x7f]\w*)")
+_NON_ASCII_HEADING = re.compile(r"#{1,6}\s*(\w++)")
 _HEADING_SET = _ROLE_SET | {"response", "input", "context"}
 
 
@@ -183,20 +186,24 @@ def _defuse_homoglyphs(text: str) -> tuple[str, int]:
 
     def prefix(match: re.Match[str]) -> str:
         nonlocal count
-        if skeleton(match.group(1)) in _ROLE_SET:
+        word = match.group(1)
+        if not word.isascii() and skeleton(word) in _ROLE_SET:
             count += 1
-            return f"{match.group(1)} -"
+            return f"{word} -"
         return match.group(0)
 
     def tag(match: re.Match[str]) -> str:
         nonlocal count
+        if match.group(1).isascii():
+            return match.group(0)  # an ASCII tag: the markup patterns defuse it
         count += 1
         return f"({skeleton(match.group(1))})"
 
     def heading(match: re.Match[str]) -> str:
         nonlocal count
-        word = skeleton(match.group(1))
-        if word in _HEADING_SET:
+        word = match.group(1)
+        if not word.isascii() and skeleton(word) in _HEADING_SET:
+            word = skeleton(word)
             count += 1
             return f"({word})"
         return match.group(0)
@@ -287,12 +294,22 @@ class Utterance:
     removed_chars: int = 0
 
 
+#: Caller text longer than this many times ``max_chars`` is cut before it is sanitised.
+_PRE_CAP_FACTOR = 4
+
+
 def clean_text(text: str, *, boundary: str, max_chars: int) -> tuple[str, frozenset[str], int]:
     """Steps 2–4 for one piece of caller text: Unicode, role markers, cap.
 
     Returns the clean text, the flags that fired and how many invisible characters were removed.
     """
     flags: set[str] = set()
+    # Cut before the work too: NFKC can expand a character 18-fold and the rest is per character, so a
+    # 1 MiB frame would otherwise cost seconds of the event loop before the cap below applied. The
+    # margin leaves room for what sanitising removes.
+    if len(text) > max_chars * _PRE_CAP_FACTOR:
+        text = text[: max_chars * _PRE_CAP_FACTOR]
+        flags.add("truncated")
     text, removed = sanitize(text)
     if removed:
         flags.add("invisible_stripped")

@@ -100,9 +100,19 @@ async def close_conversations(state: ChannelState) -> None:
     """
     state.shutting_down = True
     loop = asyncio.get_running_loop()
+    timeout_s = state.settings.server.shutdown_timeout_s
+    deadline = loop.time() + timeout_s
+    opened = list(state.conversations.items())
+    # All at once, within the one timeout: a runtime slow to stop (or one that never does) must not
+    # hold up the other conversations' turns and 1001s, nor the shutdown past shutdown_timeout_s.
+    closes = [loop.create_task(conversation.close("shutdown")) for conversation, _ws in opened]
+    for close in closes:
+        state.closing.add(close)
+        close.add_done_callback(state.closing.discard)
+    if closes:
+        await asyncio.wait(closes, timeout=timeout_s)
     handlers: list[asyncio.Future[None]] = []
-    for conversation, ws in list(state.conversations.items()):
-        await conversation.close("shutdown")
+    for _conversation, ws in opened:
         peer = state.peers.get(ws)
         if peer is not None and peer.shut_down():
             handlers.append(peer.finished)
@@ -112,7 +122,7 @@ async def close_conversations(state: ChannelState) -> None:
             )
     waiting = {*handlers, *state.closing, *state.socket_closes.values()}
     if waiting:
-        await asyncio.wait(waiting, timeout=state.settings.server.shutdown_timeout_s)
+        await asyncio.wait(waiting, timeout=max(0.0, deadline - loop.time()))
     for task in state.socket_closes.values():
         task.cancel()
     await asyncio.gather(*state.socket_closes.values(), return_exceptions=True)

@@ -7,7 +7,8 @@ import asyncio
 import pytest
 from structlog.testing import capture_logs
 
-from support import ScriptedPlugin, barrier, conversation, words
+from support import ScriptedPlugin, _ScriptedRuntime, barrier, conversation, words
+from voice_channel import hookimpl
 from voice_channel.channel.protocol import MAX_EVENT_ID_JUMP
 from voice_channel.runtime import TextDelta
 from voice_channel.serving.keys import STATE
@@ -342,3 +343,60 @@ async def test_a_history_ending_with_the_agent_is_not_answered_again(start_chann
         await client.say("thanks", event_id=3)
         assert (await client.reply(3)).text == "It is noon."
     assert [m.text for m in plugin.recorder.messages] == ["what time is it", "thanks"]
+
+
+# --- the filler's deadline runs from the transcript (review, 2026-12-06) -----------------------------------------
+
+
+async def test_the_filler_goes_out_while_the_runtime_session_is_still_opening(start_channel):
+    """The first turn waits for the session (a connect, a warm-up) before the runtime's stream: that wait
+    counts toward ``turn.first_text_deadline_s`` too. The session opens only once the filler was heard."""
+    filler_heard = asyncio.Event()
+
+    class SlowOpen(_ScriptedRuntime):
+        async def open_session(self, context):  # type: ignore[no-untyped-def]
+            await filler_heard.wait()
+            return await super().open_session(context)
+
+    plugin = ScriptedPlugin(lambda message, rec: words("Here."))
+
+    class Register:
+        @hookimpl
+        def voice_channel_register_runtimes(self, register):  # type: ignore[no-untyped-def]
+            register("slow_open", lambda settings: SlowOpen(plugin.behaviour, plugin.recorder), "test runtime")
+
+    channel = await start_channel(plugins=[Register()], runtime="slow_open", turn={"first_text_deadline_s": 0.1})
+    async with conversation(channel) as client:
+        await client.say("hi")
+        first = await client.receive()
+        filler_heard.set()
+        assert first == {"type": "agent_response", "content": "One moment. ", "event_id": 1, "is_final": False}
+        assert (await client.reply()).text == "Here."
+
+
+async def test_the_filler_goes_out_while_an_interrupted_run_is_slow_to_stop(start_channel):
+    """The new turn waits (up to ``turn.cancel_grace_s``) for the interrupted run to stop: that counts too."""
+    filler_heard = asyncio.Event()
+
+    async def behaviour(message, rec):  # type: ignore[no-untyped-def]
+        if message.text == "first":
+            yield "busy "
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                await asyncio.shield(filler_heard.wait())  # stopping a remote run takes a while
+                raise
+        yield "second answer"
+
+    plugin = ScriptedPlugin(behaviour)
+    channel = await start_channel(
+        plugins=[plugin], runtime="scripted", turn={"first_text_deadline_s": 0.1, "cancel_grace_s": 30}
+    )
+    async with conversation(channel) as client:
+        await client.say("first")
+        await client.receive()
+        await client.say("second")
+        first = await client.receive()
+        filler_heard.set()
+        assert first == {"type": "agent_response", "content": "One moment. ", "event_id": 2, "is_final": False}
+        assert "second answer" in (await client.reply()).text

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from aiohttp.test_utils import TestServer
+from structlog.testing import capture_logs
 
+from support import ScriptedPlugin, conversation
 from voice_channel.app import create_app
 from voice_channel.elevenlabs.client import SpeechEngineClient
+from voice_channel.serving.drain import close_conversations
 from voice_channel.serving.health import not_ready_reason
 from voice_channel.serving.keys import DRAIN, STATE
 from voice_channel.serving.server import running_app
@@ -126,3 +130,119 @@ async def test_an_app_without_drain_closes_at_once_on_shutdown(make_settings, ap
         assert await client.receive() == "closed"
         assert client.ws is not None and client.ws.close_code == 1001
         await closing
+
+
+# --- a shutdown bounded whatever the runtimes do (review, 2026-12-06) --------------------------------------------
+
+
+def stops_together(count: int, stopped: list[str]):  # type: ignore[no-untyped-def]
+    """A runtime that streams, and once cancelled stops only when ``count`` runs have been cancelled.
+
+    Closing conversations one after another never gets there (each close waits for its own run, up to
+    ``turn.cancel_grace_s``, before the next run is cancelled); closing them together does at once.
+    """
+    cancelled = 0
+    all_cancelled = asyncio.Event()
+
+    async def behaviour(message, rec):  # type: ignore[no-untyped-def]
+        nonlocal cancelled
+        yield "streaming "
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled += 1
+            if cancelled == count:
+                all_cancelled.set()
+            await asyncio.shield(all_cancelled.wait())  # stopping a remote run: done when all are asked
+            stopped.append(message.text)
+            raise
+
+    return behaviour
+
+
+async def read_until_closed(client: SpeechEngineClient) -> None:
+    while await client.receive(timeout=30) != "closed":
+        pass
+
+
+async def test_shutdown_closes_the_conversations_together_not_one_after_another(start_channel):
+    stopped: list[str] = []
+    plugin = ScriptedPlugin(stops_together(3, stopped))
+    channel = await start_channel(plugins=[plugin], runtime="scripted", turn={"cancel_grace_s": 2.0})
+    clients = []
+    for index in range(3):
+        client = channel.client()
+        await client.connect()
+        await client.say(f"caller {index}")
+        await client.receive()
+        clients.append(client)
+    readers = [asyncio.create_task(read_until_closed(client)) for client in clients]
+    with capture_logs() as logs:
+        await close_conversations(channel.app[STATE])
+    await asyncio.gather(*readers)
+    for client in clients:
+        assert client.ws is not None and client.ws.close_code == 1001
+        await client.disconnect()
+    assert sorted(stopped) == ["caller 0", "caller 1", "caller 2"]
+    assert not [log for log in logs if log["event"] == "runtime_ignored_cancellation"], "closed one after another"
+
+
+def ignores_cancellation(release: asyncio.Event):  # type: ignore[no-untyped-def]
+    """Streams, then ignores every cancellation until ``release`` is set."""
+
+    async def behaviour(message, rec):  # type: ignore[no-untyped-def]
+        yield "streaming "
+        if message.text != "stubborn":
+            await asyncio.Event().wait()
+        while not release.is_set():
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                rec.cancel_seen.set()
+
+    return behaviour
+
+
+@pytest.mark.timeout(30)
+async def test_shutdown_ends_even_if_a_runtime_never_stops(start_channel):
+    """Before the fix the close awaited such a run with no bound: the shutdown (and the 1001s) never came."""
+    release = asyncio.Event()
+    plugin = ScriptedPlugin(ignores_cancellation(release))
+    channel = await start_channel(
+        plugins=[plugin], runtime="scripted", server={"shutdown_timeout_s": 0.5}, turn={"cancel_grace_s": 0.2}
+    )
+    try:
+        async with conversation(channel) as stubborn, conversation(channel) as fine:
+            await stubborn.say("stubborn")
+            await stubborn.receive()
+            await fine.say("fine")
+            await fine.receive()
+            reader = asyncio.create_task(read_until_closed(fine))
+            with capture_logs() as logs:
+                await close_conversations(channel.app[STATE])
+            await reader
+            assert fine.ws is not None and fine.ws.close_code == 1001
+        assert any(log["event"] == "runtime_ignored_cancellation" for log in logs)
+    finally:
+        release.set()
+
+
+@pytest.mark.timeout(30)
+async def test_a_close_message_ends_the_conversation_even_if_the_runtime_ignores_cancellation(start_channel):
+    """The socket is closed and the max_conversations slot freed; before the fix both waited on the run for good."""
+    release = asyncio.Event()
+    plugin = ScriptedPlugin(ignores_cancellation(release))
+    channel = await start_channel(plugins=[plugin], runtime="scripted", turn={"cancel_grace_s": 0.2})
+    state = channel.app[STATE]
+    try:
+        async with conversation(channel) as client:
+            await client.say("stubborn")
+            await client.receive()
+            await client.close_conversation()
+            while await client.receive(timeout=None) != "closed":
+                pass
+            assert client.ws is not None and client.ws.close_code == 1000
+        await state.idle.wait()
+        assert state.conversations == {}
+    finally:
+        release.set()
