@@ -84,8 +84,9 @@ class Turn:
         self.task: asyncio.Task[None] | None = None
         #: Everything sent for this turn, in order (for a replay and for the record).
         self.spoken: list[str] = []
-        #: What the runtime gave this turn: characters of its text (not the filler, prompts or apologies)
-        #: plus one per confirmation request. Zero after a run ended means it said nothing.
+        #: What the runtime gave this turn: characters of its text as shaped for speech (not the filler,
+        #: prompts or apologies; not a code block or markup, which nobody hears) plus one per
+        #: confirmation request. Zero after a run ended means it said nothing the caller could hear.
         self.runtime_output = 0
         self.started_at = time.perf_counter()
         self.first_text_at: float | None = None
@@ -146,8 +147,12 @@ class Turn:
     # --- speaking --------------------------------------------------------------------------------
 
     async def say(self, text: str) -> None:
-        """Speak channel-authored text (prompts, apologies) as one chunk."""
+        """Speak channel-authored text (prompts, apologies) as one chunk, after the runtime's words
+        still held (a runtime that failed mid-sentence), and never glued to the last word sent."""
         if text:
+            await self._flush_all()
+            if self.spoken and not self.spoken[-1][-1:].isspace() and not text[:1].isspace():
+                text = " " + text
             await self._send_text(text)
 
     async def speak(
@@ -183,8 +188,9 @@ class Turn:
                 else:
                     text = extract_text(event)
                 if text:
-                    self.runtime_output += len(text.strip())
                     await self._feed(text)
+            # The stream is done: what the shaper still holds is decided now (and counted above all).
+            await self._flush_all()
             return None
         finally:
             self._cancel_timers()
@@ -235,6 +241,8 @@ class Turn:
         if self.state is not TurnState.RUNNING or self._chunker.pending:
             return False
         text = text.strip() + " "
+        if self.spoken and not self.spoken[-1][-1:].isspace():
+            text = " " + text  # chunks are concatenated: not glued to the runtime's last word
         self._record_sent(text)
         self.channel_phrases += (text,)
         self._outbox.post(Frame(self, text))
@@ -266,7 +274,10 @@ class Turn:
     # --- internals -----------------------------------------------------------------------------
 
     async def _feed(self, text: str) -> None:
-        shaped = self._shaper.feed(text)
+        await self._chunk(self._shaper.feed(text))
+
+    async def _chunk(self, shaped: str) -> None:
+        self.runtime_output += len(shaped.strip())
         chunk = self._chunker.feed(shaped) if shaped else None
         if chunk:
             await self._send_text(chunk)
@@ -278,6 +289,11 @@ class Turn:
             self._stall = None
 
     async def _on_tool(self, activity: ToolActivity) -> None:
+        if activity.phase is ToolPhase.START:
+            # The runtime's text before the tool is complete: what the shaper still holds (a trailing
+            # "#42", "my_file" or "(soon)." that might have become markup) goes to the chunker now, so it
+            # is heard before the tool runs, and a progress phrase never lands between it and the rest.
+            await self._chunk(self._shaper.finish())
         if self._progress_source is None:
             return
         self.log.debug("runtime_tool", phase=activity.phase.value, tool=activity.tool)
@@ -289,6 +305,7 @@ class Turn:
 
     async def _flush_all(self) -> None:
         rest = self._shaper.finish()
+        self.runtime_output += len(rest.strip())
         chunk = self._chunker.feed(rest) if rest else None
         if chunk:
             await self._send_text(chunk)

@@ -698,3 +698,37 @@ async def test_the_built_in_phrase_is_in_the_conversation_language(start_channel
         await client.reply()
     assert first["content"].strip() in BUILTIN_PROGRESS_PHRASES[language][0]
     assert plugin.recorder.contexts[0].language == language
+
+
+@pytest.mark.parametrize("held", ["ticket #4521", "the file config_prod.yaml", "it (one moment)."])
+async def test_a_progress_line_never_cuts_into_text_the_shaper_holds(held):
+    # The shaper holds a trailing word that may still become markup ("#4521", "config_prod.yaml",
+    # "moment)."): the chunker holds nothing, so a progress line is said, right in the middle of the
+    # runtime's sentence, and the held word is heard only when the tool is done.
+    async with Harness() as h:
+        await h.emit(TextDelta(f"Let me check {held}"), start())
+        await asyncio.sleep(0.1)  # the turn's stall flush (a loop timer, 40 ms) may run
+        await h.advance(1.0 + 8.0)  # the start phrase is skipped (text just before), a progress line is due
+        during_tool = list(h.said)
+        await h.emit(end(), TextDelta(" Done."))
+        await h.end_stream()
+        await h.turn.finish()
+    runtime_words = "".join(s for s in h.said if s not in h.turn.channel_phrases)
+    assert runtime_words == f"Let me check {held} Done."
+    assert "".join(h.said).startswith(f"Let me check {held}"), h.said
+    assert "".join(during_tool).startswith(f"Let me check {held}"), "held for the whole tool run"
+
+
+async def test_a_progress_line_is_not_glued_to_the_runtimes_last_word():
+    # ElevenLabs concatenates a turn's chunks: "...the weather nowThis is taking..." is one word.
+    async with Harness() as h:
+        await h.emit(TextDelta("Checking the weather now"), start())
+        await asyncio.sleep(0.1)  # the stall flush (40 ms, a loop timer) sends what the chunker holds
+        await h.advance(1.0 + 8.0)
+        await h.emit(end(), TextDelta("It is sunny."))
+        await h.end_stream()
+        await h.turn.finish()
+    assert len(h.turn.channel_phrases) == 1
+    spoken = "".join(h.said)
+    phrase = h.turn.channel_phrases[0].strip()
+    assert f"now {phrase}" in spoken, spoken

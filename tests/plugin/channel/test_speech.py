@@ -148,3 +148,62 @@ def test_whitespace_alone_is_not_a_frame():
     chunker = PhraseChunker()
     assert chunker.feed("  ") is None
     assert chunker.feed("Hi") == "  Hi"
+
+
+def _streamed(pieces):
+    shaper = SpeechShaper()
+    return "".join(shaper.feed(piece) for piece in pieces) + shaper.finish()
+
+
+@pytest.mark.parametrize(
+    ("pieces", "spoken"),
+    [
+        # Tokenisers give a line's indentation its own token ("\n", "  ", " ```"): a code block under a
+        # list item was read aloud, and the text after it dropped (its closing fence opened a block).
+        pytest.param(
+            ["1. Run:", "\n", "  ", " ```", "bash", "\n", "  ", " rm -rf build", "\n", "  ", " ```", "\n", "Done."],
+            "1. Run: Done.",
+            id="indented-code-block",
+        ),
+        pytest.param(
+            ["Intro", "\n", "   ", "```", "py\nsecret()\n```\nafter"], "Intro. after", id="fence-closed-at-column-0"
+        ),
+        pytest.param(
+            ["Steps:", "\n", "- one", "\n", "  ", "-", " nested", "\n"], "Steps: one. nested. ", id="nested-bullet"
+        ),
+        pytest.param(["Intro", "\n", " ", "## Heading", "\n"], "Intro. Heading. ", id="indented-heading"),
+        pytest.param(["Intro", "\n", "  ", "> quoted"], "Intro. quoted", id="indented-quote"),
+    ],
+)
+def test_indentation_in_its_own_piece_still_starts_the_line(pieces, spoken):
+    assert shape_text("".join(pieces)) == spoken
+    assert _streamed(pieces) == spoken
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        pytest.param(
+            ["Go", " to", " www", ".", "example", ".", "com", "/", "docs", "/", "setup", " today."], id="tokens"
+        ),
+        pytest.param(["Go to www.example", ".com/docs/setup today."], id="two-pieces"),
+    ],
+)
+def test_a_www_url_streamed_in_pieces_is_its_host_name(pieces):
+    # At once: "Go to example.com today."; streamed, the URL was decided at "www.example" and the rest,
+    # path included, was read aloud ("example.com/docs/setup").
+    assert shape_text("".join(pieces)) == "Go to example.com today."
+    shaper = SpeechShaper()
+    assert "".join(shaper.feed(piece) for piece in pieces) + shaper.finish() == "Go to example.com today."
+
+
+@pytest.mark.parametrize(
+    ("markdown", "spoken"),
+    [
+        # Found by test_shaping_never_raises_and_leaves_no_markup_markers, which fails now and then.
+        ("[]()", ""),
+        ("See [](https://example.com/a/b) here.", "See  here."),
+    ],
+)
+def test_a_link_with_empty_text_leaves_no_brackets(markdown, spoken):
+    assert shape_text(markdown) == spoken

@@ -400,3 +400,44 @@ async def test_the_filler_goes_out_while_an_interrupted_run_is_slow_to_stop(star
         filler_heard.set()
         assert first == {"type": "agent_response", "content": "One moment. ", "event_id": 2, "is_final": False}
         assert "second answer" in (await client.reply()).text
+
+
+# --- what the caller hears when a reply shapes to nothing or a runtime fails mid-sentence (review) ----------
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        pytest.param(["```python\n", "print('hi')\n", "```\n"], id="only-a-code-block"),
+        pytest.param(["```bash\n", "rm -rf build\n"], id="a-code-block-left-open"),
+        pytest.param(["---\n", "***"], id="only-rules"),
+        pytest.param(["<think>", "hmm", "</think>"], id="only-reasoning"),
+    ],
+)
+async def test_a_reply_that_shapes_to_nothing_is_never_an_empty_final(start_channel, reply):
+    # Like a runtime that ends without a word: the caller must hear something, not silence.
+    plugin = ScriptedPlugin(lambda m, r: words(*reply))
+    channel = await start_channel(plugins=[plugin], runtime="scripted")
+    async with conversation(channel) as client:
+        await client.say("show me")
+        answer = await client.reply()
+    assert answer.final
+    assert answer.text.strip(), "the turn ended with is_final and nothing the caller could hear"
+
+
+@pytest.mark.parametrize("held", [["Let me check", " the logs"], ["Let me check ", "ticket #4521"]])
+async def test_a_runtime_failing_mid_sentence_has_its_text_spoken_before_the_apology(start_channel, held):
+    # The chunker (no phrase boundary yet) or the shaper (a word that may still be markup) holds the
+    # runtime's last words when it fails: they must come before the apology, not after it.
+    async def broken(message, rec):
+        for item in held:
+            yield item
+        raise RuntimeError("upstream exploded")
+
+    plugin = ScriptedPlugin(broken)
+    channel = await start_channel(plugins=[plugin], runtime="scripted")
+    async with conversation(channel) as client:
+        await client.say("hi")
+        reply = await client.reply()
+    # After the runtime's words, in full and as words of their own (not "checkSorry").
+    assert reply.text == "".join(held) + " Sorry, something went wrong on my side.", reply.chunks

@@ -23,8 +23,9 @@ __all__ = ["SpeechShaper", "shape_text"]
 
 # Characters that start or end a markdown/HTML construct; their presence forces the slow path.
 _SPECIAL = re.compile(r"[`\[\]()<>|*_#~\n]|https?:|www\.", re.IGNORECASE)
-# A trailing word containing these may be an unfinished construct and is held back.
-_HOLD_CHARS = re.compile(r"[`\[\]()<|*_#~]|://")
+# A trailing word containing these (or a URL starting with www.) may be an unfinished construct and
+# is held back.
+_HOLD_CHARS = re.compile(r"[`\[\]()<|*_#~]|://|^www\.", re.IGNORECASE)
 # A trailing word made only of these may be a line marker (bullet, quote) or an image's "!".
 _MARKER_WORD = re.compile(r"[-+>!]+")
 _URL_PREFIXES = ("https://", "http://", "www.")
@@ -39,7 +40,7 @@ _RULE = re.compile(r"^\s*(?:[-*_]\s*){3,}$|^\s*\|?(\s*:?-{3,}:?\s*\|)+\s*:?-*:?\
 _TABLE_ROW = re.compile(r"^\s*\|(.*?)\|?\s*$")
 
 _IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
-_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
+_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _AUTOLINK = re.compile(r"<(https?://[^>\s]+)>", re.IGNORECASE)
 _URL = re.compile(r"\b(?:https?://|www\.)[^\s<>()\[\]]+", re.IGNORECASE)
 _TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(\s[^<>]*)?/?>")
@@ -91,7 +92,9 @@ class SpeechShaper:
         return self._shape(buf[:cut])
 
     def finish(self) -> str:
-        """Shape and return whatever is still held; the shaper is spent afterwards."""
+        """Shape and return whatever is still held, as it stands (the end of a stream, a tool starting, the
+        channel speaking in between). The shaper can go on: what comes next is shaped with the same state
+        (inside a code block, at a line's start)."""
         tail, self._tail = self._tail, ""
         return self._shape(tail)
 
@@ -116,6 +119,11 @@ class SpeechShaper:
             if start is not None and len(buf) - start <= _MAX_HOLD[opener]:
                 cut = min(cut, start)
                 head = buf[:cut]
+        # Never cut a line's indentation from what follows it (a tokeniser often gives it a token of
+        # its own): a line's markup (bullet, heading, quote, fence) is recognised only at its start.
+        line_start = buf.rfind("\n", 0, cut) + 1
+        if (line_start or self._line_start) and not buf[line_start:cut].strip():
+            cut = line_start
         return cut
 
     # --- rewriting ------------------------------------------------------------------------------
