@@ -22,6 +22,7 @@ already streamed; nothing of the server's error text is spoken.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -50,6 +51,10 @@ __all__ = ["OpenAIRuntime", "OpenAISession", "UpstreamError"]
 log = structlog.get_logger("voice_channel_openai")
 
 _BODY_EXCERPT = 300
+#: After ``data: [DONE]``, how long and how much of the rest of the body (the chunked terminator) is read so the
+#: connection can go back to the pool; a server that sends more than this, or takes longer, loses its connection.
+_DRAIN_S = 0.5
+_DRAIN_BYTES = 64 * 1024
 
 
 class UpstreamError(Exception):
@@ -78,6 +83,9 @@ class OpenAIRuntime:
         if s.api_key is not None:
             headers["Authorization"] = f"Bearer {s.api_key.get_secret_value()}"
         self.http = aiohttp.ClientSession(
+            # No pool limit (aiohttp's default is 100): a turn never waits, silent, for another's stream to
+            # end; server.max_conversations bounds the connections.
+            connector=aiohttp.TCPConnector(limit=0),
             headers=headers,
             timeout=aiohttp.ClientTimeout(
                 total=s.total_timeout_s, sock_connect=s.connect_timeout_s, sock_read=s.read_timeout_s
@@ -156,13 +164,19 @@ class OpenAISession:
                 yield TextDelta(self._runtime.apology)
         finally:
             # Interrupted (CancelledError while reading, GeneratorExit at a yield) or failed: close
-            # the connection now so the server stops; a completed stream goes back to the pool.
+            # the connection now so the server stops; a completed stream goes back to the pool once
+            # the end of its body (read briefly after [DONE]) is in.
             if response is not None:
-                if completed:
-                    response.release()
-                else:
-                    response.close()
-                    log.debug("openai_stream_closed", url=url)
+                reusable = False
+                try:
+                    reusable = completed and await _drained(response)
+                finally:
+                    if reusable:
+                        response.release()
+                    else:
+                        response.close()
+                        if not completed:
+                            log.debug("openai_stream_closed", url=url)
 
     async def _events(self, response: aiohttp.ClientResponse, started: float) -> AsyncIterator[RuntimeEvent]:
         content_type = response.headers.get("Content-Type", "")
@@ -203,6 +217,8 @@ class OpenAISession:
             if choice is None:
                 continue  # usage-only chunk
             delta = choice.get("delta") or {}
+            if not isinstance(delta, dict):
+                raise UpstreamError("malformed stream event", detail=event.data[:_BODY_EXCERPT])
             content = delta.get("content")
             if isinstance(content, str) and content:
                 if first:
@@ -230,6 +246,18 @@ class OpenAISession:
         """Nothing per conversation: the HTTP client belongs to the runtime."""
 
 
+async def _drained(response: aiohttp.ClientResponse) -> bool:
+    """Read what follows ``data: [DONE]`` (bounded): ``True`` when the body ended, so the connection is reusable."""
+    left = _DRAIN_BYTES
+    try:
+        async with asyncio.timeout(_DRAIN_S):
+            while left > 0 and (data := await response.content.readany()):
+                left -= len(data)
+    except (TimeoutError, aiohttp.ClientError):
+        return False
+    return response.content.at_eof()
+
+
 def _first_choice(chunk: dict[str, Any]) -> dict[str, Any] | None:
     choices = chunk.get("choices")
     if isinstance(choices, list) and choices and isinstance(choices[0], dict):
@@ -244,5 +272,7 @@ def _completion_text(body: Any) -> str:
         raise UpstreamError("error response", detail=json.dumps(body["error"])[:_BODY_EXCERPT])
     choice = _first_choice(body)
     message = (choice or {}).get("message") or {}
+    if not isinstance(message, dict):
+        raise UpstreamError("malformed completion", detail=json.dumps(body)[:_BODY_EXCERPT])
     content = message.get("content")
     return content if isinstance(content, str) else ""

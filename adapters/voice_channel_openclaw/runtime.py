@@ -119,6 +119,9 @@ class OpenClawRuntime:
         self.client: GatewayClient | None = None
         self._runs: dict[str, _Run] = {}
         self._approval_runs: dict[str, _Run] = {}
+        #: Runs a lost chat.send answer may have left running: run id → session key, aborted once reconnected.
+        self._orphans: dict[str, str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -157,6 +160,9 @@ class OpenClawRuntime:
         return OpenClawSession(self, context)
 
     async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.client is not None:
             await self.client.aclose()
             self.client = None
@@ -197,7 +203,27 @@ class OpenClawRuntime:
             if run is not None:
                 run.queue.put_nowait(("resolved", payload))
 
+    def abort_when_connected(self, run: _Run) -> None:
+        """Abort ``run`` on the Gateway as soon as the connection is back (its chat.send answer was lost)."""
+        self._orphans[run.run_id] = run.session_key
+
+    async def _abort_orphan(self, run_id: str, key: str) -> None:
+        assert self.client is not None
+        try:
+            result = await self.client.request(
+                "chat.abort", {"sessionKey": key, "runId": run_id}, timeout=_ABORT_WAIT_S
+            )
+            log.info("openclaw_orphan_run_aborted", run_id=run_id, aborted=(result or {}).get("aborted"))
+        except (GatewayError, GatewayUnavailable) as exc:
+            log.warning("openclaw_abort_failed", run_id=run_id, error=str(exc))
+
     def _on_state(self, connected: bool) -> None:
+        if connected:
+            for run_id, key in self._orphans.items():
+                task = asyncio.get_running_loop().create_task(self._abort_orphan(run_id, key))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            self._orphans.clear()
         if not connected:
             for run in self._runs.values():
                 run.queue.put_nowait(("disconnected", None))
@@ -226,8 +252,10 @@ class OpenClawSession:
         self._runtime.register(run)
         self._runs.add(run)
         try:
+            sent = False
             try:
                 await client.wait_connected(self._settings.unavailable_wait_s)
+                sent = True
                 ack = await client.request(
                     "chat.send",
                     {
@@ -238,7 +266,12 @@ class OpenClawSession:
                     },
                 )
             except (GatewayUnavailable, GatewayError) as exc:
-                run.finished = True
+                # A refused send started nothing; an unanswered one may have started the run: the finally
+                # aborts it (connection up), or the runtime does once the connection is back.
+                run.finished = not (sent and isinstance(exc, GatewayUnavailable))
+                if not run.finished and not client.connected:
+                    run.finished = True
+                    self._runtime.abort_when_connected(run)
                 self._log_failure(turn_log, "openclaw_send_failed", exc)
                 yield TextDelta(self._runtime.apology)
                 return
@@ -325,6 +358,8 @@ class OpenClawSession:
 
     async def _approval(self, run: _Run, payload: dict[str, Any], turn_log: Any) -> AsyncIterator[RuntimeEvent]:
         approval_id = str(payload.get("id"))
+        if approval_id in run.approvals:
+            return  # the same approval again (a duplicate event, or found again after a reconnect)
         kind = payload.get("kind", "exec")
         request = payload.get("request") or {}
         allowed = tuple(request.get("allowedDecisions") or ("allow-once", "deny"))
@@ -465,9 +500,33 @@ class OpenClawSession:
         in_flight = ((history or {}).get("inFlightRun") or {}).get("runId")
         if in_flight == run.run_id:
             turn_log.info("openclaw_run_resumed_after_reconnect")
+            await self._recover_approvals(run, turn_log)
             return True
         turn_log.warning("openclaw_run_lost", reason="the run ended while the connection was down")
         return False
+
+    async def _recover_approvals(self, run: _Run, turn_log: Any) -> None:
+        """Route the run's pending approvals again: one requested while the connection died was never received."""
+        client = self._runtime.client
+        assert client is not None
+        for method, event in (
+            ("exec.approval.list", "exec.approval.requested"),
+            ("plugin.approval.list", "plugin.approval.requested"),
+        ):
+            if not client.has_method(method):
+                continue
+            try:
+                pending = await client.request(method, {})
+            except (GatewayUnavailable, GatewayError) as exc:
+                self._log_failure(turn_log, "openclaw_approval_list_failed", exc)
+                continue
+            for payload in pending if isinstance(pending, list) else []:
+                if isinstance(payload, dict) and str(payload.get("id")) not in run.approvals:
+                    request = payload.get("request") or {}
+                    if request.get("runId") == run.run_id or (
+                        not request.get("runId") and request.get("sessionKey") == run.session_key
+                    ):
+                        self._runtime._route(event, payload)
 
     @staticmethod
     def _log_failure(turn_log: Any, event: str, exc: BaseException) -> None:

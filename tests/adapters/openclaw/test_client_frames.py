@@ -451,3 +451,80 @@ async def test_unavailable_gateway_is_an_apology(fake, tmp_path):
         await rt.aclose()
     assert spoken(events) == APOLOGY
     assert any(e["event"] == "openclaw_send_failed" for e in logs)
+
+
+# --- a connection lost at the wrong moment (review, 2026-12-06) ----------------------------------------------
+
+
+async def test_a_run_whose_send_answer_was_lost_is_aborted_once_reconnected(runtime, fake):
+    # The Gateway received chat.send and started the run, then the connection died before its answer. The turn
+    # apologises (right), but marks the run finished, so nothing ever aborts it: it goes on on the Gateway with
+    # nobody listening (its approvals, which reach only this device, are dropped and stay pending for 30 minutes),
+    # and the caller's next chat.send meets a live run in the same session.
+    scenario = Scenario.recorded("chat")
+    scenario.close_at = 1  # instead of the chat.send answer
+    fake.scenarios.append(scenario)
+    voice = await session(runtime)
+    with capture_logs() as logs:
+        events = [e async for e in voice.respond(message("hello"))]
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == APOLOGY
+    assert [e["event"] for e in logs if e["event"] == "openclaw_send_failed"] == ["openclaw_send_failed"]
+    (send,) = [r for r in fake.requests if r["method"] == "chat.send"]
+    try:
+        aborts = await fake.wait_for(lambda f: [r for r in f.requests if r["method"] == "chat.abort"], timeout=3)
+    except TimeoutError:
+        pytest.fail("the run chat.send may have started was never aborted")
+    assert aborts[0]["params"] == {
+        "sessionKey": send["params"]["sessionKey"],
+        "runId": send["params"]["idempotencyKey"],
+    }
+
+
+async def test_an_approval_lost_with_the_connection_is_asked_after_reconnecting(runtime, fake):
+    # The Gateway wrote exec.approval.requested into a connection that was dying (the socket closes where the
+    # recording has the event). The run survives the blip and waits for a decision (the Gateway keeps it for
+    # 30 minutes), but after reconnecting the runtime only checks that the run is in flight (chat.history); it
+    # never looks for the run's pending approvals (exec.approval.list, as the OpenClaw research notes
+    # recommends), so the caller is never asked and the turn is silent until the caller speaks again.
+    scenario = Scenario.recorded("approval")
+    recorded = next(
+        it["frame"] for it in scenario.items if it.get("frame", {}).get("event") == "exec.approval.requested"
+    )
+    scenario.close_at = next(
+        i for i, it in enumerate(scenario.items) if it.get("frame", {}).get("event") == "exec.approval.requested"
+    )
+    recorded_send = scenario.items[0]["frame"]["params"]
+    fake.scenarios.append(scenario)
+
+    def ours(payload: dict[str, Any]) -> dict[str, Any]:
+        (send,) = [r for r in fake.requests if r["method"] == "chat.send"]
+        text = json.dumps(payload)
+        text = text.replace(recorded_send["idempotencyKey"], send["params"]["idempotencyKey"])
+        return json.loads(text.replace(recorded_send["sessionKey"], send["params"]["sessionKey"]))
+
+    fake.handlers["chat.history"] = lambda frame: ours(
+        {"messages": [], "inFlightRun": {"runId": recorded_send["idempotencyKey"]}}
+    )
+    fake.handlers["exec.approval.list"] = lambda frame: [ours(copy.deepcopy(recorded["payload"]))]
+
+    voice = await session(runtime)
+    events = voice.respond(message("please run: echo recorded-approval"))
+
+    async def until_confirmation() -> ConfirmationRequest:
+        async for event in events:
+            if isinstance(event, ConfirmationRequest):
+                return event
+        raise AssertionError("the run ended without asking")
+
+    try:
+        try:
+            request = await asyncio.wait_for(until_confirmation(), 5)
+        except TimeoutError:
+            pytest.fail("the pending approval was never asked after the reconnect: the turn is silent")
+        assert request.id == recorded["payload"]["id"]
+        assert request.action == "Run the command echo recorded-approval"
+        await voice.resolve(request.id, ConfirmationDecision(False, "user"))
+        (resolve,) = [r for r in fake.requests if r["method"] == "exec.approval.resolve"]
+        assert resolve["params"] == {"id": request.id, "decision": "deny"}
+    finally:
+        await events.aclose()
