@@ -43,7 +43,7 @@ from voice_channel import (
 )
 from voice_channel_openai.prompt import system_prompt
 from voice_channel_openai.settings import OpenAISettings
-from voice_channel_openai.sse import iter_events
+from voice_channel_openai.sse import StreamLineTooLong, iter_events
 from voice_channel_openai.tools import HERMES_TOOL_EVENT, ToolCalls
 
 __all__ = ["OpenAIRuntime", "OpenAISession", "UpstreamError"]
@@ -193,48 +193,57 @@ class OpenAISession:
         first = True
         tools = ToolCalls()
         finish_reason: str | None = None
-        async for event in iter_events(response.content.iter_any()):
-            if event.event == HERMES_TOOL_EVENT:
-                for activity in tools.from_hermes_event(event.data):
-                    yield activity
-                continue
-            if event.event != "message":
-                yield Notice(event.data[:200], kind=event.event)
-                continue
-            if event.data.strip() == "[DONE]":
-                for activity in tools.end_all():
-                    yield activity
-                return
-            try:
-                chunk = json.loads(event.data)
-            except json.JSONDecodeError:
-                raise UpstreamError("malformed stream event", detail=event.data[:_BODY_EXCERPT]) from None
-            if not isinstance(chunk, dict):
-                continue
-            if chunk.get("error"):
-                raise UpstreamError("error in stream", detail=json.dumps(chunk["error"])[:_BODY_EXCERPT])
-            choice = _first_choice(chunk)
-            if choice is None:
-                continue  # usage-only chunk
-            delta = choice.get("delta") or {}
-            if not isinstance(delta, dict):
-                raise UpstreamError("malformed stream event", detail=event.data[:_BODY_EXCERPT])
-            content = delta.get("content")
-            if isinstance(content, str) and content:
-                if first:
-                    first = False
-                    log.debug("openai_first_token", ms=round((time.perf_counter() - started) * 1000, 1))
-                for activity in tools.end_all():  # the server talks again: its tools are done
-                    yield activity
-                yield TextDelta(content)
-            if delta.get("tool_calls"):
-                # Tools are the server's business (nothing to run or confirm here); the caller hears progress.
-                for activity in tools.from_delta(delta["tool_calls"]):
-                    yield activity
-            if choice.get("finish_reason") == "error":
-                raise UpstreamError("the server ended the reply with an error", detail=json.dumps(chunk)[:300])
-            if isinstance(choice.get("finish_reason"), str):
-                finish_reason = choice["finish_reason"]
+        events = iter_events(response.content.iter_any())
+        try:
+            async for event in events:
+                if event.event == HERMES_TOOL_EVENT:
+                    for activity in tools.from_hermes_event(event.data):
+                        yield activity
+                    continue
+                if event.event == "error":
+                    # Not a chat-completions event, but what some servers and proxies send when the reply fails.
+                    raise UpstreamError("error event in stream", detail=event.data[:_BODY_EXCERPT])
+                if event.event != "message":
+                    yield Notice(event.data[:200], kind=event.event)
+                    continue
+                if event.data.strip() == "[DONE]":
+                    for activity in tools.end_all():
+                        yield activity
+                    return
+                try:
+                    chunk = json.loads(event.data)
+                except json.JSONDecodeError:
+                    raise UpstreamError("malformed stream event", detail=event.data[:_BODY_EXCERPT]) from None
+                if not isinstance(chunk, dict):
+                    continue
+                if chunk.get("error"):
+                    raise UpstreamError("error in stream", detail=json.dumps(chunk["error"])[:_BODY_EXCERPT])
+                choice = _first_choice(chunk)
+                if choice is None:
+                    continue  # usage-only chunk
+                delta = choice.get("delta") or {}
+                if not isinstance(delta, dict):
+                    raise UpstreamError("malformed stream event", detail=event.data[:_BODY_EXCERPT])
+                content = _text_of(delta.get("content"))
+                if content:
+                    if first:
+                        first = False
+                        log.debug("openai_first_token", ms=round((time.perf_counter() - started) * 1000, 1))
+                    for activity in tools.end_all():  # the server talks again: its tools are done
+                        yield activity
+                    yield TextDelta(content)
+                if delta.get("tool_calls"):
+                    # Tools are the server's business (nothing to run or confirm here); the caller hears progress.
+                    for activity in tools.from_delta(delta["tool_calls"]):
+                        yield activity
+                if choice.get("finish_reason") == "error":
+                    raise UpstreamError("the server ended the reply with an error", detail=json.dumps(chunk)[:300])
+                if isinstance(choice.get("finish_reason"), str):
+                    finish_reason = choice["finish_reason"]
+        except StreamLineTooLong as exc:
+            raise UpstreamError("malformed stream", detail=str(exc)) from None
+        finally:
+            await events.aclose()
         # The connection ended before ``data: [DONE]``: a proxy or server that died mid-reply. What
         # streamed stands (it was spoken); the caller must not take it for the whole answer.
         raise UpstreamError("stream ended without [DONE]", detail=f"last finish_reason: {finish_reason}")
@@ -258,6 +267,15 @@ async def _drained(response: aiohttp.ClientResponse) -> bool:
     return response.content.at_eof()
 
 
+def _text_of(content: Any) -> str:
+    """A message's or delta's text: a string, or a list of content parts (``{"type": "text", "text": ...}``)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(part["text"] for part in content if isinstance(part, dict) and isinstance(part.get("text"), str))
+    return ""
+
+
 def _first_choice(chunk: dict[str, Any]) -> dict[str, Any] | None:
     choices = chunk.get("choices")
     if isinstance(choices, list) and choices and isinstance(choices[0], dict):
@@ -274,5 +292,4 @@ def _completion_text(body: Any) -> str:
     message = (choice or {}).get("message") or {}
     if not isinstance(message, dict):
         raise UpstreamError("malformed completion", detail=json.dumps(body)[:_BODY_EXCERPT])
-    content = message.get("content")
-    return content if isinstance(content, str) else ""
+    return _text_of(message.get("content"))

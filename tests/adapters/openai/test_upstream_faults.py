@@ -20,6 +20,7 @@ from runtime_support import adapter_settings
 from voice_channel.channel.record import ConversationRecord
 from voice_channel.runtime import ConversationContext, RuntimeMessage, TextDelta
 from voice_channel_openai.runtime import OpenAIRuntime, OpenAISession
+from voice_channel_openai.sse import MAX_LINE_CHARS, iter_events
 
 APOLOGY = "Sorry, something went wrong on my side."
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -175,3 +176,70 @@ async def test_a_completion_of_the_wrong_shape_is_an_upstream_error_not_a_crash(
         events = await collect(session)
     assert spoken(events) == APOLOGY
     assert [e["reason"] for e in logs if e["event"] == "openai_upstream_error"] == ["malformed completion"]
+
+
+async def test_an_error_event_is_an_upstream_error(upstream):
+    async def chat(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(token("Partial "))
+        await response.write(b'event: error\ndata: {"message": "model overloaded"}\n\n')
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    _runtime, session = await upstream(chat)
+    with capture_logs() as logs:
+        events = await collect(session)
+    assert spoken(events) == "Partial " + APOLOGY
+    (entry,) = [e for e in logs if e["event"] == "openai_upstream_error"]
+    assert entry["reason"] == "error event in stream" and "model overloaded" in entry["detail"]
+
+
+async def test_content_given_as_a_list_of_parts_is_spoken(upstream):
+    async def chat(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        parts = [
+            {"type": "text", "text": "Hello "},
+            {"type": "image_url", "image_url": {}},
+            {"type": "text", "text": "there."},
+        ]
+        await response.write(sse({"choices": [{"index": 0, "delta": {"content": parts}}]}))
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    _runtime, session = await upstream(chat)
+    assert spoken(await collect(session)) == "Hello there."
+
+
+async def test_a_line_without_end_past_the_limit_is_an_upstream_error(upstream):
+    async def chat(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(token("Partial "))
+        await response.write(b"data: " + b"x" * (MAX_LINE_CHARS + 1))
+        await response.write_eof()
+        return response
+
+    _runtime, session = await upstream(chat)
+    with capture_logs() as logs:
+        events = await collect(session)
+    assert spoken(events) == "Partial " + APOLOGY
+    assert [e["reason"] for e in logs if e["event"] == "openai_upstream_error"] == ["malformed stream"]
+
+
+@pytest.mark.timeout(20)
+async def test_a_long_line_in_small_pieces_is_parsed_in_linear_time():
+    """Re-splitting the whole buffer on every read was quadratic: 16 MB in 1 KiB pieces took about a minute of
+    the event loop (every conversation of the worker waited). Linear, it is milliseconds: a hang guard suffices."""
+    line = '{"choices": [{"delta": {"content": "' + "x" * (16 * 1024 * 1024) + '"}}]}'
+    raw = f"data: {line}\n\n".encode()
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for start in range(0, len(raw), 1024):
+            yield raw[start : start + 1024]
+
+    events = [event async for event in iter_events(pieces(), max_line=32 * 1024 * 1024)]
+    assert [event.data for event in events] == [line]
