@@ -61,6 +61,8 @@ def test_extract_text(chunk, text):
         ("Keep snake_case and 2 * 3 = 6", "Keep snake_case and 2 * 3 = 6"),
         ("Line one\n\nLine two.", "Line one. Line two."),
         ("A<br>B", "AB"),
+        ('<span class="x">Hi</span> <speak><break time="1s"/>there</speak>', "Hi there"),
+        ("Replace <your-api-key> and run it in <project-dir>.", "Replace your-api-key and run it in project-dir."),
         ("---\nafter rule", "after rule"),
     ],
 )

@@ -7,7 +7,8 @@ worse (a TTS engine spells a URL out). :class:`SpeechShaper` rewrites the stream
 * headings, quote markers, bullets, table rules and horizontal rules lose their markup;
 * emphasis markers and inline-code backticks are removed, the words kept;
 * ``[text](url)`` and ``![alt](url)`` become ``text``/``alt``; a bare URL becomes its host name;
-* other HTML-like tags are removed; line breaks become sentence breaks.
+* HTML and SSML tags are removed; anything else in angle brackets is a placeholder (``<your-api-key>``) and
+  keeps its words; line breaks become sentence breaks.
 
 It is streaming-safe: a tail that may still turn into a construct (``[lin``, ``**``, ``htt``)
 is held back until it is decided, and plain words pass through at once, so the first words of a
@@ -43,12 +44,25 @@ _IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _AUTOLINK = re.compile(r"<(https?://[^>\s]+)>", re.IGNORECASE)
 _URL = re.compile(r"\b(?:https?://|www\.)[^\s<>()\[\]]+", re.IGNORECASE)
-_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(\s[^<>]*)?/?>")
+_TAG = re.compile(r"</?([A-Za-z][A-Za-z0-9-]*)(\s[^<>]*)?/?>")
+#: The tags removed: HTML's (those a model writes in prose) and SSML's. Other names in angle brackets are
+#: placeholders whose words the caller must hear ("replace <your-api-key>", "cd <project-dir>").
+_TAG_NAMES = frozenset(
+    "a abbr b blockquote br cite code del details div em font h1 h2 h3 h4 h5 h6 hr i img ins kbd li mark ol p pre q"
+    " s small span strong sub summary sup table tbody td th thead tr u ul"
+    " speak break prosody emphasis say-as phoneme voice audio lang".split()
+)
 _THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
 _THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
 _STRONG = re.compile(r"\*\*|__|~~")
 _EMPHASIS = re.compile(r"(?<![\w*])[*_](?=[^\s*_])|(?<=[^\s*_])[*_](?![\w*])")
 _TRAILING_PUNCT = ".,;:!?)]\"'"
+
+
+def _untag(match: re.Match[str]) -> str:
+    if match.group(1).lower() in _TAG_NAMES:
+        return ""
+    return match.group(0)[1:-1].strip("/ ")  # a placeholder: its words, without the brackets
 
 
 def _host(url: str) -> str:
@@ -176,7 +190,7 @@ class SpeechShaper:
         text = _LINK.sub(r"\1", text)
         text = _AUTOLINK.sub(lambda m: _host(m.group(1)), text)
         text = _URL.sub(lambda m: _host(m.group(0)), text)
-        text = _TAG.sub("", text)
+        text = _TAG.sub(_untag, text)
         text = text.replace("`", "")
         text = _STRONG.sub("", text)
         # Emphasis depends on the character before: give it the last one spoken as context.
