@@ -128,6 +128,10 @@ async def _apply_gc_policy(app: web.Application) -> None:
 
 async def _runtime_context(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
+    # A host may start its application again after stopping it: this app serves again, too.
+    state.shutting_down = state.draining = False
+    if DRAIN in app:
+        app[DRAIN].rearm()
     runtime = state.runtime_entry.factory(state.settings)
     await runtime.start()
     state.runtime = runtime

@@ -53,6 +53,10 @@ class Drain:
         self.timeout_s = timeout_s
         self._cut = asyncio.Event()
 
+    def rearm(self) -> None:
+        """Ready for another start of the same app (a host may start its application again after a stop)."""
+        self._cut = asyncio.Event()
+
     def cut_short(self) -> None:
         """A quick shutdown: stop waiting (or do not start) and close what is open."""
         self._cut.set()
@@ -123,6 +127,15 @@ async def close_conversations(state: ChannelState) -> None:
     waiting = {*handlers, *state.closing, *state.socket_closes.values()}
     if waiting:
         await asyncio.wait(waiting, timeout=max(0.0, deadline - loop.time()))
-    for task in state.socket_closes.values():
+    # The deadline has passed: what is still closing (a session or a hook slower than the bound) is
+    # cancelled and awaited here, so that no close outlives the shutdown (nor runs after the runtime stops).
+    late = [*state.closing, *state.socket_closes.values()]
+    for task in late:
         task.cancel()
-    await asyncio.gather(*state.socket_closes.values(), return_exceptions=True)
+    if late:
+        done, stuck = await asyncio.wait(late, timeout=state.settings.turn.cancel_grace_s)
+        for task in done:
+            if not task.cancelled():
+                task.exception()  # retrieved: the shutdown goes on either way
+        if stuck:
+            log.error("close_ignored_cancellation", tasks=len(stuck), grace_s=state.settings.turn.cancel_grace_s)

@@ -8,13 +8,16 @@ import pytest
 from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
-from support import ScriptedPlugin, conversation
+from support import Channel, ScriptedPlugin, conversation
+from voice_channel import hookimpl
 from voice_channel.app import create_app
 from voice_channel.elevenlabs.client import SpeechEngineClient
+from voice_channel.plugins import PluginHooks, get_plugin_manager
 from voice_channel.serving.drain import close_conversations
 from voice_channel.serving.health import not_ready_reason
 from voice_channel.serving.keys import DRAIN, STATE
 from voice_channel.serving.server import running_app
+from voice_channel.settings import build_settings_class
 
 
 async def drained_app(make_settings, **server):  # type: ignore[no-untyped-def]
@@ -246,3 +249,81 @@ async def test_a_close_message_ends_the_conversation_even_if_the_runtime_ignores
         assert state.conversations == {}
     finally:
         release.set()
+
+
+class _SlowCloseSession:
+    def __init__(self, owner: SlowClosePlugin) -> None:
+        self._owner = owner
+
+    async def respond(self, message):  # type: ignore[no-untyped-def]
+        yield "hello"
+
+    async def resolve(self, request_id, decision):  # type: ignore[no-untyped-def]
+        pass
+
+    async def aclose(self) -> None:
+        self._owner.events.append("session_aclose_started")
+        self._owner.session_closing.set()
+        try:
+            await self._owner.release.wait()  # a remote session slow to close (longer than shutdown_timeout_s)
+        except asyncio.CancelledError:
+            self._owner.events.append("session_aclose_cancelled")
+            raise
+        self._owner.events.append("session_aclose_done")
+
+
+class _Runtime:
+    name = "slowclose"
+
+    def __init__(self, owner: SlowClosePlugin) -> None:
+        self._owner = owner
+
+    async def start(self) -> None:
+        pass
+
+    async def open_session(self, context):  # type: ignore[no-untyped-def]
+        return _SlowCloseSession(self._owner)
+
+    async def aclose(self) -> None:
+        self._owner.events.append("runtime_aclose")
+
+
+class SlowClosePlugin:
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.session_closing = asyncio.Event()
+        self.events: list[str] = []
+
+    @hookimpl
+    def voice_channel_register_runtimes(self, register):  # type: ignore[no-untyped-def]
+        register("slowclose", lambda settings: _Runtime(self), "test runtime")
+
+
+@pytest.mark.timeout(30)
+async def test_app_shutdown_leaves_no_conversation_close_running(api_key):
+    """A session close slower than ``server.shutdown_timeout_s``: once the app has shut down, no close task of
+    the app is still pending (it would be destroyed pending with the loop), and the session's close ended
+    (cancelled at the deadline) before its runtime stopped."""
+    plugin = SlowClosePlugin()
+    pm = get_plugin_manager(load_entrypoints=False, extra_plugins=[plugin])
+    settings = build_settings_class(PluginHooks(pm).settings_sections())(
+        elevenlabs={"api_key": api_key},
+        runtime="slowclose",
+        server={"shutdown_timeout_s": 0.3},
+        turn={"cancel_grace_s": 0.2},
+    )
+    app = create_app(settings, pm)
+    state = app[STATE]
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with conversation(Channel(server, settings, api_key, app)) as client:
+            await client.say("hi")
+            await client.receive()
+            await server.close()  # the app's whole shutdown: on_shutdown, handlers, cleanup_ctx
+        assert [task for task in state.closing if not task.done()] == []
+        events = plugin.events
+        assert events.index("session_aclose_cancelled") < events.index("runtime_aclose"), events
+    finally:
+        plugin.release.set()
+        await asyncio.gather(*state.closing, return_exceptions=True)
