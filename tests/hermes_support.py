@@ -164,6 +164,8 @@ class FakeLLM:
             return "tool_call", user_text, ("terminal", {"command": match.group(1).strip()})
         if match := re.search(r"WRITE:(\S+)", user_text):
             return "tool_call", user_text, ("write_file", {"path": match.group(1), "content": "voice"})
+        if match := re.search(r"FAIL(\d{3})", user_text):
+            return "fail", user_text, int(match.group(1))
         if "SLOW" in user_text:
             return "text", user_text, slow_words(self.slow_count)
         if "MEDIUM" in user_text:
@@ -239,6 +241,11 @@ def _handler(llm: FakeLLM) -> type[BaseHTTPRequestHandler]:
             llm.requests.append(body)
             llm.streams.append(record)
             llm.notify()
+            if kind == "fail":
+                self._json(payload, {"error": {"message": f"upstream exploded ({payload})", "type": "server_error"}})
+                record.t_end = time.monotonic()
+                llm.notify()
+                return
             if not body.get("stream"):
                 message: dict[str, Any] = {"role": "assistant", "content": None if kind == "tool_call" else payload}
                 if kind == "tool_call":

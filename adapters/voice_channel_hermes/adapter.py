@@ -321,7 +321,7 @@ class ElevenLabsVoiceAdapter(BasePlatformAdapter):
         message_id = f"vc-{next(self._out_ids)}"
         chat = self._chats.get(str(chat_id))
         if chat is not None:
-            chat.on_send(content, reply_to, metadata, message_id)
+            chat.on_send(content, reply_to, metadata, message_id, failed=self._runs.failed(chat.session_key))
         else:
             logger.debug("[%s] dropped a message for chat %s (no open call)", self.name, chat_id)
         return SendResult(success=True, message_id=message_id)
@@ -345,6 +345,10 @@ class ElevenLabsVoiceAdapter(BasePlatformAdapter):
     async def on_processing_complete(self, event: MessageEvent, outcome: ProcessingOutcome) -> None:
         chat = self._chats.get(str(event.source.chat_id)) if event.source else None
         if chat is not None:
+            if outcome is not ProcessingOutcome.CANCELLED:
+                # Hermes awaited the agent's thread to its end (only a /stop does not): its run is over,
+                # even one that never said so (a failed run returns before the on_session_end hook).
+                self._runs.forget(chat.session_key)
             chat.on_processing(event.message_id, outcome.value)
 
     async def send_exec_approval(

@@ -38,6 +38,9 @@ from voice_channel_hermes.stream import ReplyStream
 
 __all__ = ["HermesPort", "VoiceChat"]
 
+#: How Hermes's gateway answers when handling a message raised (``GatewayRunner._handle_message_with_agent``).
+HERMES_UNEXPECTED_ERROR = "Sorry, I encountered an unexpected error."
+
 
 class HermesPort(Protocol):
     """What a :class:`VoiceChat` needs from the Hermes adapter."""
@@ -160,12 +163,26 @@ class VoiceChat:
         if stream is None or not stream.draft(draft_id, content):
             self.log.debug("hermes_draft_dropped", draft_id=draft_id)
 
-    def on_send(self, content: str, reply_to: str | None, metadata: Mapping[str, Any] | None, message_id: str) -> None:
+    def on_send(
+        self,
+        content: str,
+        reply_to: str | None,
+        metadata: Mapping[str, Any] | None,
+        message_id: str,
+        *,
+        failed: bool = False,
+    ) -> None:
+        """A ``send()`` for this chat; ``failed``: the run's LLM request failed, so a reply is Hermes's error text."""
         stream = self.current
         meta = metadata or {}
         anchor = reply_to or meta.get("reply_to_message_id")
         content_kind = bool(meta.get("notify") or meta.get("expect_edits"))
         if stream is not None and anchor == stream.message_id and content_kind:
+            if failed or content.startswith(HERMES_UNEXPECTED_ERROR):
+                # Hermes's error text for the caller ("The model provider failed..."): the channel's apology instead.
+                stream.notice(content, "gateway")
+                stream.fail()
+                return
             if meta.get("expect_edits") and not meta.get("notify"):
                 stream.preview(message_id, content)
             else:

@@ -6,7 +6,8 @@
   are not authorized upstream, see ``hermes.trust_voice_callers``);
 * the ``pre_tool_call`` hook of :class:`~voice_channel_hermes.policy.ToolPolicy`;
 * the ``pre_llm_call`` and ``on_session_end`` hooks of :class:`~voice_channel_hermes.runs.RunTracker`
-  (when an agent run of a call has really ended);
+  (when an agent run of a call has really ended), and its ``api_request_error`` and ``post_api_request`` hooks
+  (whether the run's latest LLM request failed: Hermes's error text is then not spoken);
 * the ``pre_tool_call`` and ``post_tool_call`` hooks of :class:`~voice_channel_hermes.tools.ToolEvents`
   (a call's tool runs, for the channel's progress speech);
 * voice defaults for Hermes's per-platform display settings (token streaming on, tool progress,
@@ -118,6 +119,8 @@ def register_plugin(ctx: Any) -> None:
     ctx.register_hook("pre_tool_call", policy)
     ctx.register_hook("pre_llm_call", runs.on_run_start)
     ctx.register_hook("on_session_end", runs.on_run_end)
+    ctx.register_hook("api_request_error", runs.on_api_error)
+    ctx.register_hook("post_api_request", runs.on_api_ok)
     ctx.register_hook("pre_tool_call", tools.on_start)
     ctx.register_hook("post_tool_call", tools.on_end)
     _install_display_defaults()

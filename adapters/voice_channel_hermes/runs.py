@@ -41,6 +41,8 @@ class RunTracker:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._running: dict[str, set[str]] = {}
+        #: Sessions whose latest LLM request failed (the run then ends with Hermes's error text).
+        self._failed: set[str] = set()
         self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
 
     # --- Hermes hooks (called in the agent's thread) -------------------------------------------------
@@ -51,6 +53,21 @@ class RunTracker:
         if key is not None:
             with self._lock:
                 self._running.setdefault(key, set()).add(turn_id or str(threading.get_ident()))
+                self._failed.discard(key)
+
+    def on_api_error(self, **_: Any) -> None:
+        """``api_request_error``: an LLM request of a voice session failed (it may be retried)."""
+        key = voice_session_key()
+        if key is not None:
+            with self._lock:
+                self._failed.add(key)
+
+    def on_api_ok(self, **_: Any) -> None:
+        """``post_api_request``: an LLM request of a voice session succeeded (a retry, perhaps)."""
+        key = voice_session_key()
+        if key is not None:
+            with self._lock:
+                self._failed.discard(key)
 
     def on_run_end(self, turn_id: str = "", **_: Any) -> None:
         """``on_session_end``: a turn of a voice session ended and was persisted."""
@@ -59,6 +76,11 @@ class RunTracker:
             self._finish(key, turn_id or str(threading.get_ident()))
 
     # --- the adapter's side ----------------------------------------------------------------------------
+
+    def failed(self, session_key: str) -> bool:
+        """The latest LLM request of the session's run failed: what Hermes delivers now is its error text."""
+        with self._lock:
+            return session_key in self._failed
 
     def running(self, session_key: str) -> bool:
         with self._lock:

@@ -128,6 +128,10 @@ class ReplyStream:
             self.outcome = outcome
             self._queue.put_nowait(_End(outcome))
 
+    def fail(self) -> None:
+        """The run failed: nothing more is spoken; the reply ends as a failure (the apology, if nothing was said)."""
+        self.complete("failure")
+
     def close(self) -> None:
         """The reader is done: route nothing here any more."""
         self.closed = True

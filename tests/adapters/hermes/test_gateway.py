@@ -267,3 +267,48 @@ async def test_a_bad_setting_or_no_key_stops_only_this_platform_with_a_clear_mes
     assert message in adapter.fatal_error_message and PLATFORM in adapter.fatal_error_message
     assert adapter.fatal_error_code == "config_invalid" and not adapter.fatal_error_retryable
     assert gateway.adapter.is_connected
+
+
+# --- the LLM failing, or Hermes raising inside its run (review, 2026-12-06) --------------------------------------
+
+
+@pytest.mark.parametrize("code", [400, 500])
+async def test_a_failed_llm_request_is_answered_with_the_apology_not_hermes_error_text(gateway, llm, code):
+    settings = gateway.adapter._settings
+    async with gateway.client() as client:
+        await client.say(f"Please FAIL{code} now.")
+        reply = await client.reply(timeout=50)
+        assert "request failed" not in reply.text.lower()
+        assert "/reset" not in reply.text
+        assert reply.text.strip() == settings.turn.apology_text
+
+
+async def test_hermes_raising_in_its_agent_run_is_answered_with_the_apology(gateway, llm, monkeypatch):
+    from run_agent import AIAgent
+
+    original = AIAgent.run_conversation
+
+    def exploding(self, user_message, *args, **kwargs):
+        if "EXPLODE" in str(user_message):
+            raise RuntimeError("agent thread blew up")
+        return original(self, user_message, *args, **kwargs)
+
+    monkeypatch.setattr(AIAgent, "run_conversation", exploding)
+    settings = gateway.adapter._settings
+    async with gateway.client() as client:
+        await client.say("Please EXPLODE now.")
+        reply = await client.reply(timeout=50)
+        assert "/reset" not in reply.text
+        assert reply.text.strip() == settings.turn.apology_text
+
+
+async def test_a_failed_run_does_not_hold_back_the_next_utterance(gateway, llm):
+    async with gateway.client() as client:
+        await client.say("Please FAIL400 again.")
+        await client.reply(timeout=50)
+        (chat,) = gateway.adapter._chats.values()
+        # Hermes is done with the message (its completion ended the reply), so no run of the call is left:
+        # the next utterance must not wait stop_timeout_s for an on_session_end that a failed run never fires.
+        assert not gateway.adapter._busy(chat.session_key)
+        assert not gateway.adapter._runs.running(chat.session_key)
+        assert await gateway.adapter.wait_idle(chat, 1.0)

@@ -123,5 +123,12 @@ def test_directory_plugin_installs_from_a_git_url_and_loads(fresh_home, tmp_path
         "enabled": True,
         "error": None,
         "platform_plugin": PLUGIN,
-        "hooks": ["on_session_end", "post_tool_call", "pre_llm_call", "pre_tool_call"],
+        "hooks": [
+            "api_request_error",
+            "on_session_end",
+            "post_api_request",
+            "post_tool_call",
+            "pre_llm_call",
+            "pre_tool_call",
+        ],
     }
