@@ -367,7 +367,12 @@ class Conversation:
         # conversation_id is inherited from the receive loop's context; runtime adapters' own
         # log lines get the event_id from here.
         structlog.contextvars.bind_contextvars(event_id=turn.event_id)
-        turn.arm_filler()  # the deadline runs from the transcript, whatever comes before the runtime's stream
+        if (previous is not None and not previous.done()) or self._session_value is None:
+            # A wait before the runtime's stream (the interrupted run stopping, the session opening): the
+            # filler's deadline runs from now. Otherwise speak() arms it, and a runtime that answers at once
+            # costs no timer (one per turn, kept in the loop's heap until its deadline, showed in the tail
+            # latency at 2,000 conversations).
+            turn.arm_filler()
         if previous is not None:
             # Usually done already: it was cancelled before this task was created, so its
             # cancellation ran first (_settle then waits for nothing).
@@ -389,6 +394,7 @@ class Conversation:
                 return
             await self._pending.end_unanswered(turn)
             if self._pending.awaiting is not None:
+                turn.arm_filler()  # telling the runtime the answer may take a round trip before it speaks
                 last = self.record.last_assistant()
                 await self._pending.answer(turn, utterance, heard=last.text if last is not None else "")
             else:
