@@ -219,6 +219,15 @@ def test_bad_values_name_the_source_they_came_from(tmp_path, monkeypatch):
 # --- config the loader cannot take as it is (review, 2026-12-06) ----------------------------------------------
 
 
+def config_file_error(tmp_path, text: str) -> str:  # type: ignore[no-untyped-def]
+    """The message of the settings error that loading a config file holding ``text`` raises."""
+    config = tmp_path / "voice.yaml"
+    config.write_text(text)
+    with pytest.raises(SettingsError) as excinfo:
+        load_settings(config_file=config)
+    return str(excinfo.value)
+
+
 @pytest.mark.parametrize(
     ("text", "shown"),
     [
@@ -229,12 +238,8 @@ def test_bad_values_name_the_source_they_came_from(tmp_path, monkeypatch):
     ],
 )
 def test_a_config_file_that_is_not_a_mapping_is_one_clear_error(tmp_path, text, shown):
-    config = tmp_path / "voice.yaml"
-    config.write_text(text)
-    with pytest.raises(SettingsError) as excinfo:
-        load_settings(config_file=config)
-    message = str(excinfo.value)
-    assert str(config) in message and "top level" in message and shown in message
+    message = config_file_error(tmp_path, text)
+    assert str(tmp_path / "voice.yaml") in message and "top level" in message and shown in message
     assert "dictionary update sequence" not in message
 
 
@@ -265,10 +270,6 @@ def test_an_environment_list_that_is_not_json_names_the_variable_and_the_fix(mon
     ],
 )
 def test_a_section_given_as_a_single_value_is_not_echoed(tmp_path, text, secret):
-    config = tmp_path / "voice.yaml"
-    config.write_text(text)
-    with pytest.raises(SettingsError) as excinfo:
-        load_settings(config_file=config)
-    message = str(excinfo.value)
+    message = config_file_error(tmp_path, text)
     assert "setting '" in message  # still names the key
     assert secret not in message

@@ -62,6 +62,23 @@ async def upstream() -> AsyncIterator[Callable[[Handler], Awaitable[tuple[OpenAI
         await server.close()
 
 
+DONE = b"data: [DONE]\n\n"
+
+
+def streaming(*frames: bytes) -> Handler:
+    """A chat-completions handler that streams ``frames`` as they are, then ends the body."""
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for frame in frames:
+            await response.write(frame)
+        await response.write_eof()
+        return response
+
+    return chat
+
+
 def message(text: str = "hello") -> RuntimeMessage:
     return RuntimeMessage(text=text, conversation_id="conv", event_id=1, boundary="vc-000000000000")
 
@@ -149,16 +166,7 @@ async def test_a_chunk_of_the_wrong_shape_is_an_upstream_error_not_a_crash(upstr
     # JSON that parses but is not a chat-completion chunk raised AttributeError out of respond(): the channel
     # then logs "turn_failed" with a traceback of our code, and the operator never sees what the server sent
     # (the module promises upstream trouble is logged with the start of the body and answered with the apology).
-    async def chat(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        await response.write(token("Partial "))
-        await response.write(sse(chunk))
-        await response.write(b"data: [DONE]\n\n")
-        await response.write_eof()
-        return response
-
-    _runtime, session = await upstream(chat)
+    _runtime, session = await upstream(streaming(token("Partial "), sse(chunk), DONE))
     with capture_logs() as logs:
         events = await collect(session)
     assert spoken(events) == "Partial " + APOLOGY
@@ -179,16 +187,8 @@ async def test_a_completion_of_the_wrong_shape_is_an_upstream_error_not_a_crash(
 
 
 async def test_an_error_event_is_an_upstream_error(upstream):
-    async def chat(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        await response.write(token("Partial "))
-        await response.write(b'event: error\ndata: {"message": "model overloaded"}\n\n')
-        await response.write(b"data: [DONE]\n\n")
-        await response.write_eof()
-        return response
-
-    _runtime, session = await upstream(chat)
+    error = b'event: error\ndata: {"message": "model overloaded"}\n\n'
+    _runtime, session = await upstream(streaming(token("Partial "), error, DONE))
     with capture_logs() as logs:
         events = await collect(session)
     assert spoken(events) == "Partial " + APOLOGY
@@ -197,33 +197,18 @@ async def test_an_error_event_is_an_upstream_error(upstream):
 
 
 async def test_content_given_as_a_list_of_parts_is_spoken(upstream):
-    async def chat(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        parts = [
-            {"type": "text", "text": "Hello "},
-            {"type": "image_url", "image_url": {}},
-            {"type": "text", "text": "there."},
-        ]
-        await response.write(sse({"choices": [{"index": 0, "delta": {"content": parts}}]}))
-        await response.write(b"data: [DONE]\n\n")
-        await response.write_eof()
-        return response
-
-    _runtime, session = await upstream(chat)
+    parts = [
+        {"type": "text", "text": "Hello "},
+        {"type": "image_url", "image_url": {}},
+        {"type": "text", "text": "there."},
+    ]
+    chunk = sse({"choices": [{"index": 0, "delta": {"content": parts}}]})
+    _runtime, session = await upstream(streaming(chunk, DONE))
     assert spoken(await collect(session)) == "Hello there."
 
 
 async def test_a_line_without_end_past_the_limit_is_an_upstream_error(upstream):
-    async def chat(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        await response.write(token("Partial "))
-        await response.write(b"data: " + b"x" * (MAX_LINE_CHARS + 1))
-        await response.write_eof()
-        return response
-
-    _runtime, session = await upstream(chat)
+    _runtime, session = await upstream(streaming(token("Partial "), b"data: " + b"x" * (MAX_LINE_CHARS + 1)))
     with capture_logs() as logs:
         events = await collect(session)
     assert spoken(events) == "Partial " + APOLOGY

@@ -331,9 +331,8 @@ def test_read_transcript_counts_and_picks_items_as_is_history_item_does(items: l
     assert got.text == (users[-1] if users and last_role == "user" else "")
 
 
-async def test_a_runtime_answering_at_once_costs_no_filler_timer_and_a_slow_one_still_gets_the_filler(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def record_timers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the callbacks the running loop's ``call_later`` is given from now on."""
     loop = asyncio.get_running_loop()
     timers: list[str] = []
     call_later = loop.call_later
@@ -343,6 +342,13 @@ async def test_a_runtime_answering_at_once_costs_no_filler_timer_and_a_slow_one_
         return call_later(delay, callback, *args, **kwargs)
 
     monkeypatch.setattr(loop, "call_later", recording_call_later)
+    return timers
+
+
+async def test_a_runtime_answering_at_once_costs_no_filler_timer_and_a_slow_one_still_gets_the_filler(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    timers = record_timers(monkeypatch)
 
     async def slow(message, rec):  # type: ignore[no-untyped-def]
         if message.text == "slow":
@@ -373,15 +379,7 @@ async def test_a_transcript_hook_that_awaits_costs_no_filler_timer_for_a_runtime
     """A plugin's async transcript hook suspends the turn before the runtime's stream: the filler's deadline is
     armed where the stream starts, not at the turn's start (a timer per turn showed in the tail at 2,000
     conversations: bench/scale.py p99 59-65 ms against 10-13 without it)."""
-    loop = asyncio.get_running_loop()
-    timers: list[str] = []
-    call_later = loop.call_later
-
-    def recording_call_later(delay, callback, *args, **kwargs):  # type: ignore[no-untyped-def]
-        timers.append(getattr(callback, "__name__", repr(callback)))
-        return call_later(delay, callback, *args, **kwargs)
-
-    monkeypatch.setattr(loop, "call_later", recording_call_later)
+    timers = record_timers(monkeypatch)
 
     class AwaitingHook:
         @hookimpl
