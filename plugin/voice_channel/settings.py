@@ -720,8 +720,6 @@ def load_settings(
         raise SettingsError(describe_errors(exc, where)) from None
     except pydantic_settings.SettingsError as exc:  # an environment variable of a list or section that is not JSON
         raise SettingsError(_env_not_json(settings_cls) or str(exc)) from None
-    except (ValueError, yaml.YAMLError) as exc:  # malformed TOML is a ValueError, YAML its own
-        raise SettingsError(f"cannot read config file {path}: {exc}") from None
     finally:
         _CONFIG_FILE.reset(token)
 

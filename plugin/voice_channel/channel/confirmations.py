@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 from voice_channel.channel.confusables import has_confusables, skeleton
 from voice_channel.channel.intents import normalize_words
-from voice_channel.channel.languages import DEFAULT_LANGUAGE, ENGLISH, LANGUAGES, Vocabulary, vocabulary
+from voice_channel.channel.languages import DEFAULT_LANGUAGE, ENGLISH, LANGUAGES, Phrases, Vocabulary, vocabulary
 from voice_channel.contract import ConfirmationPolicy
 from voice_channel.runtime import ConfirmationRequest
 
@@ -167,6 +167,11 @@ def _sentence(text: str) -> str:
     return text
 
 
+def _question(phrases: Phrases, action: str) -> str:
+    """The prompt's lead and the action: what the caller must have heard to answer (see ``asked_in``)."""
+    return f"{phrases.prompt_lead} {_sentence(action)}"
+
+
 def build_prompt(
     request: ConfirmationRequest,
     policy: ConfirmationPolicy,
@@ -182,7 +187,7 @@ def build_prompt(
     """
     phrases = vocabulary(language).phrases
     lead = f"{phrases.reask} " if reask else ""
-    parts = [f"{lead}{phrases.prompt_lead} {_sentence(request.action)}"]
+    parts = [f"{lead}{_question(phrases, request.action)}"]
     if request.summary and not reask:
         parts.append(_sentence(request.summary))
     if policy is ConfirmationPolicy.CODE_WORD:
@@ -243,7 +248,7 @@ class PendingConfirmation:
     def asked_in(self, heard: str) -> bool:
         """Whether ``heard``, what the caller heard of the channel's last reply, holds this request's question
         (the prompt's lead and the whole action): an utterance over a question not yet heard is no answer to it."""
-        question = f"{vocabulary(self.language).phrases.prompt_lead} {_sentence(self.request.action).rstrip('.!?')}"
+        question = _question(vocabulary(self.language).phrases, self.request.action).rstrip(".!?")
         return " ".join(question.split()).casefold() in " ".join(heard.split()).casefold()
 
     def parse(self, text: str, *, truncated: bool = False) -> Answer:

@@ -64,6 +64,7 @@ from voice_channel.runtime import (
     RuntimeSession,
 )
 from voice_channel.serving.metrics import NO_METRICS, Metrics
+from voice_channel.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from voice_channel.plugins import PluginHooks
@@ -318,21 +319,11 @@ class Conversation:
         await self._outbox.aclose()
         await self._pending.close()
         session = await self._close_session_task()
-        tasks = list(self._tasks or ())
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            # Bounded, like settle(): a runtime that ignores cancellation must not keep the
-            # conversation (its socket, its max_conversations slot) open for good. asyncio.wait
-            # neither cancels the tasks again nor swallows a cancellation of this close.
-            done, stuck = await asyncio.wait(tasks, timeout=self._settings.turn.cancel_grace_s)
-            for task in done:
-                if not task.cancelled():
-                    task.exception()  # retrieved: ended anyway
-            if stuck:
-                self.log.error(
-                    "runtime_ignored_cancellation", grace_s=self._settings.turn.cancel_grace_s, tasks=len(stuck)
-                )
+        # Bounded, like settle(): a runtime that ignores cancellation must not keep the conversation
+        # (its socket, its max_conversations slot) open for good.
+        stuck = await cancel_and_wait(list(self._tasks or ()), self._settings.turn.cancel_grace_s)
+        if stuck:
+            self.log.error("runtime_ignored_cancellation", grace_s=self._settings.turn.cancel_grace_s, tasks=len(stuck))
         if session is not None:
             try:
                 await session.aclose()
@@ -354,8 +345,7 @@ class Conversation:
         if not task.done():
             await asyncio.wait({task}, timeout=self._settings.turn.cancel_grace_s)
             if not task.done():
-                task.cancel()
-                await asyncio.wait({task}, timeout=self._settings.turn.cancel_grace_s)
+                await cancel_and_wait({task}, self._settings.turn.cancel_grace_s)
                 return None
         if task.cancelled() or task.exception() is not None:
             return None

@@ -151,9 +151,7 @@ class Turn:
         still held (a runtime that failed mid-sentence), and never glued to the last word sent."""
         if text:
             await self._flush_all()
-            if self.spoken and not self.spoken[-1][-1:].isspace() and not text[:1].isspace():
-                text = " " + text
-            await self._send_text(text)
+            await self._send_text(self._unglued(text))
 
     async def speak(
         self, events: AsyncIterator[Any], *, running_tools: tuple[ToolActivity, ...] = ()
@@ -240,9 +238,7 @@ class Turn:
         holds text it has not sent yet (the phrase would cut into it)."""
         if self.state is not TurnState.RUNNING or self._chunker.pending:
             return False
-        text = text.strip() + " "
-        if self.spoken and not self.spoken[-1][-1:].isspace():
-            text = " " + text  # chunks are concatenated: not glued to the runtime's last word
+        text = self._unglued(text.strip() + " ")
         self._record_sent(text)
         self.channel_phrases += (text,)
         self._outbox.post(Frame(self, text))
@@ -276,11 +272,22 @@ class Turn:
     async def _feed(self, text: str) -> None:
         await self._chunk(self._shaper.feed(text))
 
-    async def _chunk(self, shaped: str) -> None:
+    def _unglued(self, text: str) -> str:
+        """``text`` with a space first if it would otherwise be glued to the last word sent (ElevenLabs
+        joins a turn's chunks as they are)."""
+        if self.spoken and not self.spoken[-1][-1:].isspace() and not text[:1].isspace():
+            return " " + text
+        return text
+
+    async def _send_shaped(self, shaped: str) -> None:
+        """Count the runtime's shaped text and send what the chunker lets out of it."""
         self.runtime_output += len(shaped.strip())
         chunk = self._chunker.feed(shaped) if shaped else None
         if chunk:
             await self._send_text(chunk)
+
+    async def _chunk(self, shaped: str) -> None:
+        await self._send_shaped(shaped)
         if self._chunker.pending:
             if self._stall is None:
                 self._stall = self._loop.call_later(self._settings.stall_flush_ms / 1000, self._flush_on_stall)
@@ -304,11 +311,7 @@ class Turn:
         await self._progress.on_tool(activity)
 
     async def _flush_all(self) -> None:
-        rest = self._shaper.finish()
-        self.runtime_output += len(rest.strip())
-        chunk = self._chunker.feed(rest) if rest else None
-        if chunk:
-            await self._send_text(chunk)
+        await self._send_shaped(self._shaper.finish())
         chunk = self._chunker.flush()
         if chunk:
             await self._send_text(chunk)

@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING
 import structlog
 from aiohttp import WSCloseCode
 
+from voice_channel.tasks import cancel_and_wait
+
 if TYPE_CHECKING:
     from voice_channel.serving.keys import ChannelState
 
@@ -129,13 +131,7 @@ async def close_conversations(state: ChannelState) -> None:
         await asyncio.wait(waiting, timeout=max(0.0, deadline - loop.time()))
     # The deadline has passed: what is still closing (a session or a hook slower than the bound) is
     # cancelled and awaited here, so that no close outlives the shutdown (nor runs after the runtime stops).
-    late = [*state.closing, *state.socket_closes.values()]
-    for task in late:
-        task.cancel()
-    if late:
-        done, stuck = await asyncio.wait(late, timeout=state.settings.turn.cancel_grace_s)
-        for task in done:
-            if not task.cancelled():
-                task.exception()  # retrieved: the shutdown goes on either way
-        if stuck:
-            log.error("close_ignored_cancellation", tasks=len(stuck), grace_s=state.settings.turn.cancel_grace_s)
+    grace_s = state.settings.turn.cancel_grace_s
+    stuck = await cancel_and_wait([*state.closing, *state.socket_closes.values()], grace_s)
+    if stuck:
+        log.error("close_ignored_cancellation", tasks=len(stuck), grace_s=grace_s)
