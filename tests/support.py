@@ -39,6 +39,8 @@ class Channel:
 
     def client(self, **kwargs: Any) -> SpeechEngineClient:
         kwargs.setdefault("api_key", self.api_key)
+        # As ElevenLabs: a reply played to its end is in the next transcript's history.
+        kwargs.setdefault("hear_replies", True)
         return SpeechEngineClient(self.url, **kwargs)
 
 

@@ -16,6 +16,7 @@ runtime. The parser is deliberately narrow, in every language of
   alone is not enough;
 * an answer the trust boundary had to cut (longer than ``input.max_turn_chars``) is never an
   approval: what was cut may have been the "no";
+* a doubting idiom made of yes words ("na ja", "yeah right") is no yes;
 * anything else is :attr:`Answer.UNCLEAR`: the conversation re-asks once, then denies.
 
 Deny on doubt has a price, paid on purpose: "why not", "pourquoi pas" and "sí, cómo no" mean yes
@@ -74,6 +75,8 @@ _ANY_NO_SUFFIX = tuple(suffix for v in _ANY_LANGUAGE for suffix in v.negation_su
 #: A question mark (fullwidth and small ones included, whether or not NFKC ran first) or Spanish's opening one.
 _QUESTION = re.compile(r"[?¿\uff1f\ufe16\u037e\u061f]")
 _ANY_NO_PREFIX = tuple(prefix for v in _ANY_LANGUAGE for prefix in v.negation_prefixes)
+#: Every doubting idiom of every language ("na ja" is no yes in an English conversation either).
+_ANY_DOUBT = tuple(f" {phrase} " for v in _ANY_LANGUAGE for phrase in v.doubt_phrases)
 
 
 def _approving(language: Vocabulary) -> tuple[tuple[Vocabulary, ...], frozenset[str], frozenset[str]]:
@@ -137,9 +140,9 @@ def parse_answer(
         return Answer.DENY
     if policy is ConfirmationPolicy.NEVER:
         return Answer.DENY
-    if truncated or lookalikes or _QUESTION.search(text):
+    if truncated or lookalikes or _QUESTION.search(text) or _doubts(normal):
         # A look-alike letter is nothing speech recognition writes: never an approval. Nor is a question
-        # ("Is that okay?", "¿Está bien?"): the caller asked something back.
+        # ("Is that okay?", "¿Está bien?"): the caller asked something back. Nor is "na ja" ("well...").
         return Answer.UNCLEAR
     spoken, approve, allowed = _APPROVING[language]
     if policy is ConfirmationPolicy.CODE_WORD:
@@ -153,6 +156,11 @@ def parse_answer(
     if any(word in approve for word in words) or _has_phrase(normal, spoken):
         return Answer.APPROVE
     return Answer.UNCLEAR
+
+
+def _doubts(normal: str) -> bool:
+    padded = f" {normal} "
+    return any(phrase in padded for phrase in _ANY_DOUBT)
 
 
 def _has_phrase(normal: str, spoken: tuple[Vocabulary, ...]) -> bool:

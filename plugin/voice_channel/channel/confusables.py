@@ -1,6 +1,7 @@
 """Homoglyph folding: letters of other scripts that look like Latin ones, mapped to those Latin letters.
 
-A subset of Unicode's confusables (UTS #39) for Cyrillic and Greek. Used in two places that must
+A subset of Unicode's confusables (UTS #39) for Cyrillic, Greek and the Latin small capitals
+("ꜱystem", which NFKC leaves as it is). Used in two places that must
 agree: the trust boundary (:mod:`voice_channel.channel.untrusted`: "sуstem:" with a Cyrillic у reads
 as a role marker to a human and to many models) and the confirmation parser
 (:mod:`voice_channel.channel.confirmations`: "nо" with a Cyrillic о still says no, and "yеs" with a
@@ -15,8 +16,9 @@ CONFUSABLES = str.maketrans(
     "аеорсухіјѕԁӏԛԝ"  # Cyrillic lower
     "АВЕКМНОРСТХУІЈЅ"  # Cyrillic upper
     "αβεικνορτυχ"  # Greek lower
-    "ΑΒΕΗΙΚΜΝΟΡΤΥΧΖ",  # Greek upper
-    "aeopcyxijsdlqwABEKMHOPCTXYIJSabeiknoptuxABEHIKMNOPTYXZ",
+    "ΑΒΕΗΙΚΜΝΟΡΤΥΧΖ"  # Greek upper
+    "ᴀʙᴄᴅᴇꜰɢʜɪᴊᴋʟᴍɴᴏᴘꞯʀꜱᴛᴜᴠᴡʏᴢ",  # Latin small capitals (IPA letters: never in a transcript)
+    "aeopcyxijsdlqwABEKMHOPCTXYIJSabeiknoptuxABEHIKMNOPTYXZabcdefghijklmnopqrstuvwyz",
 )
 _SOURCES = frozenset(chr(code) for code in CONFUSABLES)
 

@@ -385,8 +385,10 @@ class Conversation:
             await self._pending.end_unanswered(turn)
             if self._pending.awaiting is not None:
                 turn.arm_filler()  # telling the runtime the answer may take a round trip before it speaks
+                # No agent item before the caller's words: nothing of the last reply, the question, was heard.
                 last = self.record.last_assistant()
-                await self._pending.answer(turn, utterance, heard=last.text if last is not None else "")
+                heard = last.text if last is not None and utterance.heard_reply is not None else ""
+                await self._pending.answer(turn, utterance, heard=heard)
             else:
                 await self._respond(turn, utterance)
             await turn.finish()

@@ -126,9 +126,20 @@ def sanitize(text: str) -> tuple[str, int]:
 
 # --- role markers -----------------------------------------------------------------------------
 
-#: What may stand between a role word and its colon: spaces and markdown emphasis.
-_BEFORE_COLON = r"[\s*_~]*:"
-_ROLE_WORDS = r"system|assistant|user|developer|human|ai|bot|model|tool|function|instruction|instructions"
+#: A colon, or a letter or sign that looks like one and that NFKC leaves as it is (ratio, modifier letter
+#: colons, Hebrew sof pasuq, two-dot punctuation).
+_COLON = "[:\u2236\ua789\u02d0\u02f8\u05c3\u205a]"
+#: What may stand between a role word and its colon: spaces (French puts one) and markdown emphasis.
+_BEFORE_COLON = rf"[\s*_~]*{_COLON}"
+#: The role words of chat formats, in English and in the languages of ``voice_channel.channel.languages``
+#: (a model reads "Sistema:" or "Utilisateur :" as a turn label as readily as "System:").
+_ROLE_WORDS = (
+    r"system|assistant|user|developer|human|ai|bot|model|tool|function|instruction|instructions"
+    r"|sistema|système|systeme|asistente|assistente|assistent|usuario|usuário|utilisateur|benutzer|nutzer"
+    r"|desarrollador|desenvolvedor|développeur|developpeur|entwickler|modelo|modèle|modele|modell"
+    r"|herramienta|ferramenta|outil|werkzeug|instrucción|instruccion|instrucciones|instrução|instrucao"
+    r"|instruções|instrucoes|anweisung|anweisungen|humano|humain|mensch"
+)
 _MARKERS: tuple[tuple[str, re.Pattern[str], Any], ...] = (
     # Chat-template special tokens: <|im_start|>, <|endoftext|>, <|eot_id|> ...
     (
@@ -174,7 +185,17 @@ _MARKERS: tuple[tuple[str, re.Pattern[str], Any], ...] = (
 # (CJK text), holding the event loop for seconds.
 _NON_ASCII_WORD_BEFORE_COLON = re.compile(rf"(?<![^\W_])([^\W_]++)({_BEFORE_COLON})")
 _NON_ASCII_TAG = re.compile(r"<\s*/?\s*(\w++)[^<>]{0,200}>")
-_ROLE_SET = frozenset(_ROLE_WORDS.split("|"))
+
+
+def _fold(word: str) -> str:
+    """``word`` with look-alike letters folded to Latin and accents removed ("ꜱýstem" is "system" to a reader)."""
+    decomposed = unicodedata.normalize("NFD", skeleton(word))
+    return "".join(char for char in decomposed if not unicodedata.combining(char))
+
+
+#: The role words as written (the patterns above catch them) and folded (what a disguised one reads as).
+_ROLE_LITERALS = frozenset(_ROLE_WORDS.split("|"))
+_ROLE_SET = frozenset(_fold(word) for word in _ROLE_LITERALS)
 #: A markdown heading ("### Ѕystem") whose word has a look-alike letter; the words of ``heading_marker``.
 _NON_ASCII_HEADING = re.compile(r"#{1,6}\s*(\w++)")
 _HEADING_SET = _ROLE_SET | {"response", "input", "context"}
@@ -187,7 +208,7 @@ def _defuse_homoglyphs(text: str) -> tuple[str, int]:
     def prefix(match: re.Match[str]) -> str:
         nonlocal count
         word = match.group(1)
-        if not word.isascii() and skeleton(word) in _ROLE_SET:
+        if not word.isascii() and word.casefold() not in _ROLE_LITERALS and _fold(word) in _ROLE_SET:
             count += 1
             return f"{word} -"
         return match.group(0)
@@ -202,8 +223,8 @@ def _defuse_homoglyphs(text: str) -> tuple[str, int]:
     def heading(match: re.Match[str]) -> str:
         nonlocal count
         word = match.group(1)
-        if not word.isascii() and skeleton(word) in _HEADING_SET:
-            word = skeleton(word)
+        if not word.isascii() and word.casefold() not in _ROLE_LITERALS and _fold(word) in _HEADING_SET:
+            word = _fold(word)
             count += 1
             return f"({word})"
         return match.group(0)
@@ -228,7 +249,7 @@ def has_live_marker(text: str) -> bool:
 
 
 # Every marker above needs one of these characters; speech rarely has any of them.
-_MARKER_CHARS = re.compile(r"[<>\[\]#:{}/!\\|`~]")
+_MARKER_CHARS = re.compile(r"[<>\[\]#:{}/!\\|`~\u2236\ua789\u02d0\u02f8\u05c3\u205a]")
 
 
 def defuse_markers(text: str, boundary: str = "") -> tuple[str, frozenset[str]]:

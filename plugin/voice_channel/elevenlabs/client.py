@@ -78,8 +78,13 @@ class SpeechEngineClient:
         heartbeat: float | None = 20.0,
         max_msg_size: int = 16 * 1024 * 1024,
         ssl: ssl_module.SSLContext | None = None,
+        hear_replies: bool = False,
     ) -> None:
+        """``hear_replies``: :meth:`reply` adds each reply that reached its final to the history as an
+        ``agent`` item, as ElevenLabs does for a reply played to its end (:meth:`heard` then replaces it
+        with what was heard of it). Otherwise the caller of :meth:`heard` keeps the history."""
         self.url = url
+        self._hear_replies = hear_replies
         self._ssl = ssl
         self.conversation_id = conversation_id or f"conv_{secrets.token_hex(8)}"
         self.history: list[dict[str, str]] = []
@@ -149,7 +154,9 @@ class SpeechEngineClient:
         await self.send(frame)
 
     def heard(self, text: str) -> None:
-        """Record what the caller heard of the agent's reply, as ElevenLabs does in the history."""
+        """Record what the caller heard of the agent's last reply, as ElevenLabs does in the history."""
+        if self._hear_replies and self.history and self.history[-1]["role"] == "agent":
+            del self.history[-1]  # the reply as added by reply(): what was heard of it replaces it
         if text.strip():
             self.history.append({"role": "agent", "content": text})
 
@@ -196,4 +203,6 @@ class SpeechEngineClient:
             if frame.get("content"):
                 reply.chunks.append(frame["content"])
             reply.final = bool(frame.get("is_final"))
+        if self._hear_replies and reply.text.strip() and target == self.event_id:
+            self.history.append({"role": "agent", "content": reply.text})
         return reply

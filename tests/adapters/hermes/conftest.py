@@ -75,6 +75,7 @@ class Gateway:
         return f"ws://127.0.0.1:{self.adapter.port}/voice"
 
     def client(self, **kwargs: Any) -> SpeechEngineClient:
+        kwargs.setdefault("hear_replies", True)  # as ElevenLabs: a reply played to its end is in the history
         return SpeechEngineClient(self.url, api_key=API_KEY, **kwargs)
 
 

@@ -98,3 +98,18 @@ def test_a_question_is_not_an_approval(language, said):
 def test_a_question_with_a_no_still_denies_and_a_plain_yes_still_approves():
     assert parse_answer("yes? no.", ConfirmationPolicy.PLAIN) is Answer.DENY
     assert parse_answer("Yes, go ahead.", ConfirmationPolicy.PLAIN) is Answer.APPROVE
+
+
+@pytest.mark.parametrize(
+    ("language", "said"),
+    [("de", "Na ja."), ("de", "Na ja, okay."), ("en", "na ja"), ("en", "Yeah, right."), ("fr", "yeah right")],
+)
+def test_a_doubting_idiom_made_of_yes_words_is_no_approval(language, said):
+    # "na" is a German filler ("na klar" says yes) and "ja" a yes; together they say "well...".
+    assert parse_answer(said, ConfirmationPolicy.PLAIN, language=language) is Answer.UNCLEAR
+
+
+def test_the_yes_words_of_a_doubting_idiom_still_approve_on_their_own():
+    assert parse_answer("Na klar.", ConfirmationPolicy.PLAIN, language="de") is Answer.APPROVE
+    assert parse_answer("Ja.", ConfirmationPolicy.PLAIN, language="de") is Answer.APPROVE
+    assert parse_answer("Yeah, that's right.", ConfirmationPolicy.PLAIN) is Answer.APPROVE

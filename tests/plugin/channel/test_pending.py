@@ -48,6 +48,23 @@ async def test_a_yes_word_over_a_question_not_yet_heard_does_not_approve_it(star
     assert "Deleted." in approved
 
 
+async def test_a_yes_with_nothing_of_the_question_in_the_history_does_not_approve_it(start_channel):
+    """The caller spoke before any of the reply holding the question was played: ElevenLabs' history has no
+    ``agent`` item before the caller's words (user after user). That "yes" answers nothing: asked again."""
+    plugin = ScriptedPlugin(deleter())
+    channel = await start_channel(plugins=[plugin], runtime="scripted")
+    async with conversation(channel) as client:
+        await client.say("delete the old stuff")
+        assert PROMPT_LEAD in (await client.reply()).text
+        client.heard("")  # nothing of it was played
+        reask = (await client.reply(await client.say("yes"))).text
+        assert PROMPT_LEAD in reask and "Deleted." not in reask
+        assert plugin.recorder.resolved == []
+        approved = (await client.reply(await client.say("yes"))).text  # the re-asked question was heard
+    assert plugin.recorder.resolved == [("rm-1", ConfirmationDecision(True, "user"))]
+    assert "Deleted." in approved
+
+
 @pytest.mark.parametrize("heard", ["whole", "up to the action"])
 async def test_a_yes_once_the_action_was_heard_approves(start_channel, heard):
     """Hearing the question up to its action is enough: the caller may answer before "say yes or no"."""

@@ -123,6 +123,7 @@ GERMAN = Vocabulary(
     ),
     confirm=_APPROVE | {"ja bitte", "in ordnung", "mach das", "ja mach das"},
     refuse=frozenset({"nein", "nein danke", "nicht", "mach das nicht", "bitte nicht", "auf keinen fall"}),
+    doubt_phrases=frozenset({"na ja"}),
     phrases=Phrases(
         prompt_lead="Bestätigung nötig:",
         ask_plain="Soll ich das tun? Bitte sag ja oder nein.",

@@ -182,6 +182,7 @@ ENGLISH = Vocabulary(
             "do not do it",
         }
     ),
+    doubt_phrases=frozenset({"yeah right"}),
     phrases=Phrases(
         prompt_lead="Confirmation needed:",
         ask_plain="Should I go ahead? Please say yes or no.",

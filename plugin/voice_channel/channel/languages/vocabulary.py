@@ -70,6 +70,9 @@ class Vocabulary:
     confirm: frozenset[str]
     refuse: frozenset[str]
     phrases: Phrases
+    #: Idioms made of yes and filler words that do not say yes ("na ja", "yeah right"): from any language,
+    #: an answer holding one is unclear, so the question is asked again.
+    doubt_phrases: frozenset[str] = frozenset()
 
     def negates(self, word: str) -> bool:
         """Whether ``word`` is a no, a stop or a negation in this language."""
