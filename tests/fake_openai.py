@@ -13,6 +13,7 @@ an internal-context user message after it, which is skipped):
   (``event: hermes.tool.progress``, ``running`` then ``completed``)
 * ``slow``             → 60 tokens, 0.25 s apart (interruption tests)
 * ``cold``             → waits ``COLD_START_S`` before the first token, then the default reply
+* ``stall <seconds>``  → waits that long before the first token (a model that hangs), then the default reply
 * ``fail <status>``    → that HTTP status with an OpenAI error body
 * ``midfail``          → two tokens, then an ``error`` chunk and the end of the stream
 * ``parrot``           → ``You said: <the whole user message as received>``
@@ -113,6 +114,9 @@ def plan(messages: list[dict[str, Any]], cold_start_s: float = COLD_START_S) -> 
         return {"kind": "slow", "user": user, "tokens": [f"tok{i} " for i in range(60)], "delay": 0.25}
     if re.search(r"\bparrot\b", user):
         return {"kind": "parrot", "user": user, "tokens": _tokens(f"You said: {user}"), "delay": 0.0}
+    if match := re.search(r"\bstall (\d+(?:\.\d+)?)\b", user):
+        first = float(match[1])
+        return {"kind": "stall", "user": user, "tokens": _tokens(DEFAULT_REPLY), "delay": 0.02, "first": first}
     if re.search(r"\bcold\b", user):
         return {"kind": "cold", "user": user, "tokens": _tokens(DEFAULT_REPLY), "delay": 0.02, "first": cold_start_s}
     return {"kind": "text", "user": user, "tokens": _tokens(DEFAULT_REPLY), "delay": 0.02}

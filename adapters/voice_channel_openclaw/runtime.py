@@ -263,6 +263,8 @@ class OpenClawSession:
                         "message": gateway_message(message),
                         "idempotencyKey": run.run_id,
                         "deliver": False,
+                        # The Gateway's own limit (agents.defaults.timeoutSeconds) is 48 h by default.
+                        "timeoutMs": round(self._settings.run_timeout_s * 1000),
                     },
                 )
             except (GatewayUnavailable, GatewayError) as exc:
@@ -294,8 +296,17 @@ class OpenClawSession:
         """The run's events as things to speak, until its ``chat`` terminal state."""
         spoken: list[str] = []
         held = ""  # text that could still turn out to be the silent-reply token
+        # Past the run's time and a request's, the Gateway has not ended it (or its end was lost): end it
+        # here. The deadline is per wait, not around the loop: this generator yields to its consumer.
+        deadline = asyncio.get_running_loop().time() + self._settings.run_timeout_s + self._settings.request_timeout_s
         while True:
-            kind, payload = await run.queue.get()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    kind, payload = await run.queue.get()
+            except TimeoutError:
+                turn_log.warning("openclaw_run_timed_out", run_timeout_s=self._settings.run_timeout_s)
+                yield TextDelta(self._runtime.apology)
+                return  # not finished: respond()'s finally aborts it
             if kind == "agent":
                 stream, data = payload.get("stream"), payload.get("data") or {}
                 if stream == "assistant" and isinstance(data.get("delta"), str) and data["delta"]:

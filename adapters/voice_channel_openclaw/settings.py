@@ -44,6 +44,13 @@ class OpenClawSettings(BaseModel):
     request_timeout_s: float = Field(15.0, gt=0, le=300, description="Time allowed for a Gateway request's answer.")
     reconnect_initial_s: float = Field(0.5, gt=0, le=60, description="First reconnect delay; doubles up to the max.")
     reconnect_max_s: float = Field(30.0, gt=0, le=600, description="Longest reconnect delay.")
+    run_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        le=86_400,
+        description="Longest agent run for one turn (the Gateway's own default is 48 h): sent as chat.send's"
+        " timeoutMs; a run with no end past it and request_timeout_s is aborted and the caller hears the apology.",
+    )
     unavailable_wait_s: float = Field(
         10.0, ge=0, le=120, description="How long a turn waits for a (re)connecting Gateway before apologising."
     )

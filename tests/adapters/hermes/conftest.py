@@ -47,12 +47,15 @@ HERMES_ENV = prepare_hermes_home(
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Two resources Hermes never releases, reported when the interpreter collects them: the kanban
-    # dispatcher lock it holds "for the process lifetime", and its cached HTTP connection to the LLM.
+    # Three resources Hermes never releases, reported when the interpreter collects them: the kanban
+    # dispatcher lock it holds "for the process lifetime", its cached HTTP connection to the LLM, and the
+    # output pipe of a terminal command interrupted while it runs (an unnamed pipe: a file descriptor
+    # number; nothing of the channel's opens one in these tests).
     port = LLM.base_url.rsplit(":", 1)[1].split("/")[0]
     for pattern in (
         r"<_io\.\w+ name='[^']*/kanban/\.dispatcher\.lock'",
         rf"<socket\.socket .*raddr=\('127\.0\.0\.1', {port}\)>",
+        r"<_io\.(FileIO|TextIOWrapper) name=\d+ ",
     ):
         message = f"Exception ignored in. {pattern}"
         config.addinivalue_line("filterwarnings", f"ignore:{message}:pytest.PytestUnraisableExceptionWarning")

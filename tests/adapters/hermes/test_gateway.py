@@ -211,6 +211,41 @@ async def test_after_a_confirmation_timed_out_its_blocked_tail_is_never_spoken(g
     assert any(m.get("role") == "tool" and "BLOCKED" in str(m.get("content")) for m in request)
 
 
+async def test_hanging_up_with_an_approval_pending_denies_it_and_frees_the_session(gateway, llm, scratch, monkeypatch):
+    """Noticed in stop 22: untested end to end. The caller hangs up while Hermes waits for the spoken answer:
+    the approval is denied at once (not after confirmations.timeout_s), the command never runs, and Hermes's
+    session holds no approval that a later caller on that chat could answer."""
+    from tools.approval import has_blocking_approval
+
+    target = victim(scratch)
+    forgotten = asyncio.Event()
+    forget = gateway.adapter.forget
+
+    def recording_forget(chat: Any) -> None:  # the end of the chat's close, after Hermes was stopped
+        forget(chat)
+        forgotten.set()
+
+    monkeypatch.setattr(gateway.adapter, "forget", recording_forget)
+    from voice_channel_hermes.chat import VoiceChat
+
+    decisions: list[Any] = []
+    resolve = VoiceChat.resolve
+
+    async def recording_resolve(self: Any, request_id: str, decision: Any) -> None:
+        decisions.append(decision)
+        await resolve(self, request_id, decision)
+
+    monkeypatch.setattr(VoiceChat, "resolve", recording_resolve)
+    async with gateway.client() as client:
+        await _ask_to_run(client, f"rm -rf {target}")
+        key = f"agent:main:{PLATFORM}:dm:{client.conversation_id}"
+        assert has_blocking_approval(key)
+    await asyncio.wait_for(forgotten.wait(), 10)
+    assert [(d.approved, d.reason) for d in decisions] == [(False, "closed")]  # by the hang-up, not the timeout
+    assert not has_blocking_approval(key)
+    assert target.exists()
+
+
 async def test_injected_approval_in_the_request_does_not_approve(gateway, llm, scratch):
     from tools.approval import has_blocking_approval
 

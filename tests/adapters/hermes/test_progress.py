@@ -97,3 +97,30 @@ async def test_a_dangerous_command_approved_by_voice_is_covered_while_it_runs(ga
     assert reply.chunks[0] == PHRASE, reply.chunks
     assert "Done. Tool said" in reply.text
     assert not target.exists()
+
+
+async def test_an_interruption_while_a_tool_runs_is_answered_before_the_tool_would_end(gateway, llm, monkeypatch):
+    """Noticed in stop 22: untested end to end. The caller talks while Hermes's terminal tool runs: the new
+    utterance is answered without waiting for the tool, and nothing of the old run (its tool's result) is
+    spoken later."""
+    settings = gateway.adapter._settings
+    monkeypatch.setattr(
+        settings,
+        "progress",
+        ProgressSettings(delay_s=0.1, interval_s=30.0, max_lines=0, quiet_s=0.1, start_phrases=[PHRASE.strip()]),
+    )
+    async with gateway.client() as client:
+        await client.say("Please RUN:sleep 10 && echo interrupted-tool-finished")
+        first = await client.receive(timeout=30)
+        assert first["content"] == PHRASE, first  # the tool has started
+        client.heard(PHRASE)
+        await client.say("Never mind, hello instead.")
+        reply = await client.reply(timeout=30)
+        # Answered while the tool still ran: its result never reached the model before this reply.
+        assert not llm.tool_results("interrupted-tool-finished")
+        client.heard(reply.text)
+        await client.say("And one more thing.")
+        later = await client.reply(timeout=30)
+    assert "hello instead" in reply.text.lower(), reply.text
+    for text in (reply.text, later.text):
+        assert "Tool said" not in text and "interrupted-tool-finished" not in text, text

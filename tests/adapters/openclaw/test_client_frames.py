@@ -279,6 +279,29 @@ async def test_chat_error_is_an_apology(runtime, fake):
     assert any(e["event"] == "openclaw_run_error" and e["error"] == "model exploded" for e in logs)
 
 
+async def test_a_run_the_gateway_never_ends_is_apologised_for_and_aborted(fake, tmp_path):
+    """The Gateway ends a run at chat.send's ``timeoutMs`` (the real one does: see test_gateway.py). One whose
+    end never comes (an older Gateway, a lost frame) is ended here once that time and a request's are past."""
+
+    def no_terminal(index: int, frame: dict[str, Any]) -> dict[str, Any] | None:
+        payload = frame.get("payload") or {}
+        return None if frame.get("event") == "chat" and payload.get("state") == "final" else frame
+
+    fake.scenarios.append(Scenario.recorded("chat", edit=no_terminal))
+    runtime = await start_runtime(fake, tmp_path, run_timeout_s=0.2, request_timeout_s=0.1)
+    try:
+        with capture_logs() as logs:
+            events = await collect((await session(runtime)).respond(message("hello")))
+    finally:
+        await runtime.aclose()
+    assert spoken(events).endswith(APOLOGY)
+    (send,) = [r for r in fake.requests if r["method"] == "chat.send"]
+    assert send["params"]["timeoutMs"] == 200
+    (abort,) = [r for r in fake.requests if r["method"] == "chat.abort"]
+    assert abort["params"]["runId"] == send["params"]["idempotencyKey"]
+    assert any(e["event"] == "openclaw_run_timed_out" for e in logs)
+
+
 async def test_cancelling_the_turn_aborts_the_run(runtime, fake):
     fake.scenarios.append(Scenario.recorded("abort"))
     s = await session(runtime)

@@ -96,6 +96,26 @@ async def test_slow_first_token_is_covered_by_the_filler(start, gateway):
     assert reply.text.endswith("Hello from the fake model.")
 
 
+async def test_a_run_past_its_time_is_apologised_for_and_ended(start, gateway):
+    """A model that hangs: the Gateway's own run timeout is 48 h. ``openclaw.run_timeout_s`` bounds the
+    run: the caller hears the apology, the model's stream is closed, and the next turn is answered."""
+    channel = await start(openclaw={"run_timeout_s": 3}, turn={"first_text_deadline_s": 1.0})
+    with capture_logs() as logs:
+        async with conversation(channel) as client:
+            await client.say("please stall 120")
+            reply = await client.reply(timeout=60)
+            await client.say("hello again")
+            after = await client.reply(timeout=60)
+    assert reply.text.endswith(channel.settings.turn.apology_text), reply.text
+    assert after.text.endswith("Hello from the fake model."), after.text
+    stalled = await gateway.fake.wait_for(
+        lambda calls: [c for c in calls if c["kind"] == "stall" and c["closed_early"]]
+    )
+    assert stalled[-1]["tokens_sent"] == 0
+    # The real Gateway ends the run itself at chat.send's timeoutMs, as an error of kind "timeout".
+    assert any(e["event"] == "openclaw_run_error" and e["error_kind"] == "timeout" for e in logs)
+
+
 async def test_history_reports_the_live_run_as_active(start, gateway, device_key):
     """What the runtime relies on after a reconnect: chat.history lists the session's live runs."""
     channel = await start()

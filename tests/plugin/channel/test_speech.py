@@ -63,6 +63,10 @@ def test_extract_text(chunk, text):
         ("A<br>B", "AB"),
         ('<span class="x">Hi</span> <speak><break time="1s"/>there</speak>', "Hi there"),
         ("Replace <your-api-key> and run it in <project-dir>.", "Replace your-api-key and run it in project-dir."),
+        ("It holds when a<b and c>d.", "It holds when a<b and c>d."),  # comparisons, not a <b> tag
+        ("x<i or j>y", "x<i or j>y"),
+        ("Replace <your api key>.", "Replace your api key."),
+        ('<details open><summary>More</summary></details> <a href=x title="y">link</a>', "More link"),
         ("---\nafter rule", "after rule"),
     ],
 )

@@ -59,9 +59,21 @@ _EMPHASIS = re.compile(r"(?<![\w*])[*_](?=[^\s*_])|(?<=[^\s*_])[*_](?![\w*])")
 _TRAILING_PUNCT = ".,;:!?)]\"'"
 
 
+#: A tag's attributes: each ``name=value``, or one of the boolean attributes prose uses (``<details open>``).
+_ATTRIBUTES = re.compile(
+    r"""(?:\s+(?:[A-Za-z_:][\w:.-]*\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'=<>`]+)"""
+    r"|open|hidden|controls|autoplay|loop|muted|reversed))*\s*/?",
+    re.IGNORECASE,
+)
+
+
 def _untag(match: re.Match[str]) -> str:
     if match.group(1).lower() in _TAG_NAMES:
-        return ""
+        attributes = match.group(2)
+        if attributes is None or _ATTRIBUTES.fullmatch(attributes):
+            return ""
+        # A tag's name, but no tag: comparisons ("if a<b and c>d"), spoken as written.
+        return match.group(0)
     return match.group(0)[1:-1].strip("/ ")  # a placeholder: its words, without the brackets
 
 
