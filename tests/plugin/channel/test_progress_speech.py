@@ -275,6 +275,18 @@ async def test_never_cuts_into_text_the_turn_still_holds():
         assert h.said == ["First. "]
 
 
+async def test_a_space_held_after_a_sentence_does_not_silence_the_tool():
+    # A sentence after the first chunk leaves at its boundary ("look." of "look. "): the space after it
+    # is held for the next words. That space is no text still to be spoken: the phrases are said.
+    async with Harness() as h:
+        await h.emit(TextDelta("Sure. "), TextDelta("Let me look. "))
+        assert h.said == ["Sure. ", "Let me look."]
+        await h.advance(5.0)
+        await h.emit(start())
+        await h.advance(1.0)
+        assert len(h.said) == 3 and h.said[2].strip() in START, h.said
+
+
 async def test_nothing_after_an_interruption():
     async with Harness() as h:
         await h.emit(start())

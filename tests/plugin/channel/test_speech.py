@@ -156,6 +156,16 @@ def test_whitespace_alone_is_not_a_frame():
     assert chunker.feed("Hi") == "  Hi"
 
 
+def test_a_space_held_after_a_boundary_is_not_pending_text():
+    chunker = PhraseChunker()
+    assert chunker.feed("Sure. ") == "Sure. "
+    assert chunker.feed("Let me look. ") == "Let me look."
+    assert not chunker.pending  # only the space before the next words is held
+    assert chunker.feed("Found it.") is None
+    assert chunker.pending
+    assert chunker.flush() == " Found it."
+
+
 def _streamed(pieces):
     shaper = SpeechShaper()
     return "".join(shaper.feed(piece) for piece in pieces) + shaper.finish()

@@ -33,8 +33,9 @@ class PhraseChunker:
 
     @property
     def pending(self) -> bool:
-        """Whether text is held back, waiting for a boundary or a flush."""
-        return bool(self._buf)
+        """Whether text is held back, waiting for a boundary or a flush. Whitespace alone is not: it is
+        what follows every boundary, kept only for the words after it, and no flush sends it."""
+        return bool(self._buf) and not self._buf.isspace()
 
     def feed(self, text: str) -> str | None:
         """Add ``text``; return a chunk to send now, or ``None`` to hold it."""
