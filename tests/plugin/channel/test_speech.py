@@ -166,6 +166,53 @@ def test_a_space_held_after_a_boundary_is_not_pending_text():
     assert chunker.flush() == " Found it."
 
 
+@pytest.mark.parametrize(
+    ("first", "tokens", "phrases"),
+    [
+        # Chinese and Japanese put no space after their punctuation: a phrase ends at it all the same.
+        ("好的", ["今天", "天气", "很好", "，", "我们", "去", "公园", "。", "明"], ["今天天气很好，", "我们去公园。"]),
+        ("はい", ["わかり", "ました", "。", "では"], ["わかりました。"]),
+        # Arabic, Urdu and Hindi have punctuation of their own (followed by a space, as in Latin text).
+        ("نعم", [" هل", " تريد", " القهوة", "؟", " حسنا", "،", " شكرا"], [" هل تريد القهوة؟", " حسنا،"]),
+        ("ہاں", [" میں", " آ", " رہا", " ہوں", "۔", " ٹھیک"], [" میں آ رہا ہوں۔"]),
+        ("जी", [" हाँ", " मैं", " आ", " रहा", " हूँ", "।", " ठीक"], [" हाँ मैं आ रहा हूँ।"]),
+    ],
+)
+def test_phrases_end_at_the_punctuation_of_other_scripts(first, tokens, phrases):
+    chunker = PhraseChunker(max_chars=200)
+    assert chunker.feed(first) == first
+    out = [chunk for chunk in (chunker.feed(token) for token in tokens) if chunk]
+    assert out == phrases
+    assert first + "".join(out) + (chunker.flush() or "") == first + "".join(tokens)
+
+
+_CHUNKER_PIECES = st.sampled_from(
+    [*"ab .,!?\n\t3\u2026\u3002\u3001\u061f\u0964", "e\u0301", "\U0001f469\u200d\U0001f4bb"]
+)
+
+
+@given(
+    tokens=st.lists(st.lists(_CHUNKER_PIECES, max_size=12).map("".join), max_size=40),
+    cap=st.integers(20, 60),
+    stall_every=st.sampled_from([0, 3, 7]),
+)
+def test_chunks_joined_are_the_text_fed(tokens, cap, stall_every):
+    # Nothing lost or doubled, whatever the script, the cap or the stalls: only whitespace at the very end
+    # (no frame for it) is left out.
+    chunker = PhraseChunker(max_chars=cap)
+    chunks = []
+    for i, token in enumerate(tokens, 1):
+        chunks.append(chunker.feed(token))
+        if stall_every and i % stall_every == 0:
+            chunks.append(chunker.flush())
+    chunks.append(chunker.flush())
+    sent = [chunk for chunk in chunks if chunk is not None]
+    assert all(chunk.strip() for chunk in sent)
+    text, joined = "".join(tokens), "".join(sent)
+    assert text.startswith(joined) and not text[len(joined) :].strip()
+    assert not chunker.pending
+
+
 def _streamed(pieces):
     shaper = SpeechShaper()
     return "".join(shaper.feed(piece) for piece in pieces) + shaper.finish()

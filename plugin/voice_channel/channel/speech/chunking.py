@@ -14,8 +14,12 @@ import re
 
 __all__ = ["PhraseChunker"]
 
-# A clause or sentence ends at punctuation followed by whitespace, or at a line break.
-_BOUNDARY = re.compile(r"[.!?;:,\u2026](?=\s)|\n")
+# A clause or sentence ends at punctuation followed by whitespace (Latin's, and Arabic's ، ؛ ؟, Urdu's ۔,
+# the Devanagari dandas । ॥), at the ideographic and full-width punctuation Chinese and Japanese write with
+# no space after it (、 。 ！ ， ： ； ？ ｡), or at a line break.
+_BOUNDARY = re.compile(
+    r"[.!?;:,\u2026\u060c\u061b\u061f\u06d4\u0964\u0965](?=\s)|[\u3001\u3002\uff01\uff0c\uff1a\uff1b\uff1f\uff61]|\n"
+)
 
 
 class PhraseChunker:
