@@ -68,6 +68,11 @@ def test_extract_text(chunk, text):
         ("Replace <your api key>.", "Replace your api key."),
         ('<details open><summary>More</summary></details> <a href=x title="y">link</a>', "More link"),
         ("---\nafter rule", "after rule"),
+        # A line break after a sentence's end adds no full stop of its own, whatever the script.
+        ("Wait\u2026\nok", "Wait\u2026 ok"),
+        ("你好。\n世界", "你好。 世界"),
+        ("هل أنت هنا؟\nنعم", "هل أنت هنا؟ نعم"),
+        ("ठीक है।\nचलो", "ठीक है। चलो"),
     ],
 )
 def test_shape_text(markdown, spoken):

@@ -57,6 +57,10 @@ _THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
 _STRONG = re.compile(r"\*\*|__|~~")
 _EMPHASIS = re.compile(r"(?<![\w*])[*_](?=[^\s*_])|(?<=[^\s*_])[*_](?![\w*])")
 _TRAILING_PUNCT = ".,;:!?)]\"'"
+#: A phrase's end, in the scripts the chunker knows (see chunking._BOUNDARY): a line break after one adds no stop.
+_PHRASE_END = frozenset(
+    ".!?;:,\u2026\u060c\u061b\u061f\u06d4\u0964\u0965\u3001\u3002\uff01\uff0c\uff1a\uff1b\uff1f\uff61"
+)
 
 
 #: A tag's attributes: each ``name=value``, or one of the boolean attributes prose uses (``<details open>``).
@@ -234,7 +238,7 @@ class SpeechShaper:
     def _line_break(self) -> str:
         if not self._last_char or self._last_char in " \n":
             return ""
-        punct = self._last_char in ".!?;:,"
+        punct = self._last_char in _PHRASE_END
         self._last_char = " "
         return " " if punct else ". "
 
