@@ -22,8 +22,8 @@ class RecordEntry:
     event_id: int | None
     #: For assistant entries: the reply was cut short by the caller.
     interrupted: bool = False
-    #: For assistant entries: what the channel said on its own while the runtime worked (the filler,
-    #: progress phrases, a plugin's included), in the order said. Part of ``text``, not the runtime's words.
+    #: For assistant entries: what the channel said on its own (the filler, progress phrases, a plugin's
+    #: included; prompts, apologies, a repeat), in the order said. Part of ``text``, not the runtime's words.
     #: ``None``: not known (an entry added without the list); the turn engine always gives it.
     channel_phrases: tuple[str, ...] | None = None
 

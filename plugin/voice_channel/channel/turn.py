@@ -110,7 +110,8 @@ class Turn:
         #: Tools the last :meth:`speak` left running (started, not ended): a run paused on a
         #: confirmation carries them to the turn that approves it (``speak(..., running_tools=...)``).
         self.tools_running: tuple[ToolActivity, ...] = ()
-        #: What the channel said on its own in this turn (filler, progress phrases), for the record.
+        #: What the channel said on its own in this turn (filler, progress phrases, what :meth:`say` said), for
+        #: the record.
         self.channel_phrases: tuple[str, ...] = ()
 
     # --- state ---------------------------------------------------------------------------------
@@ -147,11 +148,14 @@ class Turn:
     # --- speaking --------------------------------------------------------------------------------
 
     async def say(self, text: str) -> None:
-        """Speak channel-authored text (prompts, apologies) as one chunk, after the runtime's words
-        still held (a runtime that failed mid-sentence), and never glued to the last word sent."""
+        """Speak channel-authored text (prompts, apologies, a repeat) as one chunk, after the runtime's words
+        still held (a runtime that failed mid-sentence), and never glued to the last word sent. It is one of
+        the turn's :attr:`channel_phrases`: no words of the runtime's in the record."""
         if text:
             await self._flush_all()
-            await self._send_text(self._unglued(text))
+            text = self._unglued(text)
+            self.channel_phrases += (text,)
+            await self._send_text(text)
 
     async def speak(
         self, events: AsyncIterator[Any], *, running_tools: tuple[ToolActivity, ...] = ()

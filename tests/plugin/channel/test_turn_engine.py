@@ -441,3 +441,28 @@ async def test_a_runtime_failing_mid_sentence_has_its_text_spoken_before_the_apo
         reply = await client.reply()
     # After the runtime's words, in full and as words of their own (not "checkSorry").
     assert reply.text == "".join(held) + " Sorry, something went wrong on my side.", reply.chunks
+
+
+async def test_what_the_channel_says_on_its_own_is_never_the_models_words(start_channel):
+    # "Repeat" is answered by the channel (the last reply again, or "nothing yet"), an empty reply by its
+    # apology: the model's next history holds none of it as words of its own.
+    histories = []
+
+    async def weather(message, rec):
+        histories.append(rec.contexts[-1].record.as_messages())
+        if message.text != "hmm":
+            yield "It is sunny."
+
+    plugin = ScriptedPlugin(weather)
+    channel = await start_channel(plugins=[plugin], runtime="scripted")
+    async with conversation(channel) as client:
+        assert (await client.reply(await client.say("repeat that"))).text == "I haven't said anything yet."
+        await client.reply(await client.say("the weather"))
+        assert (await client.reply(await client.say("repeat that"))).text == "It is sunny."
+        assert (await client.reply(await client.say("hmm"))).text == "Sorry, something went wrong on my side."
+        await client.reply(await client.say("thanks"))
+    assert histories[-1] == [
+        {"role": "user", "content": "the weather"},
+        {"role": "assistant", "content": "It is sunny."},
+        {"role": "user", "content": "hmm"},
+    ]
