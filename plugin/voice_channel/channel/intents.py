@@ -4,7 +4,8 @@ The words themselves live in :mod:`voice_channel.channel.languages` (one vocabul
 the trust boundary (:mod:`voice_channel.channel.untrusted`) matches a whole utterance here, in English
 and in the conversation's language, and the confirmation parser
 (:mod:`voice_channel.channel.confirmations`) uses the same vocabularies. Matching is deterministic:
-lower-cased words, punctuation removed, the whole utterance compared, never a model's guess.
+lower-cased words, punctuation removed, the whole utterance compared (one phrase, or phrases of one intent
+only: "stop, stop"), never a model's guess.
 """
 
 from __future__ import annotations
@@ -77,4 +78,25 @@ def match_intent(text: str, language: str = "en") -> Intent | None:
     """
     if len(text) > _INTENT_MAX_CHARS:
         return None
-    return _INTENT_BY_PHRASE[language].get(normalize_words(text))
+    table = _INTENT_BY_PHRASE[language]
+    normal = normalize_words(text)
+    intent = table.get(normal)
+    if intent is None and " " in normal:
+        intent = _run_of_phrases(normal.split(), table)
+    return intent
+
+
+def _run_of_phrases(words: list[str], table: Mapping[str, Intent]) -> Intent | None:
+    """The intent of an utterance made only of phrases of that one intent ("stop, stop", "stop. be quiet")."""
+    # reach[i]: the intents of which words[:i] is a run of phrases (position 0 starts any).
+    reach: list[set[Intent | None]] = [set() for _ in range(len(words) + 1)]
+    reach[0].add(None)
+    for start in range(len(words)):
+        if not reach[start]:
+            continue
+        for end in range(start + 1, len(words) + 1):
+            intent = table.get(" ".join(words[start:end]))
+            if intent is not None and (None in reach[start] or intent in reach[start]):
+                reach[end].add(intent)
+    found = reach[-1]
+    return next(iter(found)) if len(found) == 1 else None

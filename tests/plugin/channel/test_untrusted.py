@@ -292,6 +292,27 @@ def test_fixed_intent_map_matches_whole_utterances_only(said, intent):
     assert match_intent(said) is intent
 
 
+@pytest.mark.parametrize(
+    ("said", "language", "intent"),
+    [
+        # Said twice, or in two ways, it is still the one intent: it must not reach the runtime as a message.
+        ("Stop, stop!", "en", Intent.STOP),
+        ("Stop. Stop. Stop.", "en", Intent.STOP),
+        ("Stop. Be quiet.", "en", Intent.STOP),
+        ("Cancel, never mind.", "en", Intent.CANCEL),
+        ("¡Para, para!", "es", Intent.STOP),
+        ("Hör auf, hör auf!", "de", Intent.STOP),
+        ("No, no.", "en", Intent.DENY),
+        # Two intents, or an intent and other words, are none.
+        ("Stop, repeat that.", "en", None),
+        ("stop stop the music", "en", None),
+        ("cancel cancel my order", "en", None),
+    ],
+)
+def test_an_intent_said_more_than_once_is_that_intent(said, language, intent):
+    assert match_intent(said, language) is intent
+
+
 # --- intents and caps through the channel ---------------------------------------------------------
 
 
