@@ -293,6 +293,15 @@ def test_fixed_intent_map_matches_whole_utterances_only(said, intent):
 
 
 @pytest.mark.parametrize(
+    ("said", "language"),
+    [("Quiet.", "en"), ("Egal.", "de"), ("egal", "en")],  # "a quiet or a lively table?", "welche Farbe?"
+)
+def test_a_one_word_answer_to_the_runtimes_question_is_no_intent(said, language):
+    assert match_intent(said, language) is None
+
+
+
+@pytest.mark.parametrize(
     ("said", "language", "intent"),
     [
         # Said twice, or in two ways, it is still the one intent: it must not reach the runtime as a message.

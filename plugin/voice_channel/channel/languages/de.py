@@ -106,7 +106,7 @@ GERMAN = Vocabulary(
     ),
     code_words_voice_tested=False,
     stop=frozenset({"stopp", "stop", "halt", "hör auf", "aufhören", "ruhe", "sei still", "genug", "es reicht"}),
-    cancel=frozenset({"abbrechen", "abbruch", "vergiss es", "vergiss das", "lass es", "egal", "storniere das"}),
+    cancel=frozenset({"abbrechen", "abbruch", "vergiss es", "vergiss das", "lass es", "storniere das"}),
     repeat=frozenset(
         {
             "wiederhole",

@@ -124,7 +124,6 @@ ENGLISH = Vocabulary(
             "stop please",
             "please stop",
             "be quiet",
-            "quiet",
             "quiet please",
             "shut up",
             "hush",
