@@ -129,8 +129,8 @@ def _is_allowed(origin: str | None, allowed: list[str] | None) -> bool:
 def _normalise(origin: str) -> str | None:
     try:
         url = URL(origin)
-    except (TypeError, ValueError):
+        if not url.scheme or not url.host:  # includes the literal "null" of sandboxed and file: pages
+            return None
+        return str(url.origin())
+    except (TypeError, ValueError):  # UnicodeError too: yarl decodes the host (IDNA) only when it is read
         return None
-    if not url.scheme or not url.host:  # includes the literal "null" of sandboxed and file: pages
-        return None
-    return str(url.origin())
