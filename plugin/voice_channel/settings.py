@@ -520,7 +520,9 @@ class TokenSettings(_Section):
         description="Without a bearer secret, give tokens to any page on an allowed origin. Off: no token is issued"
         " until one of the two is configured.",
     )
-    rate_per_minute: int = Field(10, ge=1, le=10_000, description="Token requests per client address per minute.")
+    rate_per_minute: int = Field(
+        10, ge=1, le=10_000, description="Token requests per client address (an IPv6 client: its /64) per minute."
+    )
 
     @field_validator("allowed_origins")
     @classmethod

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 
 from aiohttp import web
 
-__all__ = ["RateLimiter", "TokenBucket", "client_address"]
+__all__ = ["IPV6_BUCKET_PREFIX", "RateLimiter", "TokenBucket", "bucket_key", "client_address"]
+
+#: One IPv6 client is one /64: a host may use any address of its /64 (privacy addresses rotate in it).
+IPV6_BUCKET_PREFIX = 64
 
 
 class TokenBucket:
@@ -79,5 +83,34 @@ def client_address(request: web.Request, trusted_proxy_hops: int) -> str:
         hops = [part.strip() for value in request.headers.getall("X-Forwarded-For", []) for part in value.split(",")]
         hops = [hop for hop in hops if hop]
         if len(hops) >= trusted_proxy_hops:
-            return hops[-trusted_proxy_hops]
-    return request.remote or "unknown"
+            return _canonical(hops[-trusted_proxy_hops])
+    return _canonical(request.remote or "unknown")
+
+
+def bucket_key(address: str) -> str:
+    """The rate-limit bucket of ``address`` (from :func:`client_address`): an IPv4 address, or an IPv6
+    address's /64, which one host holds whole; anything else as it is."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/{IPV6_BUCKET_PREFIX}", strict=False))
+    return address
+
+
+def _canonical(address: str) -> str:
+    """``address`` in one spelling: without a port a proxy may have appended (``1.2.3.4:5678``,
+    ``[2001:db8::1]:5678``), an IPv4-mapped IPv6 address as IPv4, IPv6 compressed; not an address: as it is."""
+    candidate = address
+    if candidate.startswith("["):
+        candidate = candidate[1:].partition("]")[0]
+    elif candidate.count(":") == 1:
+        candidate = candidate.partition(":")[0]
+    try:
+        ip = ipaddress.ip_address(candidate)
+    except ValueError:
+        return address
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return str(ip)

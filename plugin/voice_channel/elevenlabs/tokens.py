@@ -26,7 +26,7 @@ import structlog
 from aiohttp import web
 
 from voice_channel.elevenlabs.api import MalformedResponse, classify, open_client, request_options
-from voice_channel.elevenlabs.ratelimit import RateLimiter, client_address
+from voice_channel.elevenlabs.ratelimit import RateLimiter, bucket_key, client_address
 from voice_channel.elevenlabs.shared_ratelimit import RateLimitUnavailable
 from voice_channel.serving.keys import TOKENS
 from voice_channel.serving.metrics import NO_METRICS, Metrics
@@ -69,10 +69,14 @@ class TokenService:
         self._override_checked: tuple[bool, float] | None = None
 
     async def rate_limit(self, client: str) -> float | None:
-        """``None`` if ``client`` may ask now, else seconds to wait. Raises ``RateLimitUnavailable`` (fail-closed)."""
+        """``None`` if ``client`` may ask now, else seconds to wait. Raises ``RateLimitUnavailable`` (fail-closed).
+
+        ``client`` is an address from ``client_address``; an IPv6 client is counted by its /64 (``bucket_key``).
+        """
+        key = bucket_key(client)
         if self.shared is not None:
-            return await self.shared.acquire(client)
-        return self.limiter.acquire(client)
+            return await self.shared.acquire(key)
+        return self.limiter.acquire(key)
 
     async def issue(self) -> dict[str, Any]:
         """Ask ElevenLabs for the page's credentials. SDK and HTTP errors propagate (see ``classify``)."""

@@ -335,3 +335,16 @@ async def test_only_get_spends_a_token(token_channel, elevenlabs):
             async with session.request(method, channel.server.make_url("/api/token"), headers=SAME_ORIGIN) as response:
                 assert response.status == 405, method
     assert token_requests(elevenlabs) == []
+
+
+async def test_an_ipv6_client_cannot_get_round_the_limit_by_changing_address(token_channel, elevenlabs):
+    # Any IPv6 host can use every address of its /64; each one had its own allowance.
+    channel = await token_channel(
+        token={"allow_anonymous": True, "rate_per_minute": 1}, server={"trusted_proxy_hops": 1}
+    )
+    statuses = [
+        (await get_token(channel, {**SAME_ORIGIN, "X-Forwarded-For": f"2001:db8:1:2::{n:x}"}))[0] for n in range(1, 4)
+    ]
+    assert statuses == [200, 429, 429]
+    assert (await get_token(channel, {**SAME_ORIGIN, "X-Forwarded-For": "2001:db8:1:3::1"}))[0] == 200
+    assert len(token_requests(elevenlabs)) == 2
