@@ -199,6 +199,8 @@ def _peer_allowed(request: web.Request, networks: list[str]) -> bool:
         peer = ipaddress.ip_address(request.remote or "")
     except ValueError:
         return False
+    if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:  # IPv4 on a dual-stack [::]
+        peer = peer.ipv4_mapped
     return any(peer in ipaddress.ip_network(net, strict=False) for net in networks)
 
 

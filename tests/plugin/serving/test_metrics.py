@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+import pytest
 from prometheus_client import REGISTRY
 
 from support import conversation
@@ -100,3 +101,31 @@ async def test_metrics_off_means_no_route_and_no_recording(start_channel):
     channel = await start_channel(metrics={"enabled": False})
     assert channel.app[STATE].metrics is NO_METRICS
     assert (await scrape(channel))[0] == 404
+
+
+async def test_an_ipv4_peer_of_a_dual_stack_socket_is_matched_as_ipv4(make_settings):
+    # gunicorn listens on [::] without IPV6_V6ONLY (aiohttp's worker serves its socket as a SockSite): an
+    # IPv4 peer is then ::ffff:127.0.0.1, and a Prometheus on this host was refused as if it were elsewhere.
+    import socket
+
+    from aiohttp import web
+
+    from voice_channel.app import create_app
+
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(("::", 0))
+    except OSError as exc:
+        sock.close()
+        pytest.skip(f"no dual-stack IPv6 socket here: {exc}")
+    runner = web.AppRunner(create_app(make_settings()))
+    await runner.setup()
+    try:
+        await web.SockSite(runner, sock).start()
+        port = sock.getsockname()[1]
+        async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as resp:
+            assert resp.status == 200
+            assert "voice_channel_token_requests_total" in await resp.text()
+    finally:
+        await runner.cleanup()
