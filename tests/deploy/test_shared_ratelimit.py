@@ -159,3 +159,80 @@ async def test_a_redis_url_with_a_bad_option_is_a_clear_error_not_a_traceback(wo
     assert "Traceback" not in err
     assert code == 2 and "setting 'redis.url'" in err and "health_check_interval" in err
     assert "pw-secret" not in err
+
+
+# --- a Redis that answers with garbage while running (review, 2026-12-06) -----------------------------------
+
+
+class GarbageRedis:
+    """A RESP server that answers PING and the client's handshake like Redis, and every script call with
+    ``reply``: something between Redis and us (a proxy, another service on the port) that went wrong."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/0"
+
+    async def close(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                header = await reader.readline()
+                if not header.startswith(b"*"):
+                    break
+                words = []
+                for _ in range(int(header[1:])):
+                    size = int((await reader.readline())[1:])
+                    words.append((await reader.readexactly(size + 2))[:-2])
+                command = words[0].upper()
+                if command == b"HELLO":  # redis-py speaks RESP3
+                    writer.write(b"%1\r\n$5\r\nproto\r\n:3\r\n")
+                elif command == b"PING":
+                    writer.write(b"+PONG\r\n")
+                else:
+                    writer.write(self.reply if command in (b"EVALSHA", b"EVAL") else b"+OK\r\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"$3\r\nnan\r\n",  # float("nan"): Retry-After raised ValueError
+        b"$3\r\ninf\r\n",  # OverflowError
+        b"$4\r\nlots\r\n",  # not a number
+        b"$2\r\n-1\r\n",  # a negative wait
+        b":7\r\n",  # an integer where a string is due
+        b"*0\r\n",  # an empty list (falsy: it let the request through even with on_error closed)
+        b"$-5\r\n",  # a bulk length redis-py cannot read (ValueError inside the client)
+    ],
+)
+@pytest.mark.parametrize("on_error", ["closed", "open"])
+async def test_a_redis_answering_garbage_follows_on_error(make_settings, reply, on_error):
+    fake = GarbageRedis(reply)
+    url = await fake.start()
+    settings = make_settings(redis={"url": url, "on_error": on_error}, token={"rate_per_minute": 2})
+    server = await started(settings)
+    try:
+        async with aiohttp.ClientSession() as session:
+            answers = []
+            for _ in range(3):
+                async with session.get(server.make_url("/api/token")) as resp:
+                    answers.append((resp.status, (await resp.json())["code"]))
+    finally:
+        await server.close()
+        await fake.close()
+    if on_error == "closed":
+        assert answers == [(503, "unavailable")] * 3
+    else:  # this process's own limit decides; then the default policy refuses (no Origin)
+        assert [status for status, _ in answers] == [403, 403, 429], answers

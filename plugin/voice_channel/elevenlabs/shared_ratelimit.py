@@ -10,7 +10,8 @@ client through N times as often; with it the bucket of each client address lives
   (``TIME``), so hosts with drifting clocks agree. A bucket expires once it would be full again.
 * **At start-up** Redis must answer a PING, or the server refuses to start with an error that names
   ``redis.url`` (:func:`check_redis`, :func:`redis_context`).
-* **While running**, a command that fails (Redis down, a timeout of ``redis.timeout_s``) follows
+* **While running**, a command that fails (Redis down, a timeout of ``redis.timeout_s``, a reply that is
+  not the script's) follows
   ``redis.on_error``: ``closed`` (default) refuses the token request with 503
   (:class:`RateLimitUnavailable`), since a conversation token costs money; ``open`` lets this
   process's own limiter decide, so a client gets at most N workers' worth until Redis is back.
@@ -140,7 +141,6 @@ class SharedRateLimiter:
         self._prefix = f"{settings.redis.key_prefix}:token-rate:"
         self._fail_open = settings.redis.on_error == "open"
         self._fallback = fallback
-        self._errors: tuple[type[BaseException], ...] = (_redis_module().RedisError, OSError, TimeoutError)
         self._down = False
 
     async def acquire(self, key: str) -> float | None:
@@ -149,8 +149,9 @@ class SharedRateLimiter:
         :raises RateLimitUnavailable: Redis failed and ``redis.on_error`` is ``closed``.
         """
         try:
-            wait = await self._script(keys=[self._prefix + key], args=[self._capacity, self._per_second])
-        except self._errors as exc:
+            reply = await self._script(keys=[self._prefix + key], args=[self._capacity, self._per_second])
+            wait = self._wait(reply)
+        except Exception as exc:  # Redis failed, or answered what the script never returns: the same outage
             if not self._down:
                 self._down = True
                 log.error(
@@ -164,9 +165,23 @@ class SharedRateLimiter:
         if self._down:
             self._down = False
             log.info("shared_rate_limit_restored")
-        if isinstance(wait, bytes):
-            wait = wait.decode()
-        return float(wait) if wait else None
+        return wait
+
+    def _wait(self, reply: object) -> float | None:
+        """The script's reply read: ``""`` (allowed) or the seconds to wait, at most one token's refill.
+
+        :raises ValueError: anything else (a proxy or another service answering in Redis's place).
+        """
+        if isinstance(reply, bytes):
+            reply = reply.decode("ascii")
+        if not isinstance(reply, str):
+            raise ValueError(f"unexpected reply {type(reply).__name__} from the rate-limit script")
+        if not reply:
+            return None
+        wait = float(reply)
+        if not 0 < wait <= 1 / self._per_second + 1:  # also NaN
+            raise ValueError(f"unexpected wait {reply[:40]!r} from the rate-limit script")
+        return wait
 
 
 async def redis_context(app: web.Application) -> AsyncIterator[None]:

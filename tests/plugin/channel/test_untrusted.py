@@ -300,7 +300,6 @@ def test_a_one_word_answer_to_the_runtimes_question_is_no_intent(said, language)
     assert match_intent(said, language) is None
 
 
-
 @pytest.mark.parametrize(
     ("said", "language", "intent"),
     [
