@@ -32,6 +32,7 @@ import structlog
 from aiohttp import web
 
 from voice_channel.channel.endpoint import speech_engine_endpoint
+from voice_channel.elevenlabs.cors import token_preflight
 from voice_channel.elevenlabs.page import add_ui_routes
 from voice_channel.elevenlabs.shared_ratelimit import redis_context
 from voice_channel.elevenlabs.tokens import TokenService, elevenlabs_client_context, token_endpoint
@@ -93,6 +94,7 @@ def create_app(settings: Settings, pm: pluggy.PluginManager | None = None, *, dr
     app.router.add_get(settings.server.path, speech_engine_endpoint)
     add_health_routes(app)
     app.router.add_get(TOKEN_PATH, token_endpoint, allow_head=False)  # a HEAD must not spend a token
+    app.router.add_route("OPTIONS", TOKEN_PATH, token_preflight)  # a page on an allowed other origin
     if settings.metrics.enabled:
         app.router.add_get(METRICS_PATH, metrics_endpoint(settings.metrics.allowed_networks))
     if settings.ui.enabled:

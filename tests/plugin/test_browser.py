@@ -268,3 +268,68 @@ async def test_the_end_of_a_conversation_is_explained(page_channel, chromium, el
         await expect_text(browser, "#error", error)
     await expect_text(browser, "#transcript li:nth-child(2)", "AssistantGoodbye!")
     assert browser.problems() == []
+
+
+# --- a page on another origin (token.allowed_origins) -------------------------------------------------------
+
+
+async def _other_origin_page() -> TestServer:
+    """A site of the operator's, not this server: one blank page."""
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text="<!doctype html><title>app</title><p>app", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server
+
+
+FETCH_TOKEN = """async ([url, code]) => {
+  try {
+    const response = await fetch(url, code ? {headers: {Authorization: `Bearer ${code}`}} : {});
+    return {status: response.status, body: await response.json()};
+  } catch (error) {
+    return {blocked: String(error)};
+  }
+}"""
+
+
+@pytest.mark.parametrize("code", [None, "open-sesame"], ids=["anonymous", "access-code"])
+async def test_a_page_on_an_allowed_other_origin_gets_a_token(start_channel, elevenlabs, chromium, code):
+    """``token.allowed_origins`` names the operator's own site: its page asks this server for a token across
+    origins (with an access code the browser first sends a preflight). Without CORS the browser gave the
+    page nothing to read."""
+    site = await _other_origin_page()
+    try:
+        origin = str(site.make_url("")).rstrip("/")
+        engine_id = elevenlabs.add_engine()
+        token = {"allowed_origins": [origin], **({"bearer_secret": code} if code else {"allow_anonymous": True})}
+        channel = await start_channel(elevenlabs=elevenlabs.settings(speech_engine_id=engine_id), token=token)
+        browser = await chromium(microphone=False)
+        await browser.page.goto(origin + "/")
+        token_url = str(channel.server.make_url("/api/token"))
+        result = await browser.page.evaluate(FETCH_TOKEN, [token_url, code])
+        assert result.get("status") == 200, result
+        assert result["body"].get("token") or result["body"].get("signed_url"), result
+        if code:  # a wrong code is a 401 the page can read, not a blocked request
+            wrong = await browser.page.evaluate(FETCH_TOKEN, [token_url, "wrong"])
+            assert wrong.get("status") == 401 and wrong["body"]["code"] == "access_code_wrong", wrong
+    finally:
+        await site.close()
+
+
+async def test_a_page_on_an_origin_not_allowed_reads_nothing(start_channel, elevenlabs, chromium):
+    site = await _other_origin_page()
+    try:
+        engine_id = elevenlabs.add_engine()
+        token = {"allowed_origins": ["https://app.example.com"], "allow_anonymous": True}
+        channel = await start_channel(elevenlabs=elevenlabs.settings(speech_engine_id=engine_id), token=token)
+        browser = await chromium(microphone=False)
+        await browser.page.goto(str(site.make_url("/")))
+        result = await browser.page.evaluate(FETCH_TOKEN, [str(channel.server.make_url("/api/token")), "x"])
+        assert "blocked" in result, result
+        assert elevenlabs.state.calls("GET", "conversation/token") == []
+    finally:
+        await site.close()

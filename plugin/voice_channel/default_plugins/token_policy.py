@@ -81,6 +81,11 @@ def allowed_origins(settings: Settings) -> list[str] | None:
     return [settings.server.public_origin] if settings.server.public_origin else None
 
 
+def origin_allowed(origin: str, settings: Settings) -> bool:
+    """Whether a page on ``origin`` (an ``Origin`` header) is on the built-in policy's allowed origins."""
+    return _is_allowed(_normalise(origin), allowed_origins(settings))
+
+
 def _check_origin(request: web.Request, settings: Settings) -> TokenDenied | None:
     origin = request.headers.get("Origin")
     allowed = allowed_origins(settings)

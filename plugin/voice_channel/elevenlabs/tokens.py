@@ -26,6 +26,7 @@ import structlog
 from aiohttp import web
 
 from voice_channel.elevenlabs.api import MalformedResponse, classify, open_client, request_options
+from voice_channel.elevenlabs.cors import cors_headers
 from voice_channel.elevenlabs.ratelimit import RateLimiter, bucket_key, client_address
 from voice_channel.elevenlabs.shared_ratelimit import RateLimitUnavailable
 from voice_channel.serving.keys import TOKENS
@@ -151,6 +152,13 @@ async def elevenlabs_client_context(app: web.Application) -> AsyncIterator[None]
 
 
 async def token_endpoint(request: web.Request) -> web.Response:
+    """``GET /api/token``: see the module's docstring; every answer carries its CORS headers (``cors``)."""
+    response = await _token_answer(request)
+    response.headers.update(cors_headers(request))
+    return response
+
+
+async def _token_answer(request: web.Request) -> web.Response:
     service = request.config_dict[TOKENS]
     settings = service.settings
     client = client_address(request, settings.server.trusted_proxy_hops)

@@ -348,3 +348,29 @@ async def test_an_ipv6_client_cannot_get_round_the_limit_by_changing_address(tok
     assert statuses == [200, 429, 429]
     assert (await get_token(channel, {**SAME_ORIGIN, "X-Forwarded-For": "2001:db8:1:3::1"}))[0] == 200
     assert len(token_requests(elevenlabs)) == 2
+
+
+async def test_cors_grants_only_an_allowed_origin_and_a_preflight_spends_nothing(token_channel, elevenlabs):
+    """A page on an allowed other origin reads the answer (the browser test shows it); any other gets no grant."""
+    channel = await token_channel(token={"bearer_secret": "s3cret", "allowed_origins": ["https://app.example.com"]})
+    url = channel.server.make_url("/api/token")
+    preflight = {"Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization"}
+    async with aiohttp.ClientSession() as session:
+        async with session.options(url, headers={"Origin": "https://app.example.com", **preflight}) as response:
+            assert response.status == 204
+            assert response.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+            assert response.headers["Access-Control-Allow-Headers"] == "Authorization"
+            assert "Access-Control-Allow-Credentials" not in response.headers
+        for origin, method in [("https://evil.example", "GET"), ("https://app.example.com", "POST")]:
+            headers = {"Origin": origin, **preflight, "Access-Control-Request-Method": method}
+            async with session.options(url, headers=headers) as response:
+                assert response.status == 403, (origin, method)
+                assert "Access-Control-Allow-Origin" not in response.headers
+    evil = {"Origin": "https://evil.example", "Authorization": "Bearer s3cret"}
+    status, body, headers = await get_token(channel, evil)
+    assert (status, body["code"]) == (403, "origin_not_allowed")
+    assert "Access-Control-Allow-Origin" not in headers and headers["Vary"] == "Origin"
+    status, body, headers = await get_token(channel, {"Origin": "https://app.example.com"})
+    assert (status, body["code"]) == (401, "access_code_required")  # readable by the page: it can ask for the code
+    assert headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert token_requests(elevenlabs) == []
