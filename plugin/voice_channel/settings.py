@@ -731,6 +731,8 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
         data = tomllib.loads(text) if path.suffix.lower() == ".toml" else yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        raise SettingsError(f"cannot read config file {path}: {_yaml_problem(exc)}") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
         raise SettingsError(f"cannot read config file {path}: {exc}") from None
     if data is None:  # an empty file (or only comments)
@@ -747,6 +749,15 @@ def _read_config_file(path: Path) -> dict[str, Any]:
                 f" runtime; {example}"
             )
     return data
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
+    """What is wrong in a YAML file and where, without PyYAML's quote of the line (it may hold a secret)."""
+    parts = []
+    for text, mark in ((exc.context, exc.context_mark), (exc.problem, exc.problem_mark)):
+        if text:
+            parts.append(f"{text} at line {mark.line + 1}, column {mark.column + 1}" if mark else text)
+    return "; ".join(parts) or "not valid YAML"
 
 
 def _env_not_json(settings_cls: type[BaseModel]) -> str | None:

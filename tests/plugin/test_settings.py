@@ -273,3 +273,19 @@ def test_a_section_given_as_a_single_value_is_not_echoed(tmp_path, text, secret)
     message = config_file_error(tmp_path, text)
     assert "setting '" in message  # still names the key
     assert secret not in message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'elevenlabs:\n  api_key: "sk_live_hunter2\n',  # the closing quote forgotten
+        "elevenlabs:\n  api_key: sk_live_hunter2: x\n",  # a colon too many
+        "auth:\n  header_secret: hunter2\t@\n",  # a character YAML refuses
+    ],
+)
+def test_a_yaml_syntax_error_names_line_and_column_without_echoing_the_line(tmp_path, text):
+    # Was: PyYAML's message quotes the offending line, secret and all, with a caret under it.
+    message = config_file_error(tmp_path, text)
+    assert "hunter2" not in message
+    assert str(tmp_path / "voice.yaml") in message and "line 2" in message
+    assert "<unicode string>" not in message
