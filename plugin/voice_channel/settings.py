@@ -621,6 +621,8 @@ class _ElevenLabsEnvSource(PydanticBaseSettingsSource):
 _ALSO_ENV = {("elevenlabs", key): name for name, key in _ElevenLabsEnvSource._NAMES.items()}
 #: Keys whose values never appear in an error message.
 _SECRET_NAME = re.compile(r"key|secret|token|password", re.IGNORECASE)
+#: The user (and password) part of a URL, e.g. ``me:pw@`` in ``https://me:pw@host``: never shown in an error.
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^\s/?#@'\"]*@")
 
 
 class Settings(BaseSettings):
@@ -884,5 +886,5 @@ def describe_errors(exc: ValidationError, origin: Callable[[tuple[str, ...]], st
         else:
             also = _ALSO_ENV.get(loc)
             where = f"(env {env_name(loc)} or {also})" if also else f"(env {env_name(loc)})"
-        lines.append(f"setting '{key}' {where}: {error['msg']}{shown}")
+        lines.append(_URL_CREDENTIALS.sub("***@", f"setting '{key}' {where}: {error['msg']}{shown}"))
     return "invalid settings:\n  " + "\n  ".join(lines)

@@ -289,3 +289,20 @@ def test_a_yaml_syntax_error_names_line_and_column_without_echoing_the_line(tmp_
     assert "hunter2" not in message
     assert str(tmp_path / "voice.yaml") in message and "line 2" in message
     assert "<unicode string>" not in message
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"server": {"public_url": "https://voice:hunter2@voice.example.com/?x"}}, "server.public_url"),
+        ({"elevenlabs": {"base_url": "https://me:hunter2@proxy.example.com/v1"}}, "elevenlabs.base_url"),
+        ({"token": {"allowed_origins": ["https://me:hunter2@example.com/page"]}}, "token.allowed_origins"),
+    ],
+)
+def test_a_refused_url_is_not_echoed_with_its_password(data, key):
+    # Was: "(got 'https://voice:hunter2@voice.example.com/?x')": credentials in a URL are a secret too.
+    with pytest.raises(SettingsError) as excinfo:
+        load_settings(config_data=data)
+    message = str(excinfo.value)
+    assert f"setting '{key}'" in message
+    assert "hunter2" not in message
