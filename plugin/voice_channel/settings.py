@@ -732,7 +732,7 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     """The settings in the YAML or TOML file ``path``: a mapping whose keys are setting names."""
     try:
         text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else yaml.safe_load(text)
+        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else yaml.load(text, Loader=_YamlLoader)
     except yaml.MarkedYAMLError as exc:
         raise SettingsError(f"cannot read config file {path}: {_yaml_problem(exc)}") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
@@ -751,6 +751,31 @@ def _read_config_file(path: Path) -> dict[str, Any]:
                 f" runtime; {example}"
             )
     return data
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """``yaml.safe_load``, but a key given twice in one mapping is an error (TOML's rule) instead of the last one
+    silently winning: a second ``server:`` section would otherwise drop the first one's settings."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`, whose keys may be overridden here
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: refused by the constructor itself
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"the key {key!r} is there twice (remove one; the last would silently replace the first)",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:

@@ -306,3 +306,17 @@ def test_a_refused_url_is_not_echoed_with_its_password(data, key):
     message = str(excinfo.value)
     assert f"setting '{key}'" in message
     assert "hunter2" not in message
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("server:\n  port: 9000\nruntime: echo\nserver:\n  host: 0.0.0.0\n", "server"),
+        ("server:\n  port: 9000\n  port: 9001\n", "port"),
+    ],
+)
+def test_a_key_twice_in_a_yaml_file_is_refused_by_name(tmp_path, text, key):
+    # Was: the last one silently won; a second `server:` section dropped the first's port without a word.
+    # (TOML refuses it already.)
+    message = config_file_error(tmp_path, text)
+    assert f"'{key}'" in message and "twice" in message and "line" in message
