@@ -724,6 +724,8 @@ def load_settings(
         raise SettingsError(describe_errors(exc, where)) from None
     except pydantic_settings.SettingsError as exc:  # an environment variable of a list or section that is not JSON
         raise SettingsError(_env_not_json(settings_cls) or str(exc)) from None
+    except RecursionError:  # an environment variable of a list or section nested too deeply for the JSON decoder
+        raise SettingsError(_env_not_json(settings_cls) or _TOO_DEEP) from None
     finally:
         _CONFIG_FILE.reset(token)
 
@@ -737,6 +739,8 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         raise SettingsError(f"cannot read config file {path}: {_yaml_problem(exc)}") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
         raise SettingsError(f"cannot read config file {path}: {exc}") from None
+    except RecursionError:
+        raise SettingsError(f"cannot read config file {path}: {_TOO_DEEP}") from None
     if data is None:  # an empty file (or only comments)
         return {}
     example = "e.g. 'server:' and, on the next line, '  port: 8765'"
@@ -778,6 +782,9 @@ class _YamlLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+_TOO_DEEP = "nested too deeply (hundreds of lists or sections one inside another; no setting goes deeper than a few)"
+
+
 def _yaml_problem(exc: yaml.MarkedYAMLError) -> str:
     """What is wrong in a YAML file and where, without PyYAML's quote of the line (it may hold a secret)."""
     parts = []
@@ -804,6 +811,8 @@ def _env_not_json(settings_cls: type[BaseModel]) -> str | None:
                 f"setting '{'.'.join(loc)}' (env {name.upper()}): a list or section set from the environment is"
                 f" JSON, e.g. {name.upper()}={example}; this value is not"
             )
+        except RecursionError:
+            lines.append(f"setting '{'.'.join(loc)}' (env {name.upper()}): {_TOO_DEEP}")
     return "invalid settings:\n  " + "\n  ".join(lines) if lines else None
 
 

@@ -320,3 +320,26 @@ def test_a_key_twice_in_a_yaml_file_is_refused_by_name(tmp_path, text, key):
     # (TOML refuses it already.)
     message = config_file_error(tmp_path, text)
     assert f"'{key}'" in message and "twice" in message and "line" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("voice.yaml", "server: " + "[" * 20_000 + "]" * 20_000 + "\n"),
+        ("voice.yaml", "server: " + "{a: " * 5_000 + "1" + "}" * 5_000 + "\n"),
+        ("voice.toml", "x = " + "[" * 20_000 + "]" * 20_000 + "\n"),
+    ],
+)
+def test_a_config_file_nested_too_deeply_is_one_clear_error(tmp_path, name, text):
+    # Was: a RecursionError traceback from the YAML or TOML parser.
+    config = tmp_path / name
+    config.write_text(text)
+    with pytest.raises(SettingsError, match=f"cannot read config file {re.escape(str(config))}: .*nested too deeply"):
+        load_settings(config_file=config)
+
+
+def test_an_environment_section_nested_too_deeply_names_the_variable(monkeypatch):
+    # Was: a RecursionError traceback from the JSON decoder.
+    monkeypatch.setenv("VOICE_CHANNEL_SERVER", "[" * 20_000 + "]" * 20_000)
+    with pytest.raises(SettingsError, match=r"VOICE_CHANNEL_SERVER.*nested too deeply"):
+        load_settings()
