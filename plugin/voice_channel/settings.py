@@ -241,6 +241,13 @@ class ServerSettings(_Section):
         scheme = {"ws": "http", "wss": "https"}.get(url.scheme, url.scheme)
         return str(url.with_scheme(scheme).origin())
 
+    @field_validator("host")
+    @classmethod
+    def _host_is_named(cls, value: str) -> str:
+        if not value.strip():  # aiohttp would listen on every interface
+            raise ValueError("is empty: name the interface, e.g. 127.0.0.1, or 0.0.0.0 for every interface")
+        return value
+
     @field_validator("path")
     @classmethod
     def _path_is_absolute(cls, value: str) -> str:

@@ -343,3 +343,11 @@ def test_an_environment_section_nested_too_deeply_names_the_variable(monkeypatch
     monkeypatch.setenv("VOICE_CHANNEL_SERVER", "[" * 20_000 + "]" * 20_000)
     with pytest.raises(SettingsError, match=r"VOICE_CHANNEL_SERVER.*nested too deeply"):
         load_settings()
+
+
+@pytest.mark.parametrize("host", ["", "  "])
+def test_an_empty_host_is_refused_not_taken_for_every_interface(host):
+    # Was: accepted, and aiohttp listens on every interface (0.0.0.0 and ::) for an empty host, e.g. from
+    # `serve --host "$HOST"` with HOST unset: the opposite of the default 127.0.0.1.
+    with pytest.raises(SettingsError, match=r"setting 'server\.host' \(command line\): .*0\.0\.0\.0"):
+        load_settings(overrides={"server": {"host": host}})
