@@ -106,12 +106,24 @@ class Talk:
 
     async def _receive(self) -> None:
         try:
-            async for frame in self._client.frames(timeout=None):
+            while True:
+                try:
+                    frame = await self._client.receive(timeout=None)
+                except ValueError:  # not JSON, or a binary frame that is not UTF-8
+                    frame = None
+                if frame == "closed":
+                    break
+                if not isinstance(frame, dict):
+                    self._print("\n[ignored a frame from the server that is not a JSON object]\n", err=True)
+                    continue
                 if frame.get("type") != "agent_response" or frame.get("event_id") != self._current:
                     continue  # an older turn's chunk, dropped as ElevenLabs would
                 if self._done.is_set():
                     continue
                 content = frame.get("content") or ""
+                if not isinstance(content, str):
+                    self._print("\n[ignored an agent_response content that is not text]\n", err=True)
+                    content = ""
                 if content:
                     if not self._text:
                         self._print("agent> ")
