@@ -48,6 +48,7 @@ class Talk:
         self._done = asyncio.Event()
         self._done.set()
         self._lost = asyncio.Event()
+        self._timed_out = False
         self.replies: list[str] = []
 
     async def run(self, lines: AsyncIterator[str]) -> int:
@@ -71,7 +72,8 @@ class Talk:
                 if self._wait_for_reply and not await self._wait_reply():
                     break
             if not self._lost.is_set():
-                await self._wait_reply()
+                if not self._timed_out:
+                    await self._wait_reply()
                 await self._client.close_conversation()
         finally:
             receiver.cancel()
@@ -79,7 +81,7 @@ class Talk:
         if self._lost.is_set():
             self._print("\n[the server closed the conversation]\n", err=True)
             return 1
-        return 0
+        return 1 if self._timed_out else 0
 
     async def _wait_reply(self) -> bool:
         waiter = asyncio.create_task(self._done.wait())
@@ -92,7 +94,8 @@ class Talk:
             waiter.cancel()
             lost.cancel()
         if not done:
-            self._print(f"\n[no reply within {self._reply_timeout:.0f}s]\n", err=True)
+            self._print(f"\n[no reply within {self._reply_timeout:g}s]\n", err=True)
+            self._timed_out = True
             return False
         return not self._lost.is_set()
 
