@@ -129,6 +129,9 @@ def test_create_sends_every_setting_and_the_shared_secret(standin, run, monkeypa
         ((), "give --ws-url"),
         (("--ws-url", "https://voice.example.com/ws"), "must be a wss:// URL"),
         (("--ws-url", "wss://h/ws", "--header", "no-colon"), "NAME:VALUE"),
+        # Were sent as they are: ElevenLabs then fails to send them when it connects to the channel.
+        (("--ws-url", "wss://h/ws", "--header", "x tenant:1"), "NAME:VALUE"),
+        (("--ws-url", "wss://h/ws", "--header", "x-tenant:a\r\nx-evil: 1"), "NAME:VALUE"),
         (("--ws-url", "wss://h/ws", "--secret-header"), "needs auth.header_secret"),
     ],
 )

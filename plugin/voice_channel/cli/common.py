@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import click
@@ -11,7 +12,7 @@ from voice_channel.logging import setup_logging
 from voice_channel.plugins import PluginHooks, PluginManager, get_plugin_manager
 from voice_channel.settings import Settings, SettingsError, build_settings_class, load_settings
 
-__all__ = ["config_option", "fail", "load", "nested", "plugin_manager", "setup_logging"]
+__all__ = ["config_option", "fail", "header", "load", "nested", "plugin_manager", "setup_logging"]
 
 config_option = click.option(
     "--config",
@@ -27,6 +28,19 @@ def fail(message: str) -> click.ClickException:
     error = click.ClickException(message)
     error.exit_code = 2
     return error
+
+
+#: An HTTP header name (RFC 9110 token).
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def header(value: str, option: str = "--header") -> tuple[str, str]:
+    """A ``NAME:VALUE`` option as a header name and value; a name that is no HTTP token, or a value with a line
+    break, is a user error (ElevenLabs or the server would refuse the header only later)."""
+    name, sep, content = value.partition(":")
+    if not sep or not _HEADER_NAME.fullmatch(name.strip()) or any(c in content for c in "\r\n\0"):
+        raise fail(f"{option} must look like NAME:VALUE (one line, a name without spaces), got {value!r}")
+    return name.strip(), content.strip()
 
 
 def nested(**flags: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import click
 from elevenlabs.core.api_error import ApiError
 
 from voice_channel.channel.languages import LANGUAGES, normalize_language
-from voice_channel.cli.common import config_option, fail, load
+from voice_channel.cli.common import config_option, fail, header, load
 from voice_channel.elevenlabs.api import (
     NoApiKey,
     check_engine_id,
@@ -93,13 +93,7 @@ def _show(config: Any, as_json: bool, title: str) -> None:
 
 
 def _headers(values: tuple[str, ...]) -> dict[str, str]:
-    headers = {}
-    for value in values:
-        name, sep, content = value.partition(":")
-        if not sep or not name.strip():
-            raise fail(f"--header must look like NAME:VALUE, got {value!r}")
-        headers[name.strip()] = content.strip()
-    return headers
+    return dict(header(value) for value in values)
 
 
 def _check_ws_url(url: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import sys
 
 import aiohttp
@@ -12,7 +11,7 @@ import click
 from yarl import URL
 
 from voice_channel.channel.languages import LANGUAGES, normalize_language
-from voice_channel.cli.common import fail
+from voice_channel.cli.common import fail, header
 from voice_channel.elevenlabs.client import SpeechEngineClient
 from voice_channel.settings import ConfirmationSettings
 from voice_channel.talk import Talk, stdin_lines
@@ -65,22 +64,13 @@ def talk(
         raise fail(f"--url is not a URL ({exc}), e.g. ws://127.0.0.1:8765/ws") from None
     if parsed.scheme not in ("ws", "wss", "http", "https") or not parsed.host:
         raise fail(f"--url must be a ws:// or wss:// URL, e.g. ws://127.0.0.1:8765/ws, got {url!r}")
-    extra = {}
-    for header in headers:
-        name, sep, value = header.partition(":")
-        if not sep or not _HEADER_NAME.fullmatch(name.strip()) or any(c in value for c in "\r\n\0"):
-            raise fail(f"--header must look like NAME:VALUE (one line, a name without spaces), got {header!r}")
-        extra[name.strip()] = value.strip()
+    extra = dict(header(value) for value in headers)
     if language is not None:
         code = normalize_language(language)
         if code is None:
             raise fail(f"--language must be one of {', '.join(LANGUAGES)} (or a tag such as pt-BR), got {language!r}")
         extra[language_header] = code
     sys.exit(asyncio.run(run_talk(url, api_key=api_key, headers=extra, reply_timeout=reply_timeout)))
-
-
-#: An HTTP header name (RFC 9110 token).
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 async def run_talk(
