@@ -141,6 +141,21 @@ def test_create_refuses_bad_input_before_calling_elevenlabs(standin, run, args, 
     assert standin.state.requests == []
 
 
+@pytest.mark.parametrize("problem", ["no such directory", "not UTF-8"])
+def test_create_with_an_env_file_it_cannot_write_fails_before_creating_anything(
+    standin, run, monkeypatch, tmp_path, problem
+):
+    # Was: the engine was created, then a FileNotFoundError or UnicodeDecodeError traceback.
+    monkeypatch.setenv("VOICE_CHANNEL_SERVER__PUBLIC_URL", "https://voice.example.com")
+    env_file = tmp_path / "missing" / ".env"
+    if problem == "not UTF-8":
+        env_file = tmp_path / ".env"
+        env_file.write_bytes(b"ELEVENLABS_API_KEY=\xff\xfe\n")
+    result = run("create", "--write-env", str(env_file))
+    assert result.exit_code == 2 and "--write-env" in result.output and str(env_file) in result.output
+    assert standin.state.requests == []
+
+
 # --- get -------------------------------------------------------------------------------------------
 
 

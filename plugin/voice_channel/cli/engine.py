@@ -355,6 +355,8 @@ def create(write_env: Path | None, **options: Any) -> None:
     """Create a Speech Engine whose ws_url is this server (default: server.public_url + server.path)."""
     settings, _ = load(options.pop("config_file"), {})
     as_json = options.pop("as_json")
+    if write_env is not None:
+        _check_env_file(write_env)
     changes = _changes(settings, options, creating=True)
     if changes.ws_url is None:
         if settings.server.public_ws_url is None:
@@ -367,10 +369,26 @@ def create(write_env: Path | None, **options: Any) -> None:
     resource = _run(settings, lambda client: create_engine(client, settings, changes))
     _show(resource.config, as_json, f"Created Speech Engine {resource.engine_id}")
     if write_env is not None:
-        replaced = write_env_file(write_env, resource.engine_id)
+        try:
+            replaced = write_env_file(write_env, resource.engine_id)
+        except (OSError, UnicodeDecodeError) as exc:  # changed since it was checked
+            raise click.ClickException(
+                f"cannot write --write-env {write_env} ({exc}): set {ENV_NAME}={resource.engine_id} yourself"
+            ) from None
         click.echo(f"{'Updated' if replaced else 'Wrote'} {ENV_NAME} in {write_env}", err=True)
     elif not as_json:
         click.echo(f"Next: export {ENV_NAME}={resource.engine_id}", err=True)
+
+
+def _check_env_file(path: Path) -> None:
+    """Refuse an env file ``create --write-env`` could not update, before the engine is created."""
+    try:
+        if path.exists():
+            path.read_text(encoding="utf-8")
+        elif not path.parent.is_dir():
+            raise FileNotFoundError(f"no directory {path.parent}")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise fail(f"cannot update --write-env {path} ({exc}); no engine was created") from None
 
 
 @engine.command()
