@@ -69,13 +69,17 @@ BLANK_SECRET = "is empty or only whitespace, which is no secret: set the real va
 
 
 def _not_blank(value: SecretStr) -> SecretStr:
-    if not value.get_secret_value().strip():
+    """The secret without the whitespace around it (a line break from a secret file, which HTTP would drop from a
+    header anyway, so the secret could never match); blank is refused."""
+    stripped = value.get_secret_value().strip()
+    if not stripped:
         raise PydanticCustomError("blank_secret", BLANK_SECRET)
-    return value
+    return value if stripped == value.get_secret_value() else SecretStr(stripped)
 
 
 #: The type of every secret setting (core and plugin sections alike): a :class:`~pydantic.SecretStr`
-#: that may not be empty or whitespace only. Use ``Secret | None`` for an optional one.
+#: that may not be empty or whitespace only, taken without the whitespace around it. Use ``Secret | None`` for an
+#: optional one.
 Secret = Annotated[SecretStr, AfterValidator(_not_blank)]
 
 

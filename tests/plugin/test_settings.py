@@ -351,3 +351,20 @@ def test_an_empty_host_is_refused_not_taken_for_every_interface(host):
     # `serve --host "$HOST"` with HOST unset: the opposite of the default 127.0.0.1.
     with pytest.raises(SettingsError, match=r"setting 'server\.host' \(command line\): .*0\.0\.0\.0"):
         load_settings(overrides={"server": {"host": host}})
+
+
+def test_a_secret_with_a_trailing_line_break_is_taken_without_it(monkeypatch):
+    # Was: kept as given, e.g. from a Kubernetes secret made from a file that ends with a newline: HTTP drops the
+    # whitespace around a header value, so the handshake header secret and the bearer secrets never matched
+    # (every conversation refused), and ElevenLabs API calls failed with "Cannot reach ElevenLabs".
+    from voice_channel.channel.auth import bearer_credential, secret_matches
+
+    monkeypatch.setenv("VOICE_CHANNEL_AUTH__HEADER_SECRET", "header-secret-value\n")
+    monkeypatch.setenv("VOICE_CHANNEL_TOKEN__BEARER_SECRET", " bearer-secret-value\r\n")
+    monkeypatch.setenv("ELEVENLABS_API_KEY", "sk_abcdef\n")
+    settings = load_settings()
+    assert settings.auth.header_secret is not None and settings.token.bearer_secret is not None
+    assert secret_matches("header-secret-value", settings.auth.header_secret)
+    sent = bearer_credential({"Authorization": "Bearer bearer-secret-value"})
+    assert secret_matches(sent, settings.token.bearer_secret)
+    assert settings.elevenlabs.api_key is not None and settings.elevenlabs.api_key.get_secret_value() == "sk_abcdef"
