@@ -86,7 +86,8 @@ Secret = Annotated[SecretStr, AfterValidator(_not_blank)]
 def env_secret(name: str) -> str | None:
     """A secret read straight from the environment variable ``name`` (a runtime's documented fallback).
 
-    Unset or empty is ``None``; whitespace only is refused like a blank :data:`Secret` setting.
+    Unset or empty is ``None``; whitespace only is refused like a blank :data:`Secret` setting, and the
+    whitespace around a value is dropped like a :data:`Secret` setting's.
 
     :raises SettingsError: the variable holds only whitespace.
     """
@@ -95,7 +96,7 @@ def env_secret(name: str) -> str | None:
         return None
     if not value.strip():
         raise SettingsError(f"environment variable {name} {BLANK_SECRET.replace('the setting', 'the variable')}")
-    return value
+    return value.strip()
 
 
 def secret_values(settings: BaseModel) -> list[str]:

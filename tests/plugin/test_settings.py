@@ -368,3 +368,11 @@ def test_a_secret_with_a_trailing_line_break_is_taken_without_it(monkeypatch):
     sent = bearer_credential({"Authorization": "Bearer bearer-secret-value"})
     assert secret_matches(sent, settings.token.bearer_secret)
     assert settings.elevenlabs.api_key is not None and settings.elevenlabs.api_key.get_secret_value() == "sk_abcdef"
+
+
+def test_a_runtimes_fallback_secret_from_the_environment_is_taken_without_whitespace_around_it(monkeypatch):
+    # The secret settings are trimmed; the runtimes' documented fallbacks (OPENCLAW_GATEWAY_TOKEN...) were not.
+    from voice_channel.settings import env_secret
+
+    monkeypatch.setenv("SOME_GATEWAY_TOKEN", "gateway-token\n")
+    assert env_secret("SOME_GATEWAY_TOKEN") == "gateway-token"
