@@ -27,6 +27,13 @@ def in_agent_thread(hook: Any, **kwargs: Any) -> None:
     hermes_support.in_agent_thread(hook, session_key=KEY, **kwargs)
 
 
+def speak_progress(gateway: Any, monkeypatch: pytest.MonkeyPatch, **fields: Any) -> ProgressSettings:
+    """Progress speech for this test: ``fields`` of :class:`ProgressSettings`, starting with :data:`PHRASE`."""
+    progress = ProgressSettings(start_phrases=[PHRASE.strip()], **fields)
+    monkeypatch.setattr(gateway.adapter._settings, "progress", progress)
+    return progress
+
+
 async def test_tool_hooks_deliver_a_voice_sessions_tool_runs_to_the_adapters_loop():
     delivered: asyncio.Queue[tuple[str, ToolActivity]] = asyncio.Queue()
     tools = ToolEvents()
@@ -56,18 +63,13 @@ async def test_a_reply_takes_tool_activity_only_while_it_is_open():
 
 
 async def test_caller_hears_progress_while_hermes_runs_a_real_tool(gateway, llm, monkeypatch):
-    settings = gateway.adapter._settings
-    monkeypatch.setattr(
-        settings,
-        "progress",
-        ProgressSettings(delay_s=0.3, interval_s=1.0, max_lines=1, quiet_s=0.2, start_phrases=[PHRASE.strip()]),
-    )
+    progress = speak_progress(gateway, monkeypatch, delay_s=0.3, interval_s=1.0, max_lines=1, quiet_s=0.2)
     async with gateway.client() as client:
         with capture_logs() as logs:
             await client.say("Please RUN:sleep 2 && echo progress-heard")
             reply = await client.reply(timeout=60)
     assert reply.chunks[0] == PHRASE, reply.chunks
-    assert reply.chunks[1].strip() in settings.progress.phrases_for("en")[1], reply.chunks
+    assert reply.chunks[1].strip() in progress.phrases_for("en")[1], reply.chunks
     assert "Done. Tool said:" in reply.text and "progress-heard" in reply.text
     spoken = [(e["kind"], e["tool"]) for e in logs if e["event"] == "progress_spoken"]
     assert spoken == [("start", "terminal"), ("progress", "terminal")]
@@ -77,12 +79,7 @@ async def test_caller_hears_progress_while_hermes_runs_a_real_tool(gateway, llm,
 async def test_a_dangerous_command_approved_by_voice_is_covered_while_it_runs(gateway, llm, monkeypatch, scratch):
     """Hermes reports the tool (``pre_tool_call``) before it asks for approval: the turn that approves it
     speaks for it, since that is when it runs."""
-    settings = gateway.adapter._settings
-    monkeypatch.setattr(
-        settings,
-        "progress",
-        ProgressSettings(delay_s=0.3, interval_s=30.0, max_lines=0, quiet_s=0.2, start_phrases=[PHRASE.strip()]),
-    )
+    speak_progress(gateway, monkeypatch, delay_s=0.3, interval_s=30.0, max_lines=0, quiet_s=0.2)
     target = scratch / "victim"
     target.mkdir()
     (target / "keep.txt").write_text("x")
@@ -103,12 +100,7 @@ async def test_an_interruption_while_a_tool_runs_is_answered_before_the_tool_wou
     """Noticed in stop 22: untested end to end. The caller talks while Hermes's terminal tool runs: the new
     utterance is answered without waiting for the tool, and nothing of the old run (its tool's result) is
     spoken later."""
-    settings = gateway.adapter._settings
-    monkeypatch.setattr(
-        settings,
-        "progress",
-        ProgressSettings(delay_s=0.1, interval_s=30.0, max_lines=0, quiet_s=0.1, start_phrases=[PHRASE.strip()]),
-    )
+    speak_progress(gateway, monkeypatch, delay_s=0.1, interval_s=30.0, max_lines=0, quiet_s=0.1)
     async with gateway.client() as client:
         await client.say("Please RUN:sleep 10 && echo interrupted-tool-finished")
         first = await client.receive(timeout=30)
